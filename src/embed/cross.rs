@@ -1,0 +1,169 @@
+//! The cross-encoder reranker: a BERT or XLM-R sequence classifier scoring (query, passage)
+//! pairs, as `transformers`' `*ForSequenceClassification` computes it (logits, no activation).
+
+use std::path::Path;
+
+use candle_core::{Device, Module, Tensor};
+use candle_nn::Linear;
+use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
+
+use super::encoder::{cls_pool, encoder_root, var_builder, Encoder, EncoderConfig, TokenBatch};
+use crate::models::{ModelError, Result};
+
+/// Classification head on the first token's state.
+enum Head {
+    /// BERT: pooler (dense + tanh) then classifier.
+    Bert { pooler: Linear, classifier: Linear },
+    /// RoBERTa/XLM-R: classifier.dense + tanh then classifier.out_proj.
+    Roberta { dense: Linear, out_proj: Linear },
+}
+
+/// A loaded cross-encoder. Lives on one thread.
+pub struct CrossEncoder {
+    id: String,
+    tokenizer: Tokenizer,
+    encoder: Encoder,
+    head: Head,
+    batch_tokens: usize,
+}
+
+impl CrossEncoder {
+    /// Loads a cross-encoder. Pairs are truncated to `max_tokens` when given, else to the
+    /// tokenizer's `model_max_length` (as sentence-transformers' `CrossEncoder` does), within
+    /// the model's position window.
+    pub fn load(
+        id: &str,
+        dir: &Path,
+        max_tokens: Option<usize>,
+        batch_tokens: usize,
+    ) -> Result<Self> {
+        let invalid = |reason: String| ModelError::Invalid {
+            id: id.to_string(),
+            path: dir.to_path_buf(),
+            reason,
+        };
+        let config_text = std::fs::read_to_string(dir.join("config.json"))
+            .map_err(|e| invalid(format!("config.json: {e}")))?;
+        let config: EncoderConfig =
+            serde_json::from_str(&config_text).map_err(|e| invalid(format!("config.json: {e}")))?;
+        if !config.is_supported() {
+            return Err(invalid(format!(
+                "model_type {} is not a BERT-family classifier",
+                config.model_type
+            )));
+        }
+        let mut tokenizer =
+            Tokenizer::from_file(dir.join("tokenizer.json")).map_err(|e| invalid(e.to_string()))?;
+        let configured = std::fs::read_to_string(dir.join("tokenizer_config.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .and_then(|v| v["model_max_length"].as_u64())
+            .map(|n| n as usize);
+        let window = max_tokens
+            .or(configured)
+            .unwrap_or(512)
+            .min(config.max_tokens());
+        tokenizer
+            .with_truncation(Some(TruncationParams {
+                max_length: window,
+                strategy: TruncationStrategy::LongestFirst,
+                stride: 0,
+                direction: TruncationDirection::Right,
+            }))
+            .map_err(|e| invalid(e.to_string()))?;
+        tokenizer.with_padding(None);
+        let device = Device::Cpu;
+        let vb = var_builder(dir, &device).map_err(|e| invalid(e.to_string()))?;
+        let (root, prefix) = encoder_root(&vb);
+        let encoder = Encoder::load(root.clone(), &config).map_err(|e| invalid(e.to_string()))?;
+        let h = config.hidden_size;
+        let labels = config.labels();
+        let head = if vb.contains_tensor("classifier.out_proj.weight") {
+            Head::Roberta {
+                dense: candle_nn::linear(h, h, vb.pp("classifier").pp("dense"))
+                    .map_err(|e| invalid(e.to_string()))?,
+                out_proj: candle_nn::linear(h, labels, vb.pp("classifier").pp("out_proj"))
+                    .map_err(|e| invalid(e.to_string()))?,
+            }
+        } else {
+            let pooler_vb = if prefix.is_empty() {
+                vb.pp("pooler")
+            } else {
+                root.pp("pooler")
+            };
+            Head::Bert {
+                pooler: candle_nn::linear(h, h, pooler_vb.pp("dense"))
+                    .map_err(|e| invalid(format!("pooler: {e}")))?,
+                classifier: candle_nn::linear(h, labels, vb.pp("classifier"))
+                    .map_err(|e| invalid(format!("classifier: {e}")))?,
+            }
+        };
+        Ok(Self {
+            id: id.to_string(),
+            tokenizer,
+            encoder,
+            head,
+            batch_tokens: batch_tokens.max(1),
+        })
+    }
+
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Token ids and type ids of each (query, passage) pair.
+    pub fn tokenize(&self, query: &str, passages: &[String]) -> Result<Vec<(Vec<u32>, Vec<u32>)>> {
+        let pairs: Vec<(String, String)> = passages
+            .iter()
+            .map(|p| (query.to_string(), p.clone()))
+            .collect();
+        let encodings = self
+            .tokenizer
+            .encode_batch(pairs, true)
+            .map_err(|e| ModelError::Inference(e.to_string()))?;
+        Ok(encodings
+            .into_iter()
+            .map(|e| (e.get_ids().to_vec(), e.get_type_ids().to_vec()))
+            .collect())
+    }
+
+    /// First logit per passage (the relevance score), in input order.
+    pub fn score(&self, query: &str, passages: &[String]) -> Result<Vec<f32>> {
+        let encoded = self.tokenize(query, passages)?;
+        let mut order: Vec<usize> = (0..encoded.len()).collect();
+        order.sort_by_key(|&i| std::cmp::Reverse(encoded[i].0.len()));
+        let mut out = vec![0f32; encoded.len()];
+        let mut start = 0;
+        while start < order.len() {
+            let longest = encoded[order[start]].0.len().max(1);
+            let rows = (self.batch_tokens / longest).clamp(1, 128);
+            let end = (start + rows).min(order.len());
+            let idx = &order[start..end];
+            let batch = TokenBatch {
+                ids: idx.iter().map(|&i| encoded[i].0.clone()).collect(),
+                type_ids: idx.iter().map(|&i| encoded[i].1.clone()).collect(),
+            };
+            let logits = self.logits(&batch)?;
+            for (row, &i) in idx.iter().enumerate() {
+                out[i] = logits[row][0];
+            }
+            start = end;
+        }
+        Ok(out)
+    }
+
+    /// Raw classifier logits `[batch][labels]`.
+    pub fn logits(&self, batch: &TokenBatch) -> Result<Vec<Vec<f32>>> {
+        let (hidden, _) = self.encoder.forward(batch)?;
+        let first: Tensor = cls_pool(&hidden)?;
+        let logits = match &self.head {
+            Head::Bert { pooler, classifier } => {
+                classifier.forward(&pooler.forward(&first)?.tanh()?)?
+            }
+            Head::Roberta { dense, out_proj } => {
+                out_proj.forward(&dense.forward(&first)?.tanh()?)?
+            }
+        };
+        Ok(logits.to_vec2::<f32>()?)
+    }
+}

@@ -1,0 +1,304 @@
+//! Structure-aware chunking. Text is cut into units (headings, then sentences of paragraphs,
+//! then token windows of over-long sentences) and units are packed into chunks up to the
+//! embedder's token budget. A heading opens a new chunk, a page never spans two chunks, and a
+//! chunk cut for size repeats the previous chunk's last sentences up to the overlap budget.
+//! Chunks are byte ranges of the extracted text: the text of a chunk is always exactly
+//! `text[start..end]`.
+
+use unicode_segmentation::UnicodeSegmentation;
+
+use super::extract::{BlockKind, Extracted};
+
+/// Token counting as the embedder does it.
+pub trait Tokens {
+    fn count(&self, text: &str) -> usize;
+    /// Byte offsets where consecutive runs of at most `max` tokens end (last = `text.len()`).
+    fn split_points(&self, text: &str, max: usize) -> Vec<usize>;
+}
+
+impl Tokens for crate::embed::TokenCounter {
+    fn count(&self, text: &str) -> usize {
+        crate::embed::TokenCounter::count(self, text)
+    }
+    fn split_points(&self, text: &str, max: usize) -> Vec<usize> {
+        crate::embed::TokenCounter::split_points(self, text, max)
+    }
+}
+
+/// One chunk: `text[start..end]` (bytes), its page and token count.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChunkSpan {
+    pub start: usize,
+    pub end: usize,
+    pub page: Option<u32>,
+    pub tokens: usize,
+}
+
+#[derive(Debug, Clone)]
+struct Unit {
+    start: usize,
+    end: usize,
+    tokens: usize,
+    heading: bool,
+    page: Option<u32>,
+}
+
+/// Chunks `doc` so each chunk holds at most `budget` tokens (a single unit may exceed it only
+/// when the tokenizer cannot split it further), with up to `overlap` tokens repeated.
+pub fn chunk(
+    doc: &Extracted,
+    tokens: &dyn Tokens,
+    budget: usize,
+    overlap: usize,
+) -> Vec<ChunkSpan> {
+    let budget = budget.max(8);
+    let overlap = overlap.min(budget / 2);
+    let units = units(doc, tokens, budget);
+    let mut chunks = Vec::new();
+    let mut i = 0;
+    while i < units.len() {
+        let mut j = i;
+        let mut sum = 0;
+        let mut has_body = false;
+        while j < units.len() {
+            let u = &units[j];
+            let fits = sum + u.tokens <= budget || j == i;
+            let same_page = u.page == units[i].page;
+            let section_break = u.heading && has_body;
+            if !fits || !same_page || section_break {
+                break;
+            }
+            sum += u.tokens;
+            has_body |= !u.heading;
+            j += 1;
+        }
+        chunks.push(ChunkSpan {
+            start: units[i].start,
+            end: units[j - 1].end,
+            page: units[i].page,
+            tokens: sum,
+        });
+        if j >= units.len() {
+            break;
+        }
+        // Overlap only when the cut was for size, inside one section on one page.
+        let next = &units[j];
+        let size_cut = !next.heading && next.page == units[j - 1].page;
+        let mut start = j;
+        if size_cut && overlap > 0 {
+            let mut carried = 0;
+            while start > i + 1 {
+                let prev = &units[start - 1];
+                if prev.heading
+                    || carried + prev.tokens > overlap
+                    || carried + prev.tokens + next.tokens > budget
+                {
+                    break;
+                }
+                carried += prev.tokens;
+                start -= 1;
+            }
+        }
+        i = start;
+    }
+    chunks
+}
+
+fn units(doc: &Extracted, tokens: &dyn Tokens, budget: usize) -> Vec<Unit> {
+    let text = &doc.text;
+    let mut out = Vec::new();
+    for block in &doc.blocks {
+        let body = &text[block.start..block.end];
+        if body.trim().is_empty() {
+            continue;
+        }
+        if let BlockKind::Heading(_) = block.kind {
+            let (s, e) = trim_range(text, block.start, block.end);
+            out.push(Unit {
+                start: s,
+                end: e,
+                tokens: tokens.count(&text[s..e]),
+                heading: true,
+                page: block.page,
+            });
+            continue;
+        }
+        for (offset, sentence) in body.split_sentence_bound_indices() {
+            let (s, e) = trim_range(
+                text,
+                block.start + offset,
+                block.start + offset + sentence.len(),
+            );
+            if s >= e {
+                continue;
+            }
+            let n = tokens.count(&text[s..e]);
+            if n <= budget {
+                out.push(Unit {
+                    start: s,
+                    end: e,
+                    tokens: n,
+                    heading: false,
+                    page: block.page,
+                });
+                continue;
+            }
+            // An over-long sentence: cut into token windows.
+            let mut piece_start = s;
+            for cut in tokens.split_points(&text[s..e], budget) {
+                let (ps, pe) = trim_range(text, piece_start, s + cut);
+                if ps < pe {
+                    out.push(Unit {
+                        start: ps,
+                        end: pe,
+                        tokens: tokens.count(&text[ps..pe]),
+                        heading: false,
+                        page: block.page,
+                    });
+                }
+                piece_start = s + cut;
+            }
+        }
+    }
+    out
+}
+
+fn trim_range(text: &str, start: usize, end: usize) -> (usize, usize) {
+    let slice = &text[start..end];
+    let s = start + (slice.len() - slice.trim_start().len());
+    let e = end - (slice.len() - slice.trim_end().len());
+    (s, e.max(s))
+}
+
+/// Converts byte offsets of `text` to character (Unicode scalar) offsets.
+pub struct CharIndex {
+    starts: Vec<usize>,
+}
+
+impl CharIndex {
+    pub fn new(text: &str) -> Self {
+        Self {
+            starts: text.char_indices().map(|(b, _)| b).collect(),
+        }
+    }
+
+    pub fn char_offset(&self, byte: usize) -> usize {
+        self.starts.partition_point(|&b| b < byte)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ingest::detect::DocumentKind;
+    use crate::ingest::extract::extract;
+    use proptest::prelude::*;
+
+    /// Whitespace words as tokens: simple and exact for checking budgets.
+    struct Words;
+    impl Tokens for Words {
+        fn count(&self, text: &str) -> usize {
+            text.split_whitespace().count()
+        }
+        fn split_points(&self, text: &str, max: usize) -> Vec<usize> {
+            let mut points = Vec::new();
+            let mut words = 0;
+            let mut in_word = false;
+            for (i, c) in text.char_indices() {
+                if c.is_whitespace() {
+                    in_word = false;
+                } else if !in_word {
+                    in_word = true;
+                    if words == max {
+                        points.push(i);
+                        words = 0;
+                    }
+                    words += 1;
+                }
+            }
+            points.push(text.len());
+            points
+        }
+    }
+
+    fn md(text: &str) -> Extracted {
+        extract(DocumentKind::Markdown, text.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn headings_open_chunks_and_overlap_repeats_sentences() {
+        let doc = md("# A\n\nOne two three. Four five six. Seven eight nine. Ten eleven twelve.\n\n# B\n\nThirteen fourteen.\n");
+        let chunks = chunk(&doc, &Words, 8, 3);
+        let texts: Vec<&str> = chunks.iter().map(|c| &doc.text[c.start..c.end]).collect();
+        assert_eq!(texts[0], "# A\n\nOne two three. Four five six.");
+        assert_eq!(
+            texts[1], "Four five six. Seven eight nine.",
+            "overlap carries the last sentence"
+        );
+        assert_eq!(texts.last().unwrap(), &"# B\n\nThirteen fourteen.");
+        assert!(texts
+            .iter()
+            .all(|t| !t.contains("# B") || t.starts_with("# B")));
+    }
+
+    #[test]
+    fn long_sentences_are_cut_by_tokens() {
+        let long = (0..50)
+            .map(|i| format!("w{i}"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let doc = md(&long);
+        let chunks = chunk(&doc, &Words, 10, 0);
+        assert_eq!(chunks.len(), 5);
+        assert!(chunks.iter().all(|c| c.tokens <= 10));
+    }
+
+    #[test]
+    fn char_index_counts_scalars() {
+        let text = "héllo wörld";
+        let idx = CharIndex::new(text);
+        let byte = text.find('w').unwrap();
+        assert_eq!(idx.char_offset(byte), 6);
+        assert_eq!(idx.char_offset(text.len()), text.chars().count());
+    }
+
+    proptest! {
+        #[test]
+        fn anchors_round_trip_and_cover_all_text(
+            paragraphs in prop::collection::vec(
+                prop::collection::vec("[a-zA-Zéü]{1,12}( [a-z]{1,8}){0,14}[.!?]", 1..6), 1..8),
+            headings in prop::collection::vec(any::<bool>(), 8),
+            budget in 6usize..40,
+            overlap in 0usize..10,
+        ) {
+            let mut text = String::new();
+            for (i, sentences) in paragraphs.iter().enumerate() {
+                if headings[i % headings.len()] {
+                    text.push_str(&format!("## Heading {i}\n\n"));
+                }
+                text.push_str(&sentences.join(" "));
+                text.push_str("\n\n");
+            }
+            let doc = md(&text);
+            let chunks = chunk(&doc, &Words, budget, overlap);
+            let idx = CharIndex::new(&doc.text);
+            let chars: Vec<char> = doc.text.chars().collect();
+            let mut covered = vec![false; doc.text.len()];
+            let mut last_start = 0;
+            for c in &chunks {
+                prop_assert!(c.start < c.end && c.end <= doc.text.len());
+                prop_assert!(c.start >= last_start, "chunks are in order");
+                last_start = c.start;
+                // Char anchors select exactly the chunk text.
+                let (cs, ce) = (idx.char_offset(c.start), idx.char_offset(c.end));
+                let via_chars: String = chars[cs..ce].iter().collect();
+                prop_assert_eq!(&via_chars, &doc.text[c.start..c.end]);
+                prop_assert!(Words.count(&doc.text[c.start..c.end]) <= budget.max(8));
+                for b in c.start..c.end { covered[b] = true; }
+            }
+            for (b, ch) in doc.text.char_indices() {
+                prop_assert!(ch.is_whitespace() || covered[b], "byte {} ({:?}) not in any chunk", b, ch);
+            }
+        }
+    }
+}

@@ -1,0 +1,452 @@
+//! Text extraction with structure: each extractor returns the text it indexes plus the blocks
+//! (headings, paragraphs) and pages found in it. Anchors are byte ranges into that text, turned
+//! into character spans at the end; no later stage rewrites them.
+
+use std::io::Read;
+
+use quick_xml::events::Event;
+
+use super::detect::DocumentKind;
+
+/// A structural unit of extracted text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlockKind {
+    Heading(u8),
+    Paragraph,
+}
+
+/// `text[start..end]` (bytes) is one block; `page` is 1-based for paged formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Block {
+    pub start: usize,
+    pub end: usize,
+    pub kind: BlockKind,
+    pub page: Option<u32>,
+}
+
+/// Extracted text with its structure.
+#[derive(Debug, Clone, Default)]
+pub struct Extracted {
+    pub text: String,
+    pub title: Option<String>,
+    pub blocks: Vec<Block>,
+}
+
+impl Extracted {
+    /// Appends a block of text (separated from the previous by a blank line).
+    fn push(&mut self, content: &str, kind: BlockKind, page: Option<u32>) {
+        let content = content.trim();
+        if content.is_empty() {
+            return;
+        }
+        if !self.text.is_empty() {
+            self.text.push_str("\n\n");
+        }
+        let start = self.text.len();
+        self.text.push_str(content);
+        self.blocks.push(Block {
+            start,
+            end: self.text.len(),
+            kind,
+            page,
+        });
+    }
+
+    fn first_heading(&self) -> Option<String> {
+        self.blocks
+            .iter()
+            .find(|b| matches!(b.kind, BlockKind::Heading(_)))
+            .map(|b| {
+                self.text[b.start..b.end]
+                    .trim_start_matches('#')
+                    .trim()
+                    .to_string()
+            })
+    }
+}
+
+/// Why extraction failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExtractError(pub String);
+
+impl std::fmt::Display for ExtractError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Extracts text and structure from a document's bytes.
+pub fn extract(kind: DocumentKind, bytes: &[u8]) -> Result<Extracted, ExtractError> {
+    let extracted = match kind {
+        DocumentKind::Text => plain(&decode(bytes)?),
+        DocumentKind::Markdown => markdown(&decode(bytes)?),
+        DocumentKind::Html => html(&decode(bytes)?),
+        DocumentKind::Pdf => pdf(bytes)?,
+        DocumentKind::Docx => docx(bytes)?,
+    };
+    if extracted.text.trim().is_empty() {
+        return Err(ExtractError("no text found in the document".into()));
+    }
+    Ok(extracted)
+}
+
+fn decode(bytes: &[u8]) -> Result<String, ExtractError> {
+    let text = String::from_utf8_lossy(bytes);
+    Ok(text
+        .strip_prefix('\u{feff}')
+        .unwrap_or(&text)
+        .replace("\r\n", "\n"))
+}
+
+/// Splits text into paragraphs at blank lines; offsets point into `text` itself.
+fn paragraphs(text: &str) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    let mut start: Option<usize> = None;
+    let mut last_end = 0;
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        let content_end = offset + line.trim_end().len();
+        if line.trim().is_empty() {
+            if let Some(s) = start.take() {
+                out.push((s, last_end));
+            }
+        } else {
+            if start.is_none() {
+                start = Some(offset + (line.len() - line.trim_start().len()));
+            }
+            last_end = content_end;
+        }
+        offset += line.len();
+    }
+    if let Some(s) = start {
+        out.push((s, last_end));
+    }
+    out
+}
+
+fn plain(text: &str) -> Extracted {
+    let blocks = paragraphs(text)
+        .into_iter()
+        .map(|(start, end)| Block {
+            start,
+            end,
+            kind: BlockKind::Paragraph,
+            page: None,
+        })
+        .collect();
+    Extracted {
+        text: text.to_string(),
+        title: None,
+        blocks,
+    }
+}
+
+/// Markdown keeps its source text; heading lines become their own blocks.
+fn markdown(text: &str) -> Extracted {
+    let mut blocks = Vec::new();
+    for (start, end) in paragraphs(text) {
+        let mut block_start = start;
+        let mut offset = start;
+        for line in text[start..end].split_inclusive('\n') {
+            let trimmed = line.trim_start();
+            let level = trimmed.chars().take_while(|&c| c == '#').count();
+            if (1..=6).contains(&level) && trimmed[level..].starts_with([' ', '\t']) {
+                if offset > block_start {
+                    blocks.push(Block {
+                        start: block_start,
+                        end: offset + 0 - trailing_ws(&text[block_start..offset]),
+                        kind: BlockKind::Paragraph,
+                        page: None,
+                    });
+                }
+                let line_end = offset + line.trim_end().len();
+                blocks.push(Block {
+                    start: offset + (line.len() - trimmed.len()),
+                    end: line_end,
+                    kind: BlockKind::Heading(level as u8),
+                    page: None,
+                });
+                block_start = offset + line.len();
+            }
+            offset += line.len();
+        }
+        if block_start < end {
+            blocks.push(Block {
+                start: block_start,
+                end,
+                kind: BlockKind::Paragraph,
+                page: None,
+            });
+        }
+    }
+    blocks.retain(|b| !text[b.start..b.end].trim().is_empty());
+    let mut out = Extracted {
+        text: text.to_string(),
+        title: None,
+        blocks,
+    };
+    out.title = out.first_heading();
+    out
+}
+
+fn trailing_ws(s: &str) -> usize {
+    s.len() - s.trim_end().len()
+}
+
+/// HTML: visible text of the body in document order; navigation, scripts and styles dropped.
+fn html(source: &str) -> Extracted {
+    use scraper::{Html, Node};
+    let document = Html::parse_document(source);
+    let mut out = Extracted::default();
+    let title = scraper::Selector::parse("title")
+        .ok()
+        .and_then(|sel| document.select(&sel).next())
+        .map(|t| collapse(&t.text().collect::<String>()))
+        .filter(|t| !t.is_empty());
+
+    const SKIP: &[&str] = &[
+        "script", "style", "nav", "noscript", "template", "head", "svg", "iframe", "form",
+        "button", "select",
+    ];
+    const BLOCKS: &[&str] = &[
+        "p",
+        "li",
+        "td",
+        "th",
+        "pre",
+        "blockquote",
+        "dd",
+        "dt",
+        "figcaption",
+        "caption",
+        "div",
+        "section",
+        "article",
+        "main",
+        "header",
+        "footer",
+        "aside",
+        "table",
+        "tr",
+        "ul",
+        "ol",
+        "dl",
+        "body",
+        "br",
+        "hr",
+    ];
+
+    fn walk(node: ego_tree::NodeRef<'_, Node>, current: &mut String, out: &mut Extracted) {
+        for child in node.children() {
+            match child.value() {
+                Node::Text(t) => current.push_str(t),
+                Node::Element(e) => {
+                    let name = e.name();
+                    if SKIP.contains(&name) {
+                        continue;
+                    }
+                    if let Some(level) = name
+                        .strip_prefix('h')
+                        .and_then(|d| d.parse::<u8>().ok())
+                        .filter(|l| (1..=6).contains(l))
+                    {
+                        flush(current, out);
+                        let mut heading = String::new();
+                        walk(child, &mut heading, out);
+                        let heading = collapse(&heading);
+                        if !heading.is_empty() {
+                            out.push(
+                                &format!("{} {}", "#".repeat(level as usize), heading),
+                                BlockKind::Heading(level),
+                                None,
+                            );
+                        }
+                    } else if BLOCKS.contains(&name) {
+                        flush(current, out);
+                        walk(child, current, out);
+                        flush(current, out);
+                    } else {
+                        walk(child, current, out);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    fn flush(current: &mut String, out: &mut Extracted) {
+        let text = collapse(current);
+        if !text.is_empty() {
+            out.push(&text, BlockKind::Paragraph, None);
+        }
+        current.clear();
+    }
+
+    let mut current = String::new();
+    walk(document.tree.root(), &mut current, &mut out);
+    flush(&mut current, &mut out);
+    out.title = title.or_else(|| out.first_heading());
+    out
+}
+
+fn collapse(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// PDF text layer, page by page. A malformed file can make the parser panic: that is caught
+/// and reported as this file's error.
+fn pdf(bytes: &[u8]) -> Result<Extracted, ExtractError> {
+    let data = bytes.to_vec();
+    let pages =
+        std::panic::catch_unwind(move || pdf_extract::extract_text_from_mem_by_pages(&data))
+            .map_err(|_| ExtractError("corrupt PDF: the parser could not read it".into()))?
+            .map_err(|e| ExtractError(format!("corrupt PDF: {e}")))?;
+    let mut out = Extracted::default();
+    for (i, page) in pages.iter().enumerate() {
+        let page_no = Some(i as u32 + 1);
+        let page_text = page.replace("\r\n", "\n");
+        for (start, end) in paragraphs(&page_text) {
+            // Join the lines of a paragraph as the PDF wrapped them.
+            let para = page_text[start..end]
+                .lines()
+                .map(str::trim)
+                .collect::<Vec<_>>()
+                .join(" ");
+            out.push(&para, BlockKind::Paragraph, page_no);
+        }
+    }
+    if out.text.trim().is_empty() {
+        return Err(ExtractError(format!(
+            "PDF has {} page(s) but no text layer (scanned images need OCR, which is not supported)",
+            pages.len()
+        )));
+    }
+    Ok(out)
+}
+
+/// DOCX: paragraphs of `word/document.xml`, with heading styles kept as headings.
+fn docx(bytes: &[u8]) -> Result<Extracted, ExtractError> {
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes))
+        .map_err(|e| ExtractError(format!("corrupt DOCX: {e}")))?;
+    let mut xml = String::new();
+    archive
+        .by_name("word/document.xml")
+        .map_err(|e| ExtractError(format!("corrupt DOCX: {e}")))?
+        .read_to_string(&mut xml)
+        .map_err(|e| ExtractError(format!("corrupt DOCX: {e}")))?;
+
+    let mut reader = quick_xml::Reader::from_str(&xml);
+    let mut out = Extracted::default();
+    let mut para = String::new();
+    let mut style: Option<String> = None;
+    let mut in_text = false;
+    let mut title = None;
+    loop {
+        match reader.read_event() {
+            Ok(Event::Start(e)) | Ok(Event::Empty(e)) => match e.local_name().as_ref() {
+                b"p" => {
+                    para.clear();
+                    style = None;
+                }
+                b"t" => in_text = true,
+                b"tab" => para.push('\t'),
+                b"br" | b"cr" => para.push('\n'),
+                b"pStyle" => {
+                    style = e
+                        .attributes()
+                        .flatten()
+                        .find(|a| a.key.local_name().as_ref() == b"val")
+                        .map(|a| String::from_utf8_lossy(&a.value).into_owned());
+                }
+                _ => {}
+            },
+            Ok(Event::Text(t)) if in_text => {
+                let text = t
+                    .unescape()
+                    .map_err(|e| ExtractError(format!("corrupt DOCX XML: {e}")))?;
+                para.push_str(&text);
+            }
+            Ok(Event::End(e)) => match e.local_name().as_ref() {
+                b"t" => in_text = false,
+                b"p" => {
+                    let kind = heading_level(style.as_deref())
+                        .map_or(BlockKind::Paragraph, BlockKind::Heading);
+                    let text = para.trim().to_string();
+                    if title.is_none() && matches!(kind, BlockKind::Heading(_)) && !text.is_empty()
+                    {
+                        title = Some(text.clone());
+                    }
+                    out.push(&text, kind, None);
+                    para.clear();
+                }
+                _ => {}
+            },
+            Ok(Event::Eof) => break,
+            Err(e) => return Err(ExtractError(format!("corrupt DOCX XML: {e}"))),
+            _ => {}
+        }
+    }
+    out.title = title;
+    Ok(out)
+}
+
+fn heading_level(style: Option<&str>) -> Option<u8> {
+    let style = style?.to_ascii_lowercase().replace(' ', "");
+    if style == "title" {
+        return Some(1);
+    }
+    style
+        .strip_prefix("heading")
+        .and_then(|n| n.parse::<u8>().ok())
+        .filter(|l| (1..=9).contains(l))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn markdown_headings_are_blocks_and_offsets_hold() {
+        let text = "# Title\n\nIntro para\nwraps here.\n\n## Part two\nBody text.\n";
+        let e = extract(DocumentKind::Markdown, text.as_bytes()).unwrap();
+        let parts: Vec<(&str, BlockKind)> = e
+            .blocks
+            .iter()
+            .map(|b| (&e.text[b.start..b.end], b.kind))
+            .collect();
+        assert_eq!(
+            parts,
+            vec![
+                ("# Title", BlockKind::Heading(1)),
+                ("Intro para\nwraps here.", BlockKind::Paragraph),
+                ("## Part two", BlockKind::Heading(2)),
+                ("Body text.", BlockKind::Paragraph),
+            ]
+        );
+        assert_eq!(e.title.as_deref(), Some("Title"));
+    }
+
+    #[test]
+    fn html_drops_navigation_and_scripts() {
+        let page = "<html><head><title>Guide</title><script>var secret=1;</script></head><body>\
+            <nav><a href='/'>Home</a> <a href='/x'>Menu item</a></nav><h1>Welcome</h1>\
+            <p>First <b>bold</b> paragraph.</p><ul><li>One</li><li>Two</li></ul>\
+            <script>tracking()</script></body></html>";
+        let e = extract(DocumentKind::Html, page.as_bytes()).unwrap();
+        assert_eq!(e.title.as_deref(), Some("Guide"));
+        assert!(e.text.contains("# Welcome"));
+        assert!(e.text.contains("First bold paragraph."));
+        assert!(
+            !e.text.contains("secret")
+                && !e.text.contains("tracking")
+                && !e.text.contains("Menu item")
+        );
+        assert_eq!(e.blocks.len(), 4);
+    }
+
+    #[test]
+    fn corrupt_inputs_are_errors_not_panics() {
+        assert!(extract(DocumentKind::Pdf, b"%PDF-1.4\n\x00\x01garbage").is_err());
+        assert!(extract(DocumentKind::Docx, b"PK\x03\x04nope").is_err());
+        assert!(extract(DocumentKind::Text, b"   \n\n ").is_err());
+    }
+}

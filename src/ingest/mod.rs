@@ -1,0 +1,563 @@
+//! The ingest pipeline runner: `Source -> Extract -> Chunk -> Embed -> Write`.
+//!
+//! Files are read, detected and chunked on blocking threads, embedded on the model thread, and
+//! written by one writer in batches. Write order makes a kill at any point safe: the catalog
+//! marks a source `indexing` before its vectors and BM25 entries change, and `complete` only
+//! after both are durable; the next run repairs any source left `indexing`. Per-file failures
+//! are recorded with their reason and never stop the batch.
+
+pub mod chunk;
+pub mod detect;
+pub mod extract;
+
+use std::path::{Path, PathBuf};
+
+use futures::stream::{self, StreamExt};
+use indicatif::ProgressBar;
+use serde::Serialize;
+use serde_json::json;
+use thiserror::Error;
+
+use crate::app::{AppError, Mosaic};
+use crate::catalog::{
+    self, chunk_id, source_id, Anchor, CatalogError, ChunkRecord, FinishedSource, Modality,
+};
+use crate::embed::{EmbedderService, Purpose};
+use crate::fault::{Fault, HasFault};
+use crate::lexical::{LexicalDoc, LexicalError};
+use crate::models::ModelError;
+use crate::store::{StoreError, VectorPoint};
+
+/// Errors that stop an ingest run (per-file problems are reported, not raised).
+#[derive(Debug, Error)]
+pub enum IngestError {
+    #[error(transparent)]
+    App(#[from] AppError),
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Lexical(#[from] LexicalError),
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error("{path}: {reason}")]
+    Path { path: PathBuf, reason: String },
+}
+
+impl HasFault for IngestError {
+    fn fault(&self) -> Fault {
+        match self {
+            IngestError::App(e) => e.fault(),
+            IngestError::Catalog(e) => e.fault(),
+            IngestError::Store(e) => e.fault(),
+            IngestError::Lexical(e) => e.fault(),
+            IngestError::Model(e) => e.fault(),
+            IngestError::Path { .. } => Fault::User,
+        }
+    }
+}
+
+/// One file that could not be ingested.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Failure {
+    pub uri: String,
+    pub error: String,
+}
+
+/// The summary printed by `mosaic ingest` (`--json` shape from DESIGN.md).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct IngestReport {
+    pub ingested: usize,
+    pub skipped: usize,
+    pub failed: Vec<Failure>,
+    pub chunks: usize,
+    /// Sources removed because their files are gone (`--prune`) or repaired after a crash.
+    pub removed: usize,
+}
+
+/// Options of one run.
+#[derive(Debug, Clone, Default)]
+pub struct IngestOptions {
+    /// Remove catalogued sources under the given folders whose files no longer exist.
+    pub prune: bool,
+}
+
+/// A file read, chunked and embedded, ready to write.
+struct Prepared {
+    source_id: String,
+    uri: String,
+    media_type: &'static str,
+    bytes: i64,
+    content_hash: String,
+    title: Option<String>,
+    chunks: Vec<ChunkRecord>,
+    vectors: Vec<Vec<f32>>,
+}
+
+enum Outcome {
+    Prepared(Box<Prepared>),
+    Skipped,
+    Failed {
+        uri: String,
+        media_type: String,
+        bytes: i64,
+        error: String,
+    },
+}
+
+/// `file://` URI of a path (absolute, symlinks resolved where possible).
+pub fn file_uri(path: &Path) -> String {
+    let absolute = std::fs::canonicalize(path).unwrap_or_else(|_| {
+        if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            std::env::current_dir().unwrap_or_default().join(path)
+        }
+    });
+    format!("file://{}", absolute.display())
+}
+
+/// The path behind a `file://` URI.
+pub fn uri_path(uri: &str) -> Option<PathBuf> {
+    uri.strip_prefix("file://").map(PathBuf::from)
+}
+
+/// Every file under `paths` (folders recursively, hidden entries skipped), sorted.
+fn collect_files(paths: &[PathBuf]) -> (Vec<PathBuf>, Vec<Failure>) {
+    let mut files = Vec::new();
+    let mut failures = Vec::new();
+    for path in paths {
+        let meta = std::fs::symlink_metadata(path);
+        match meta {
+            Err(e) => failures.push(Failure {
+                uri: file_uri(path),
+                error: format!("cannot read {}: {e}", path.display()),
+            }),
+            Ok(m) if m.is_dir() => {
+                let walker = walkdir::WalkDir::new(path)
+                    .follow_links(true)
+                    .sort_by_file_name()
+                    .into_iter()
+                    .filter_entry(|e| {
+                        e.depth() == 0 || !e.file_name().to_string_lossy().starts_with('.')
+                    });
+                for entry in walker {
+                    match entry {
+                        Ok(e) if e.file_type().is_file() => files.push(e.into_path()),
+                        Ok(_) => {}
+                        Err(e) => {
+                            let p = e
+                                .path()
+                                .map(Path::to_path_buf)
+                                .unwrap_or_else(|| path.clone());
+                            failures.push(Failure {
+                                uri: file_uri(&p),
+                                error: format!("cannot read {}: {e}", p.display()),
+                            });
+                        }
+                    }
+                }
+            }
+            Ok(_) => files.push(path.clone()),
+        }
+    }
+    files.sort();
+    files.dedup();
+    (files, failures)
+}
+
+/// Reads, detects, extracts and chunks one file (blocking).
+fn read_and_chunk(
+    path: &Path,
+    max_bytes: u64,
+    counter: &crate::embed::TokenCounter,
+    budget: usize,
+    overlap: usize,
+    pipeline_version: &str,
+    known: Option<&catalog::Source>,
+) -> Outcome {
+    let uri = file_uri(path);
+    let fail = |media_type: &str, bytes: i64, error: String| Outcome::Failed {
+        uri: uri.clone(),
+        media_type: media_type.to_string(),
+        bytes,
+        error,
+    };
+    let meta = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) => return fail("unknown", 0, format!("cannot read {}: {e}", path.display())),
+    };
+    if !meta.is_file() {
+        return fail(
+            "unknown",
+            0,
+            format!("{} is not a regular file", path.display()),
+        );
+    }
+    if meta.len() > max_bytes {
+        return fail(
+            "unknown",
+            meta.len() as i64,
+            format!(
+                "file is {:.1} MiB, over the {:.1} MiB limit (ingest.max_file_bytes)",
+                meta.len() as f64 / 1048576.0,
+                max_bytes as f64 / 1048576.0
+            ),
+        );
+    }
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) => {
+            return fail(
+                "unknown",
+                meta.len() as i64,
+                format!("cannot read {}: {e}", path.display()),
+            )
+        }
+    };
+    let size = bytes.len() as i64;
+    let content_hash = blake3::hash(&bytes).to_hex().to_string();
+    if let Some(source) = known {
+        if source.status == catalog::status::COMPLETE
+            && source.content_hash.as_deref() == Some(content_hash.as_str())
+            && source.pipeline_version.as_deref() == Some(pipeline_version)
+        {
+            return Outcome::Skipped;
+        }
+    }
+    let kind = match detect::detect(path, &bytes) {
+        Ok(k) => k,
+        Err(rejection) => return fail("unknown", size, rejection.to_string()),
+    };
+    let extracted = match extract::extract(kind, &bytes) {
+        Ok(e) => e,
+        Err(e) => return fail(kind.media_type(), size, e.to_string()),
+    };
+    let spans = chunk::chunk(&extracted, counter, budget, overlap);
+    let index = chunk::CharIndex::new(&extracted.text);
+    let sid = source_id(&uri);
+    let chunks = spans
+        .iter()
+        .enumerate()
+        .map(|(ordinal, span)| {
+            let anchor = Anchor::Span {
+                page: span.page,
+                char_start: index.char_offset(span.start) as u64,
+                char_end: index.char_offset(span.end) as u64,
+            };
+            ChunkRecord {
+                id: chunk_id(
+                    &sid,
+                    &content_hash,
+                    pipeline_version,
+                    Modality::Text,
+                    &anchor,
+                ),
+                source_id: sid.clone(),
+                ordinal: ordinal as u32,
+                modality: Modality::Text,
+                text: extracted.text[span.start..span.end].to_string(),
+                token_count: span.tokens as u32,
+                anchor,
+            }
+        })
+        .collect();
+    let title = extracted
+        .title
+        .clone()
+        .or_else(|| path.file_name().map(|n| n.to_string_lossy().into_owned()));
+    Outcome::Prepared(Box::new(Prepared {
+        source_id: sid,
+        uri,
+        media_type: kind.media_type(),
+        bytes: size,
+        content_hash,
+        title,
+        chunks,
+        vectors: Vec::new(),
+    }))
+}
+
+/// Files written per batch before the BM25 commit and the catalog's `complete` marks.
+const WRITE_BATCH: usize = 32;
+
+impl Mosaic {
+    /// Ingests files and folders. Returns the run's summary; only store or catalog failures
+    /// (not bad files) are errors.
+    pub async fn ingest(
+        &self,
+        paths: &[PathBuf],
+        options: &IngestOptions,
+        progress: &ProgressBar,
+    ) -> Result<IngestReport, IngestError> {
+        let mut report = IngestReport::default();
+        let model_id = self.pipelines.text.embedder.model.clone();
+        let embedder = self.text_embedder(&model_id).await?;
+        let spec = embedder.spec().clone();
+        let space = Mosaic::text_space(&spec);
+        self.vectors.ensure_space(&space).await?;
+        self.catalog
+            .ensure_space(&space.name, &spec.id, space.dims, "text")
+            .await?;
+        let pipeline_version = self.pipelines.text.version();
+
+        let (mut files, walk_failures) = collect_files(paths);
+        for failure in walk_failures {
+            self.record_failure(&failure.uri, "unknown", 0, &failure.error)
+                .await?;
+            report.failed.push(failure);
+        }
+
+        // Repair sources a killed run left half-written: clear their entries everywhere and
+        // ingest them again (or drop them if their file is gone).
+        for source in self
+            .catalog
+            .sources_with_status(catalog::status::INDEXING)
+            .await?
+        {
+            tracing::info!(uri = %source.uri, "repairing a source left by an interrupted run");
+            self.remove_from_stores(&source.id).await?;
+            match uri_path(&source.uri).filter(|p| p.is_file()) {
+                Some(path) => files.push(path),
+                None => {
+                    self.catalog.remove_source(&source.id).await?;
+                    report.removed += 1;
+                }
+            }
+        }
+        self.lexical.run(|l| l.commit()).await?;
+        files.sort();
+        files.dedup();
+
+        if options.prune {
+            report.removed += self.prune(paths).await?;
+        }
+
+        progress.set_length(files.len() as u64);
+        let counter = embedder.token_counter();
+        let prefix_tokens = counter.count(&spec.passage_prefix);
+        let chunking = &self.pipelines.text.chunking;
+        let budget = chunking
+            .max_tokens
+            .min(spec.max_tokens)
+            .saturating_sub(2 + prefix_tokens)
+            .max(8);
+        let overlap = chunking.overlap_tokens;
+        let max_bytes = self.settings.ingest.max_file_bytes;
+
+        let known: std::collections::HashMap<String, catalog::Source> = self
+            .catalog
+            .sources()
+            .await?
+            .into_iter()
+            .map(|s| (s.uri.clone(), s))
+            .collect();
+        let known = std::sync::Arc::new(known);
+
+        let prepared = stream::iter(files)
+            .map(|path| {
+                let counter = counter.clone();
+                let version = pipeline_version.clone();
+                let known = known.clone();
+                let embedder = embedder.clone();
+                async move {
+                    let outcome = tokio::task::spawn_blocking(move || {
+                        let source = known.get(&file_uri(&path));
+                        read_and_chunk(
+                            &path, max_bytes, &counter, budget, overlap, &version, source,
+                        )
+                    })
+                    .await
+                    .unwrap_or_else(|e| Outcome::Failed {
+                        uri: String::new(),
+                        media_type: "unknown".into(),
+                        bytes: 0,
+                        error: format!("extraction crashed: {e}"),
+                    });
+                    embed_outcome(outcome, &embedder).await
+                }
+            })
+            .buffered(self.settings.ingest.parallel_files.max(1));
+        futures::pin_mut!(prepared);
+
+        let mut batch: Vec<Prepared> = Vec::new();
+        while let Some(outcome) = prepared.next().await {
+            progress.inc(1);
+            match outcome? {
+                Outcome::Skipped => report.skipped += 1,
+                Outcome::Failed {
+                    uri,
+                    media_type,
+                    bytes,
+                    error,
+                } => {
+                    tracing::warn!(%uri, %error, "file not ingested");
+                    self.record_failure(&uri, &media_type, bytes, &error)
+                        .await?;
+                    report.failed.push(Failure { uri, error });
+                }
+                Outcome::Prepared(p) => {
+                    progress.set_message(p.uri.rsplit('/').next().unwrap_or_default().to_string());
+                    self.write_source(&p, &space.name).await?;
+                    batch.push(*p);
+                    if batch.len() >= WRITE_BATCH {
+                        report.chunks += self
+                            .commit_batch(&mut batch, &pipeline_version, &space.name)
+                            .await?;
+                        report.ingested += WRITE_BATCH;
+                    }
+                }
+            }
+        }
+        let last = batch.len();
+        report.chunks += self
+            .commit_batch(&mut batch, &pipeline_version, &space.name)
+            .await?;
+        report.ingested += last;
+        self.lexical.run(|l| l.close_writer()).await?;
+        progress.finish_and_clear();
+        Ok(report)
+    }
+
+    async fn record_failure(
+        &self,
+        uri: &str,
+        media_type: &str,
+        bytes: i64,
+        error: &str,
+    ) -> Result<(), IngestError> {
+        if uri.is_empty() {
+            return Ok(());
+        }
+        self.catalog
+            .fail_source(&source_id(uri), uri, media_type, bytes, error)
+            .await?;
+        Ok(())
+    }
+
+    /// Marks the source `indexing`, then replaces its entries in the vector store and the
+    /// BM25 index (the BM25 part becomes visible at the batch commit).
+    async fn write_source(&self, p: &Prepared, space: &str) -> Result<(), IngestError> {
+        self.catalog
+            .begin_source(&p.source_id, &p.uri, p.media_type, p.bytes)
+            .await?;
+        self.remove_from_stores(&p.source_id).await?;
+        let points = p
+            .chunks
+            .iter()
+            .zip(&p.vectors)
+            .map(|(c, v)| VectorPoint {
+                id: c.id.clone(),
+                vector: v.clone(),
+                payload: json!({
+                    "source_id": c.source_id,
+                    "modality": c.modality.as_str(),
+                    "anchor": c.anchor,
+                    "text": c.text,
+                }),
+            })
+            .collect();
+        self.vectors.upsert(space, points).await?;
+        let docs: Vec<LexicalDoc> = p
+            .chunks
+            .iter()
+            .map(|c| LexicalDoc {
+                chunk_id: c.id.clone(),
+                source_id: c.source_id.clone(),
+                modality: c.modality.as_str().to_string(),
+                text: c.text.clone(),
+            })
+            .collect();
+        self.lexical.run(move |l| l.add(&docs)).await?;
+        Ok(())
+    }
+
+    /// Makes the batch durable in both stores, then marks its sources complete.
+    async fn commit_batch(
+        &self,
+        batch: &mut Vec<Prepared>,
+        version: &str,
+        space: &str,
+    ) -> Result<usize, IngestError> {
+        if batch.is_empty() {
+            return Ok(0);
+        }
+        self.lexical.run(|l| l.commit()).await?;
+        self.vectors.flush().await?;
+        let mut chunks = 0;
+        for p in batch.drain(..) {
+            self.catalog
+                .finish_source(&FinishedSource {
+                    source_id: &p.source_id,
+                    content_hash: &p.content_hash,
+                    pipeline_version: version,
+                    title: p.title.as_deref(),
+                    chunks: &p.chunks,
+                    space: Some(space),
+                })
+                .await?;
+            chunks += p.chunks.len();
+        }
+        Ok(chunks)
+    }
+
+    /// Deletes a source's entries from the vector store and queues their BM25 deletion.
+    async fn remove_from_stores(&self, source_id: &str) -> Result<(), IngestError> {
+        self.vectors.delete_source(source_id).await?;
+        let id = source_id.to_string();
+        self.lexical.run(move |l| l.delete_source(&id)).await?;
+        Ok(())
+    }
+
+    /// Removes sources whose uri is one of `paths` or lies under one of them. Returns how many.
+    pub async fn remove_paths(
+        &self,
+        paths: &[PathBuf],
+        only_missing: bool,
+    ) -> Result<usize, IngestError> {
+        let prefixes: Vec<String> = paths.iter().map(|p| file_uri(p)).collect();
+        let mut removed = Vec::new();
+        for source in self.catalog.sources().await? {
+            let under = prefixes.iter().any(|p| {
+                source.uri == *p
+                    || source
+                        .uri
+                        .starts_with(&format!("{}/", p.trim_end_matches('/')))
+            });
+            if !under {
+                continue;
+            }
+            if only_missing && uri_path(&source.uri).is_some_and(|p| p.exists()) {
+                continue;
+            }
+            self.remove_from_stores(&source.id).await?;
+            removed.push(source.id);
+        }
+        if !removed.is_empty() {
+            self.lexical.run(|l| l.commit()).await?;
+            self.vectors.flush().await?;
+            for id in &removed {
+                self.catalog.remove_source(id).await?;
+            }
+        }
+        Ok(removed.len())
+    }
+
+    async fn prune(&self, paths: &[PathBuf]) -> Result<usize, IngestError> {
+        self.remove_paths(paths, true).await
+    }
+}
+
+/// Embeds a prepared file's chunks on the model thread.
+async fn embed_outcome(
+    outcome: Outcome,
+    embedder: &EmbedderService,
+) -> Result<Outcome, IngestError> {
+    let Outcome::Prepared(mut p) = outcome else {
+        return Ok(outcome);
+    };
+    let texts: Vec<String> = p.chunks.iter().map(|c| c.text.clone()).collect();
+    p.vectors = embedder.embed(texts, Purpose::Passage).await?;
+    Ok(Outcome::Prepared(p))
+}

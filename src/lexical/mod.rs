@@ -1,0 +1,314 @@
+//! BM25 over chunk text with tantivy, keyed by the same chunk ids as the vector store. The
+//! analyzer comes from the text pipeline; changing it rebuilds the index (and the pipeline
+//! version, so every source is re-ingested into the new one).
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use tantivy::collector::TopDocs;
+use tantivy::directory::MmapDirectory;
+use tantivy::query::{BooleanQuery, Occur, Query, QueryParser, TermQuery};
+use tantivy::schema::{
+    Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, Value, STORED, STRING,
+};
+use tantivy::{doc, Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
+use thiserror::Error;
+
+use crate::fault::{Fault, HasFault};
+
+#[derive(Debug, Error)]
+pub enum LexicalError {
+    #[error("BM25 index error: {0}")]
+    Tantivy(#[from] tantivy::TantivyError),
+    #[error("BM25 index directory error: {0}")]
+    Directory(#[from] tantivy::directory::error::OpenDirectoryError),
+    #[error("BM25 index I/O error: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("unknown analyzer {0:?}: use en_stem, default or raw")]
+    Analyzer(String),
+    #[error("the BM25 index is locked by another mosaic process writing to {0}")]
+    Locked(String),
+    #[error("blocking task failed: {0}")]
+    Join(String),
+}
+
+impl HasFault for LexicalError {
+    fn fault(&self) -> Fault {
+        match self {
+            LexicalError::Analyzer(_) => Fault::User,
+            LexicalError::Locked(_) => Fault::Transient,
+            _ => Fault::Internal,
+        }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, LexicalError>;
+
+/// One chunk as the BM25 index holds it.
+#[derive(Debug, Clone)]
+pub struct LexicalDoc {
+    pub chunk_id: String,
+    pub source_id: String,
+    pub modality: String,
+    pub text: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct LexicalHit {
+    pub id: String,
+    pub score: f32,
+}
+
+#[derive(Clone, Copy)]
+struct Fields {
+    chunk_id: Field,
+    source_id: Field,
+    modality: Field,
+    text: Field,
+}
+
+/// The tantivy BM25 index under `<data>/lexical`.
+#[derive(Clone)]
+pub struct LexicalIndex {
+    path: PathBuf,
+    index: Index,
+    reader: IndexReader,
+    writer: Arc<Mutex<Option<IndexWriter>>>,
+    fields: Fields,
+}
+
+const ANALYZER_FILE: &str = "mosaic-analyzer";
+
+fn schema(analyzer: &str) -> Schema {
+    let mut builder = Schema::builder();
+    builder.add_text_field("chunk_id", STRING | STORED);
+    builder.add_text_field("source_id", STRING);
+    builder.add_text_field("modality", STRING);
+    let indexing = TextFieldIndexing::default()
+        .set_tokenizer(analyzer)
+        .set_index_option(IndexRecordOption::WithFreqsAndPositions);
+    builder.add_text_field(
+        "text",
+        TextOptions::default().set_indexing_options(indexing),
+    );
+    builder.build()
+}
+
+impl LexicalIndex {
+    /// Opens or creates the index. Returns `true` as the second value when an index built with
+    /// another analyzer was dropped and recreated empty.
+    pub fn open(path: &Path, analyzer: &str) -> Result<(Self, bool)> {
+        if !matches!(analyzer, "en_stem" | "default" | "raw") {
+            return Err(LexicalError::Analyzer(analyzer.to_string()));
+        }
+        let marker = path.join(ANALYZER_FILE);
+        let mut rebuilt = false;
+        if path.exists() {
+            let existing = std::fs::read_to_string(&marker).unwrap_or_default();
+            if existing.trim() != analyzer {
+                std::fs::remove_dir_all(path)?;
+                rebuilt = !existing.is_empty();
+            }
+        }
+        std::fs::create_dir_all(path)?;
+        let index = Index::open_or_create(MmapDirectory::open(path)?, schema(analyzer))?;
+        std::fs::write(&marker, analyzer)?;
+        let s = index.schema();
+        let fields = Fields {
+            chunk_id: s.get_field("chunk_id")?,
+            source_id: s.get_field("source_id")?,
+            modality: s.get_field("modality")?,
+            text: s.get_field("text")?,
+        };
+        let reader = index
+            .reader_builder()
+            .reload_policy(ReloadPolicy::Manual)
+            .try_into()?;
+        Ok((
+            Self {
+                path: path.to_path_buf(),
+                index,
+                reader,
+                writer: Arc::new(Mutex::new(None)),
+                fields,
+            },
+            rebuilt,
+        ))
+    }
+
+    fn with_writer<T>(&self, f: impl FnOnce(&mut IndexWriter, Fields) -> Result<T>) -> Result<T> {
+        let mut guard = self.writer.lock().expect("writer lock");
+        if guard.is_none() {
+            let writer = self.index.writer(64 * 1024 * 1024).map_err(|e| match e {
+                tantivy::TantivyError::LockFailure(..) => {
+                    LexicalError::Locked(self.path.display().to_string())
+                }
+                other => LexicalError::Tantivy(other),
+            })?;
+            *guard = Some(writer);
+        }
+        f(guard.as_mut().expect("writer opened above"), self.fields)
+    }
+
+    /// Queues deletion of every chunk of a source (visible after [`LexicalIndex::commit`]).
+    pub fn delete_source(&self, source_id: &str) -> Result<()> {
+        self.with_writer(|w, f| {
+            w.delete_term(Term::from_field_text(f.source_id, source_id));
+            Ok(())
+        })
+    }
+
+    /// Queues documents (visible after [`LexicalIndex::commit`]).
+    pub fn add(&self, docs: &[LexicalDoc]) -> Result<()> {
+        self.with_writer(|w, f| {
+            for d in docs {
+                w.add_document(doc!(
+                    f.chunk_id => d.chunk_id.as_str(),
+                    f.source_id => d.source_id.as_str(),
+                    f.modality => d.modality.as_str(),
+                    f.text => d.text.as_str(),
+                ))?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Makes queued changes durable and visible.
+    pub fn commit(&self) -> Result<()> {
+        let committed = {
+            let mut guard = self.writer.lock().expect("writer lock");
+            match guard.as_mut() {
+                Some(w) => {
+                    w.commit()?;
+                    true
+                }
+                None => false,
+            }
+        };
+        if committed {
+            self.reader.reload()?;
+        }
+        Ok(())
+    }
+
+    /// Waits for background merges and releases the writer lock.
+    pub fn close_writer(&self) -> Result<()> {
+        let writer = self.writer.lock().expect("writer lock").take();
+        if let Some(w) = writer {
+            w.wait_merging_threads()?;
+        }
+        Ok(())
+    }
+
+    /// BM25 top `limit` for a free-text query (query syntax errors are tolerated).
+    pub fn search(
+        &self,
+        query: &str,
+        limit: usize,
+        modalities: &[String],
+    ) -> Result<Vec<LexicalHit>> {
+        let searcher = self.reader.searcher();
+        let parser = QueryParser::for_index(&self.index, vec![self.fields.text]);
+        let (text_query, _errors) = parser.parse_query_lenient(query);
+        let query: Box<dyn Query> = if modalities.is_empty() {
+            text_query
+        } else {
+            let any_modality: Vec<(Occur, Box<dyn Query>)> = modalities
+                .iter()
+                .map(|m| {
+                    let q: Box<dyn Query> = Box::new(TermQuery::new(
+                        Term::from_field_text(self.fields.modality, m),
+                        IndexRecordOption::Basic,
+                    ));
+                    (Occur::Should, q)
+                })
+                .collect();
+            Box::new(BooleanQuery::new(vec![
+                (Occur::Must, text_query),
+                (Occur::Must, Box::new(BooleanQuery::new(any_modality))),
+            ]))
+        };
+        let top = searcher.search(&query, &TopDocs::with_limit(limit.max(1)))?;
+        let mut hits = Vec::with_capacity(top.len());
+        for (score, address) in top {
+            let doc: TantivyDocument = searcher.doc(address)?;
+            if let Some(id) = doc.get_first(self.fields.chunk_id).and_then(|v| v.as_str()) {
+                hits.push(LexicalHit {
+                    id: id.to_string(),
+                    score,
+                });
+            }
+        }
+        Ok(hits)
+    }
+
+    /// Number of live documents.
+    pub fn count(&self) -> u64 {
+        self.reader.searcher().num_docs()
+    }
+
+    /// Async wrapper: run `f` with this index on a blocking thread.
+    pub async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&LexicalIndex) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || f(&this))
+            .await
+            .map_err(|e| LexicalError::Join(e.to_string()))?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(id: &str, source: &str, text: &str) -> LexicalDoc {
+        LexicalDoc {
+            chunk_id: id.into(),
+            source_id: source.into(),
+            modality: "text".into(),
+            text: text.into(),
+        }
+    }
+
+    #[test]
+    fn stemmed_search_delete_and_analyzer_switch() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lexical");
+        let (index, rebuilt) = LexicalIndex::open(&path, "en_stem").unwrap();
+        assert!(!rebuilt);
+        index
+            .add(&[
+                d("1", "a", "The telescopes were calibrated at night."),
+                d("2", "a", "Volunteers bring thermos flasks."),
+                d("3", "b", "A telescope needs calibration."),
+            ])
+            .unwrap();
+        index.commit().unwrap();
+        let hits = index.search("telescope", 10, &[]).unwrap();
+        let ids: Vec<&str> = hits.iter().map(|h| h.id.as_str()).collect();
+        assert!(
+            ids.contains(&"1") && ids.contains(&"3"),
+            "stemming matches plural: {ids:?}"
+        );
+        assert!(
+            index.search("AND OR (", 10, &[]).is_ok(),
+            "syntax errors are tolerated"
+        );
+        assert!(index
+            .search("telescope", 10, &["transcript".into()])
+            .unwrap()
+            .is_empty());
+
+        index.delete_source("a").unwrap();
+        index.commit().unwrap();
+        assert_eq!(index.count(), 1);
+        index.close_writer().unwrap();
+        drop(index);
+
+        let (index, rebuilt) = LexicalIndex::open(&path, "default").unwrap();
+        assert!(rebuilt);
+        assert_eq!(index.count(), 0);
+    }
+}

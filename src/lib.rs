@@ -1,0 +1,17 @@
+//! Mosaic: multimodal retrieval-augmented generation. Ingest documents into an embedded
+//! vector store, a BM25 index and a SQL catalog, then answer questions with citations that
+//! map back to the exact page and character span they came from.
+
+pub mod app;
+pub mod catalog;
+pub mod cli;
+pub mod config;
+pub mod embed;
+pub mod fault;
+pub mod ingest;
+pub mod lexical;
+pub mod llm;
+pub mod models;
+pub mod pipeline;
+pub mod query;
+pub mod store;

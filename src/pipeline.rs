@@ -1,0 +1,181 @@
+//! Declarative pipeline settings from `pipelines/*.toml`. The files in the repository are
+//! compiled in as defaults, so a binary run outside the checkout behaves the same.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::fault::{Fault, HasFault};
+
+const TEXT_DEFAULT: &str = include_str!("../pipelines/text.toml");
+const QUERY_DEFAULT: &str = include_str!("../pipelines/query.toml");
+
+#[derive(Debug, Error)]
+pub enum PipelineError {
+    #[error("cannot read pipeline file {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("pipeline file {path} is invalid: {source}")]
+    Parse {
+        path: String,
+        source: toml::de::Error,
+    },
+}
+
+impl HasFault for PipelineError {
+    fn fault(&self) -> Fault {
+        Fault::User
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TextPipeline {
+    pub embedder: EmbedderSection,
+    pub chunking: ChunkingSection,
+    pub lexical: LexicalSection,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct EmbedderSection {
+    pub model: String,
+    pub query_prefix: Option<String>,
+    pub passage_prefix: Option<String>,
+    pub batch_tokens: usize,
+    pub dtype: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ChunkingSection {
+    pub max_tokens: usize,
+    pub overlap_tokens: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LexicalSection {
+    pub analyzer: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct QueryPipeline {
+    pub retrieve: RetrieveSection,
+    pub fusion: FusionSection,
+    pub rerank: RerankSection,
+    pub context: ContextSection,
+    pub answer: AnswerSection,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RetrieveSection {
+    pub dense_top_k: usize,
+    pub bm25_top_k: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FusionSection {
+    pub k: f64,
+    pub dense_weight: f64,
+    pub bm25_weight: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RerankSection {
+    pub model: String,
+    pub top_n: usize,
+    /// Token window of a (query, passage) pair; the tokenizer's `model_max_length` when unset.
+    #[serde(default)]
+    pub max_tokens: Option<usize>,
+    pub enabled: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ContextSection {
+    pub max_blocks: usize,
+    pub token_budget: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AnswerSection {
+    pub search_limit: usize,
+}
+
+/// All pipelines of one run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pipelines {
+    pub text: TextPipeline,
+    pub query: QueryPipeline,
+}
+
+impl Pipelines {
+    /// Reads `text.toml` and `query.toml` from `dir` where present, else the built-in copies.
+    pub fn load(dir: Option<&Path>) -> Result<Self, PipelineError> {
+        Ok(Self {
+            text: load_one(dir, "text.toml", TEXT_DEFAULT)?,
+            query: load_one(dir, "query.toml", QUERY_DEFAULT)?,
+        })
+    }
+}
+
+fn load_one<T: serde::de::DeserializeOwned>(
+    dir: Option<&Path>,
+    name: &str,
+    default: &str,
+) -> Result<T, PipelineError> {
+    let (text, path) = match dir.map(|d| d.join(name)).filter(|p| p.is_file()) {
+        Some(path) => (
+            std::fs::read_to_string(&path).map_err(|source| PipelineError::Read {
+                path: path.display().to_string(),
+                source,
+            })?,
+            path.display().to_string(),
+        ),
+        None => (default.to_string(), format!("<built-in {name}>")),
+    };
+    toml::from_str(&text).map_err(|source| PipelineError::Parse { path, source })
+}
+
+impl TextPipeline {
+    /// Version of everything that shapes text chunks and their vectors. A source ingested
+    /// under another version is re-ingested.
+    pub fn version(&self) -> String {
+        let canonical = serde_json::to_string(self).expect("pipeline serializes");
+        let hash = blake3::hash(format!("text-pipeline-v1:{canonical}").as_bytes());
+        hash.to_hex()[..16].to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn built_in_pipelines_parse() {
+        let p = Pipelines::load(None).unwrap();
+        assert_eq!(
+            p.text.embedder.model,
+            "sentence-transformers/all-MiniLM-L6-v2"
+        );
+        assert!(p.query.fusion.k > 0.0);
+    }
+
+    #[test]
+    fn version_changes_with_model() {
+        let p = Pipelines::load(None).unwrap();
+        let mut other = p.text.clone();
+        other.embedder.model = "BAAI/bge-small-en-v1.5".into();
+        assert_ne!(p.text.version(), other.version());
+        assert_eq!(p.text.version(), p.text.clone().version());
+    }
+}

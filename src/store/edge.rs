@@ -1,0 +1,450 @@
+//! The embedded vector store: one qdrant-edge shard per embedding space under
+//! `<data>/vectors/<space>`. qdrant-edge is synchronous, so every call runs on a blocking thread.
+//!
+//! A shard per space (rather than one shard with many named vectors) lets a new model add its
+//! space without touching existing segments, and lets an abandoned space be dropped as a folder.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use futures::future::BoxFuture;
+use futures::FutureExt;
+use qdrant_edge::{
+    Condition, CountRequest, CreateIndex, Distance, EdgeConfigBuilder, EdgeShard,
+    EdgeVectorParamsBuilder, FieldCondition, FieldIndexOperations, Filter, JsonPath, Match,
+    NamedQuery, NamedVectors, PayloadFieldSchema, PayloadSchemaType, PointId,
+    PointInsertOperations, PointOperations, PointStruct, QueryEnum, SearchRequest, UpdateOperation,
+    Vector, WithPayloadInterface,
+};
+
+use super::{Result, SearchFilter, SpaceSpec, StoreError, VectorHit, VectorPoint, VectorStore};
+
+/// The vector inside each per-space shard is named after the space's last part.
+const VECTOR_NAME: &str = "dense";
+
+struct Space {
+    shard: EdgeShard,
+    dims: usize,
+}
+
+/// qdrant-edge shards, one per embedding space.
+#[derive(Clone)]
+pub struct EdgeStore {
+    root: PathBuf,
+    spaces: Arc<Mutex<HashMap<String, Arc<Space>>>>,
+}
+
+fn engine(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Engine(e.to_string())
+}
+
+fn folder_name(space: &str) -> String {
+    space
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_' {
+                c
+            } else {
+                '~'
+            }
+        })
+        .collect()
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| StoreError::Join(e.to_string()))?
+}
+
+impl EdgeStore {
+    /// Opens every existing space under `root` (creating `root` if needed).
+    pub fn open(root: &Path) -> Result<Self> {
+        std::fs::create_dir_all(root).map_err(|source| StoreError::Io {
+            path: root.display().to_string(),
+            source,
+        })?;
+        let mut spaces = HashMap::new();
+        let entries = std::fs::read_dir(root).map_err(|source| StoreError::Io {
+            path: root.display().to_string(),
+            source,
+        })?;
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let name_file = path.join("space-name");
+            let Ok(name) = std::fs::read_to_string(&name_file) else {
+                continue;
+            };
+            let shard = EdgeShard::load(&path, None).map_err(engine)?;
+            let dims = read_dims(&path)?;
+            spaces.insert(name.trim().to_string(), Arc::new(Space { shard, dims }));
+        }
+        Ok(Self {
+            root: root.to_path_buf(),
+            spaces: Arc::new(Mutex::new(spaces)),
+        })
+    }
+
+    fn space(&self, name: &str) -> Option<Arc<Space>> {
+        self.spaces
+            .lock()
+            .expect("space map lock")
+            .get(name)
+            .cloned()
+    }
+
+    /// Names of the spaces that exist on disk.
+    pub fn space_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .spaces
+            .lock()
+            .expect("space map lock")
+            .keys()
+            .cloned()
+            .collect();
+        names.sort();
+        names
+    }
+
+    fn create_space(&self, spec: &SpaceSpec) -> Result<()> {
+        let mut spaces = self.spaces.lock().expect("space map lock");
+        if let Some(existing) = spaces.get(&spec.name) {
+            if existing.dims != spec.dims {
+                return Err(StoreError::Dimensions {
+                    space: spec.name.clone(),
+                    expected: existing.dims,
+                    got: spec.dims,
+                });
+            }
+            return Ok(());
+        }
+        let path = self.root.join(folder_name(&spec.name));
+        let io = |source| StoreError::Io {
+            path: path.display().to_string(),
+            source,
+        };
+        // A folder without its name marker is a creation that was interrupted: start again.
+        if path.exists() {
+            std::fs::remove_dir_all(&path).map_err(io)?;
+        }
+        std::fs::create_dir_all(&path).map_err(io)?;
+        let config = EdgeConfigBuilder::new()
+            .vector(
+                VECTOR_NAME,
+                EdgeVectorParamsBuilder::new(spec.dims, Distance::Cosine).build(),
+            )
+            .build();
+        let shard = EdgeShard::new(&path, config).map_err(engine)?;
+        for field in ["source_id", "modality"] {
+            shard
+                .update(UpdateOperation::FieldIndexOperation(
+                    FieldIndexOperations::CreateIndex(CreateIndex {
+                        field_name: json_path(field),
+                        field_schema: Some(PayloadFieldSchema::FieldType(
+                            PayloadSchemaType::Keyword,
+                        )),
+                    }),
+                ))
+                .map_err(engine)?;
+        }
+        shard.flush();
+        std::fs::write(path.join("dims"), spec.dims.to_string()).map_err(io)?;
+        // Written last: its presence means the space is complete.
+        std::fs::write(path.join("space-name"), &spec.name).map_err(io)?;
+        spaces.insert(
+            spec.name.clone(),
+            Arc::new(Space {
+                shard,
+                dims: spec.dims,
+            }),
+        );
+        Ok(())
+    }
+}
+
+fn read_dims(path: &Path) -> Result<usize> {
+    let file = path.join("dims");
+    let text = std::fs::read_to_string(&file).map_err(|source| StoreError::Io {
+        path: file.display().to_string(),
+        source,
+    })?;
+    text.trim()
+        .parse()
+        .map_err(|_| StoreError::Engine(format!("{} is not a number", file.display())))
+}
+
+fn point_id(id: &str) -> Result<PointId> {
+    uuid::Uuid::parse_str(id)
+        .map(PointId::Uuid)
+        .map_err(|_| StoreError::Engine(format!("chunk id {id} is not a UUID")))
+}
+
+fn json_path(key: &str) -> JsonPath {
+    JsonPath::try_from(key).expect("payload keys are plain identifiers")
+}
+
+fn keyword(key: &str, value: &str) -> Condition {
+    Condition::Field(FieldCondition::new_match(
+        json_path(key),
+        Match::from(value.to_string()),
+    ))
+}
+
+fn build_filter(filter: &SearchFilter) -> Option<Filter> {
+    let mut must = Vec::new();
+    if let Some(source) = &filter.source_id {
+        must.push(keyword("source_id", source));
+    }
+    if !filter.modalities.is_empty() {
+        must.push(Condition::Field(FieldCondition::new_match(
+            json_path("modality"),
+            Match::from(filter.modalities.clone()),
+        )));
+    }
+    if must.is_empty() {
+        None
+    } else {
+        Some(Filter {
+            must: Some(must),
+            ..Default::default()
+        })
+    }
+}
+
+impl VectorStore for EdgeStore {
+    fn ensure_space<'a>(&'a self, space: &'a SpaceSpec) -> BoxFuture<'a, Result<()>> {
+        let this = self.clone();
+        let space = space.clone();
+        blocking(move || this.create_space(&space)).boxed()
+    }
+
+    fn upsert<'a>(&'a self, space: &'a str, points: Vec<VectorPoint>) -> BoxFuture<'a, Result<()>> {
+        async move {
+            let target = self
+                .space(space)
+                .ok_or_else(|| StoreError::UnknownSpace(space.to_string()))?;
+            let space_name = space.to_string();
+            blocking(move || {
+                let mut batch = Vec::with_capacity(points.len());
+                for point in points {
+                    if point.vector.len() != target.dims {
+                        return Err(StoreError::Dimensions {
+                            space: space_name.clone(),
+                            expected: target.dims,
+                            got: point.vector.len(),
+                        });
+                    }
+                    let vectors = NamedVectors::default()
+                        .add_vector(VECTOR_NAME, Vector::new_dense(point.vector));
+                    batch.push(
+                        PointStruct::new(point_id(&point.id)?, vectors, point.payload).into(),
+                    );
+                }
+                if batch.is_empty() {
+                    return Ok(());
+                }
+                target
+                    .shard
+                    .update(UpdateOperation::PointOperation(
+                        PointOperations::UpsertPoints(PointInsertOperations::PointsList(batch)),
+                    ))
+                    .map_err(engine)
+            })
+            .await
+        }
+        .boxed()
+    }
+
+    fn delete_source<'a>(&'a self, source_id: &'a str) -> BoxFuture<'a, Result<()>> {
+        let spaces: Vec<Arc<Space>> = self
+            .spaces
+            .lock()
+            .expect("space map lock")
+            .values()
+            .cloned()
+            .collect();
+        let source_id = source_id.to_string();
+        blocking(move || {
+            for space in spaces {
+                let filter = Filter {
+                    must: Some(vec![keyword("source_id", &source_id)]),
+                    ..Default::default()
+                };
+                space
+                    .shard
+                    .update(UpdateOperation::PointOperation(
+                        PointOperations::DeletePointsByFilter(filter),
+                    ))
+                    .map_err(engine)?;
+            }
+            Ok(())
+        })
+        .boxed()
+    }
+
+    fn search<'a>(
+        &'a self,
+        space: &'a str,
+        vector: Vec<f32>,
+        limit: usize,
+        filter: SearchFilter,
+    ) -> BoxFuture<'a, Result<Vec<VectorHit>>> {
+        async move {
+            let Some(target) = self.space(space) else {
+                return Ok(Vec::new());
+            };
+            if vector.len() != target.dims {
+                return Err(StoreError::Dimensions {
+                    space: space.to_string(),
+                    expected: target.dims,
+                    got: vector.len(),
+                });
+            }
+            blocking(move || {
+                let request = SearchRequest {
+                    query: QueryEnum::Nearest(NamedQuery {
+                        query: Vector::new_dense(vector).into(),
+                        using: Some(VECTOR_NAME.into()),
+                    }),
+                    filter: build_filter(&filter),
+                    params: None,
+                    limit,
+                    offset: 0,
+                    with_payload: Some(WithPayloadInterface::Bool(false)),
+                    with_vector: None,
+                    score_threshold: None,
+                };
+                let points = target.shard.search(request).map_err(engine)?;
+                Ok(points
+                    .into_iter()
+                    .map(|p| VectorHit {
+                        id: match p.id {
+                            PointId::Uuid(u) => u.to_string(),
+                            PointId::NumId(n) => n.to_string(),
+                        },
+                        score: p.score,
+                    })
+                    .collect())
+            })
+            .await
+        }
+        .boxed()
+    }
+
+    fn count<'a>(&'a self, space: &'a str) -> BoxFuture<'a, Result<usize>> {
+        let target = self.space(space);
+        blocking(move || match target {
+            None => Ok(0),
+            Some(t) => t
+                .shard
+                .count(CountRequest {
+                    filter: None,
+                    exact: true,
+                })
+                .map_err(engine),
+        })
+        .boxed()
+    }
+
+    fn flush(&self) -> BoxFuture<'_, Result<()>> {
+        let spaces: Vec<Arc<Space>> = self
+            .spaces
+            .lock()
+            .expect("space map lock")
+            .values()
+            .cloned()
+            .collect();
+        blocking(move || {
+            for space in spaces {
+                space.shard.optimize().map_err(engine)?;
+                space.shard.flush();
+            }
+            Ok(())
+        })
+        .boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn unit(dims: usize, hot: usize) -> Vec<f32> {
+        let mut v = vec![0.01; dims];
+        v[hot] = 1.0;
+        v
+    }
+
+    #[tokio::test]
+    async fn upsert_search_delete_and_reload() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EdgeStore::open(dir.path()).unwrap();
+        let space = SpaceSpec {
+            name: "text/test/8".into(),
+            dims: 8,
+        };
+        store.ensure_space(&space).await.unwrap();
+        store.ensure_space(&space).await.unwrap();
+        let ids: Vec<String> = (0..4)
+            .map(|i| uuid::Uuid::from_u128(i as u128 + 1).to_string())
+            .collect();
+        let points = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| VectorPoint {
+                id: id.clone(),
+                vector: unit(8, i),
+                payload: json!({"source_id": if i < 2 { "a" } else { "b" }, "modality": "text"}),
+            })
+            .collect();
+        store.upsert(&space.name, points).await.unwrap();
+        // Upserting the same id again replaces, never duplicates.
+        store
+            .upsert(
+                &space.name,
+                vec![VectorPoint {
+                    id: ids[0].clone(),
+                    vector: unit(8, 0),
+                    payload: json!({"source_id": "a", "modality": "text"}),
+                }],
+            )
+            .await
+            .unwrap();
+        assert_eq!(store.count(&space.name).await.unwrap(), 4);
+
+        let hits = store
+            .search(&space.name, unit(8, 2), 2, SearchFilter::default())
+            .await
+            .unwrap();
+        assert_eq!(hits[0].id, ids[2]);
+        let filtered = store
+            .search(
+                &space.name,
+                unit(8, 2),
+                4,
+                SearchFilter {
+                    source_id: Some("a".into()),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert!(filtered.iter().all(|h| h.id == ids[0] || h.id == ids[1]));
+
+        store.delete_source("a").await.unwrap();
+        assert_eq!(store.count(&space.name).await.unwrap(), 2);
+        store.flush().await.unwrap();
+        drop(store);
+
+        let reopened = EdgeStore::open(dir.path()).unwrap();
+        assert_eq!(reopened.space_names(), vec![space.name.clone()]);
+        assert_eq!(reopened.count(&space.name).await.unwrap(), 2);
+        let wrong = SpaceSpec {
+            name: space.name.clone(),
+            dims: 4,
+        };
+        assert!(reopened.ensure_space(&wrong).await.is_err());
+    }
+}

@@ -1,0 +1,95 @@
+//! Vector storage behind one small trait. The embedded default is qdrant-edge (Qdrant's own
+//! engine, in-process); a Qdrant cluster backend plugs in behind the same trait.
+
+mod edge;
+
+use futures::future::BoxFuture;
+use thiserror::Error;
+
+use crate::fault::{Fault, HasFault};
+pub use edge::EdgeStore;
+
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("vector store error: {0}")]
+    Engine(String),
+    #[error("vector store I/O error at {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("unknown embedding space {0}")]
+    UnknownSpace(String),
+    #[error("vector has {got} dimensions, space {space} expects {expected}")]
+    Dimensions {
+        space: String,
+        expected: usize,
+        got: usize,
+    },
+    #[error("blocking task failed: {0}")]
+    Join(String),
+}
+
+impl HasFault for StoreError {
+    fn fault(&self) -> Fault {
+        match self {
+            StoreError::UnknownSpace(_) | StoreError::Dimensions { .. } => Fault::User,
+            _ => Fault::Internal,
+        }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// An embedding space: one model's vectors, named like `text/all-MiniLM-L6-v2/384`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpaceSpec {
+    pub name: String,
+    pub dims: usize,
+}
+
+/// One point to upsert: a chunk's vector plus the payload queries filter and display on.
+#[derive(Debug, Clone)]
+pub struct VectorPoint {
+    /// Chunk id (a UUID string).
+    pub id: String,
+    pub vector: Vec<f32>,
+    /// Must include `source_id` and `modality`.
+    pub payload: serde_json::Value,
+}
+
+/// A scored hit: chunk id and cosine similarity.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VectorHit {
+    pub id: String,
+    pub score: f32,
+}
+
+/// Optional restrictions on a search.
+#[derive(Debug, Clone, Default)]
+pub struct SearchFilter {
+    pub modalities: Vec<String>,
+    pub source_id: Option<String>,
+}
+
+/// Dense vector storage with named spaces. Implementations do their I/O off the async runtime.
+pub trait VectorStore: Send + Sync {
+    /// Creates the space if it does not exist (idempotent).
+    fn ensure_space<'a>(&'a self, space: &'a SpaceSpec) -> BoxFuture<'a, Result<()>>;
+    /// Inserts or replaces points by id.
+    fn upsert<'a>(&'a self, space: &'a str, points: Vec<VectorPoint>) -> BoxFuture<'a, Result<()>>;
+    /// Removes every point of a source, in every space.
+    fn delete_source<'a>(&'a self, source_id: &'a str) -> BoxFuture<'a, Result<()>>;
+    /// Nearest neighbours by cosine similarity.
+    fn search<'a>(
+        &'a self,
+        space: &'a str,
+        vector: Vec<f32>,
+        limit: usize,
+        filter: SearchFilter,
+    ) -> BoxFuture<'a, Result<Vec<VectorHit>>>;
+    /// Exact number of points in a space (0 for an unknown space).
+    fn count<'a>(&'a self, space: &'a str) -> BoxFuture<'a, Result<usize>>;
+    /// Makes every write so far durable and builds indexes.
+    fn flush(&self) -> BoxFuture<'_, Result<()>>;
+}

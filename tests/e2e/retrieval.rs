@@ -1,0 +1,40 @@
+//! Retrieval quality on the test corpus: every question's answer passage must be in the top 3
+//! of hybrid search. Dense-only and BM25-only are measured beside it and reported (not tuned to).
+
+use crate::common::{fixtures, mosaic, ok, shared_index};
+
+#[test]
+fn hybrid_retrieval_finds_every_answer_in_the_top_three() {
+    let index = shared_index();
+    let questions = fixtures().join("corpus/questions.json");
+    let report = ok(&mosaic(
+        &index.data,
+        &[
+            "--json",
+            "eval",
+            questions.to_str().unwrap(),
+            "--k",
+            "3",
+            "--no-rerank",
+        ],
+        &[],
+    ));
+    let results = report["results"].as_array().unwrap();
+    for r in results {
+        eprintln!(
+            "retrieval {:<6} hit@3 {:.3}  MRR {:.3}  misses {}",
+            r["mode"].as_str().unwrap(),
+            r["hit_rate"].as_f64().unwrap(),
+            r["mrr"].as_f64().unwrap(),
+            r["misses"]
+        );
+    }
+    let hybrid = results.iter().find(|r| r["mode"] == "hybrid").unwrap();
+    assert_eq!(
+        hybrid["misses"].as_array().unwrap().len(),
+        0,
+        "hybrid misses: {}",
+        hybrid["misses"]
+    );
+    assert_eq!(results.len(), 3);
+}
