@@ -36,6 +36,8 @@ pub enum AppError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("data directory {path} is in use by another mosaic process (waited {waited_secs} s; lock_wait_secs sets how long)")]
+    Busy { path: PathBuf, waited_secs: u64 },
 }
 
 impl HasFault for AppError {
@@ -47,6 +49,7 @@ impl HasFault for AppError {
             AppError::Model(e) => e.fault(),
             AppError::Pipeline(e) => e.fault(),
             AppError::DataDir { .. } => Fault::User,
+            AppError::Busy { .. } => Fault::Transient,
         }
     }
 }
@@ -60,8 +63,51 @@ pub struct Mosaic {
     pub lexical: LexicalIndex,
     pub models: ModelStore,
     embedders: Mutex<HashMap<String, EmbedderService>>,
+    /// Held for the life of this value: one process owns a data directory at a time.
+    _lock: std::fs::File,
     rerankers: Mutex<HashMap<String, RerankerService>>,
     generator: Mutex<Option<Arc<dyn Generator>>>,
+}
+
+/// Takes the data directory's lock file, waiting up to `wait_secs` for another process to let go.
+/// The operating system releases it when the process ends, however it ends.
+async fn lock_data_dir(data: &std::path::Path, wait_secs: u64) -> Result<std::fs::File, AppError> {
+    let path = data.join(".lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|source| AppError::DataDir {
+            path: path.clone(),
+            source,
+        })?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(wait_secs);
+    let mut warned = false;
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(file),
+            Err(std::fs::TryLockError::WouldBlock) => {
+                if std::time::Instant::now() >= deadline {
+                    return Err(AppError::Busy {
+                        path: data.to_path_buf(),
+                        waited_secs: wait_secs,
+                    });
+                }
+                if !warned {
+                    tracing::info!(
+                        "waiting for another mosaic process to release {}",
+                        data.display()
+                    );
+                    warned = true;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            Err(std::fs::TryLockError::Error(source)) => {
+                return Err(AppError::DataDir { path, source })
+            }
+        }
+    }
 }
 
 impl Mosaic {
@@ -77,6 +123,7 @@ impl Mosaic {
             path: data.clone(),
             source,
         })?;
+        let lock = lock_data_dir(&data, settings.lock_wait_secs).await?;
         let catalog = Catalog::open(&data.join("catalog.db")).await?;
         let vectors_dir = data.join("vectors");
         let vectors = tokio::task::spawn_blocking(move || EdgeStore::open(&vectors_dir))
@@ -104,6 +151,7 @@ impl Mosaic {
             lexical,
             models,
             embedders: Mutex::new(HashMap::new()),
+            _lock: lock,
             rerankers: Mutex::new(HashMap::new()),
             generator: Mutex::new(None),
         })

@@ -44,6 +44,8 @@ pub struct Settings {
     pub ingest: IngestSettings,
     /// `tracing` filter, e.g. `info` or `mosaic=debug`.
     pub log: String,
+    /// Seconds to wait for another process that holds the data directory.
+    pub lock_wait_secs: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -109,7 +111,8 @@ impl Default for Settings {
                 max_file_bytes: 64 * 1024 * 1024,
                 parallel_files: 2,
             },
-            log: "warn,mosaic=info".into(),
+            log: "warn,mosaic=info,qdrant_edge=error".into(),
+            lock_wait_secs: 60,
         }
     }
 }

@@ -22,7 +22,8 @@ CREATE TABLE chunks (
     source_id   TEXT NOT NULL REFERENCES sources(id) ON DELETE CASCADE,
     ordinal     INTEGER NOT NULL,
     modality    TEXT NOT NULL,                      -- text, transcript, caption, image, frame, audio
-    text        TEXT,
+    text        TEXT,                               -- exactly the anchored span of the source
+    context     TEXT NOT NULL DEFAULT '',           -- title > section headings, embedded with the text
     token_count INTEGER,
     anchor_kind TEXT NOT NULL,                      -- span, time, frame, image
     page        INTEGER,

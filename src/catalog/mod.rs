@@ -156,15 +156,16 @@ impl Catalog {
         for chunk in done.chunks {
             let (kind, page, cs, ce, sm, em, at) = anchor_columns(&chunk.anchor);
             sqlx::query(
-                "INSERT INTO chunks (id, source_id, ordinal, modality, text, token_count, anchor_kind,
+                "INSERT INTO chunks (id, source_id, ordinal, modality, text, context, token_count, anchor_kind,
                    page, char_start, char_end, start_ms, end_ms, at_ms)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             )
             .bind(&chunk.id)
             .bind(&chunk.source_id)
             .bind(chunk.ordinal as i64)
             .bind(chunk.modality.as_str())
             .bind(&chunk.text)
+            .bind(&chunk.context)
             .bind(chunk.token_count as i64)
             .bind(kind)
             .bind(page)
@@ -287,7 +288,7 @@ impl Catalog {
         }
         let placeholders = vec!["?"; ids.len()].join(",");
         let sql = format!(
-            "SELECT c.id AS chunk_id, c.ordinal, c.modality, c.text, c.anchor_kind, c.page, c.char_start,
+            "SELECT c.id AS chunk_id, c.ordinal, c.modality, c.text, c.context, c.anchor_kind, c.page, c.char_start,
                     c.char_end, c.start_ms, c.end_ms, c.at_ms, s.*
              FROM chunks c JOIN sources s ON s.id = c.source_id
              WHERE s.status = 'complete' AND c.id IN ({placeholders})"
@@ -457,6 +458,7 @@ fn stored_chunk_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<StoredChunk> {
         text: row
             .try_get::<Option<String>, _>("text")?
             .unwrap_or_default(),
+        context: row.try_get("context")?,
         anchor,
     })
 }
@@ -494,6 +496,7 @@ mod tests {
             ordinal: n,
             modality: Modality::Text,
             text: format!("chunk {n}"),
+            context: String::new(),
             token_count: 2,
             anchor: Anchor::Span {
                 page: None,

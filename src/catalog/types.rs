@@ -146,8 +146,26 @@ pub struct ChunkRecord {
     pub ordinal: u32,
     pub modality: Modality,
     pub text: String,
+    /// Title and section headings above the chunk (see `ingest::chunk::ChunkSpan::context`).
+    pub context: String,
     pub token_count: u32,
     pub anchor: Anchor,
+}
+
+impl ChunkRecord {
+    /// What is embedded and indexed: the context line, then the text.
+    pub fn indexed_text(&self) -> String {
+        with_context(&self.context, &self.text)
+    }
+}
+
+/// Joins a context line and a chunk's text the one way embedding, BM25 and reranking see it.
+pub fn with_context(context: &str, text: &str) -> String {
+    if context.is_empty() {
+        text.to_string()
+    } else {
+        format!("{context}\n\n{text}")
+    }
 }
 
 /// A chunk read back with its source, for results and citations.
@@ -158,6 +176,7 @@ pub struct StoredChunk {
     pub ordinal: u32,
     pub modality: Modality,
     pub text: String,
+    pub context: String,
     pub anchor: Anchor,
 }
 

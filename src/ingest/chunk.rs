@@ -32,6 +32,10 @@ pub struct ChunkSpan {
     pub end: usize,
     pub page: Option<u32>,
     pub tokens: usize,
+    /// Document title and the section headings above the chunk that are not inside it
+    /// (`Title > Section > Subsection`). Embedded and indexed with the chunk so a passage cut
+    /// from the middle of a section still carries what it is about; not part of the anchor.
+    pub context: String,
 }
 
 #[derive(Debug, Clone)]
@@ -40,23 +44,92 @@ struct Unit {
     end: usize,
     tokens: usize,
     heading: bool,
+    /// Heading level (1 = top); 0 for body text.
+    level: u8,
     page: Option<u32>,
 }
 
-/// Chunks `doc` so each chunk holds at most `budget` tokens (a single unit may exceed it only
-/// when the tokenizer cannot split it further), with up to `overlap` tokens repeated.
+/// Headings in effect before each unit: the nearest preceding heading of each shallower level.
+fn heading_paths(units: &[Unit]) -> Vec<Vec<usize>> {
+    let mut stack: Vec<usize> = Vec::new();
+    let mut out = Vec::with_capacity(units.len());
+    for (i, u) in units.iter().enumerate() {
+        if u.heading {
+            // A heading closes its siblings and their subsections.
+            stack.retain(|&h| units[h].level < u.level);
+            out.push(stack.clone());
+            stack.push(i);
+        } else {
+            out.push(stack.clone());
+        }
+    }
+    out
+}
+
+fn heading_text(text: &str) -> &str {
+    text.trim().trim_start_matches('#').trim()
+}
+
+/// The context line of a chunk starting at unit `i`, within `max_tokens`.
+fn context_for(
+    doc: &Extracted,
+    title: Option<&str>,
+    units: &[Unit],
+    path: &[usize],
+    tokens: &dyn Tokens,
+    max_tokens: usize,
+) -> (String, usize) {
+    let mut parts: Vec<String> = path
+        .iter()
+        .map(|&h| heading_text(&doc.text[units[h].start..units[h].end]).to_string())
+        .collect();
+    if let Some(title) = title.map(str::trim).filter(|t| !t.is_empty()) {
+        if parts.first().map(String::as_str) != Some(title) {
+            parts.insert(0, title.to_string());
+        }
+    }
+    loop {
+        if parts.is_empty() {
+            return (String::new(), 0);
+        }
+        let line = parts.join(" > ");
+        let n = tokens.count(&line);
+        if n <= max_tokens {
+            return (line, n);
+        }
+        // Too long: keep the title and the nearest headings, dropping the outermost section
+        // first, then the title.
+        if parts.len() > 2 {
+            parts.remove(1);
+        } else {
+            parts.remove(0);
+        }
+    }
+}
+
+/// Chunks `doc` so each chunk with its context line holds at most `budget` tokens (a single
+/// unit may exceed it only when the tokenizer cannot split it further), with up to `overlap`
+/// tokens repeated. `title` heads every chunk's context line.
 pub fn chunk(
     doc: &Extracted,
+    title: Option<&str>,
     tokens: &dyn Tokens,
     budget: usize,
     overlap: usize,
 ) -> Vec<ChunkSpan> {
-    let budget = budget.max(8);
-    let overlap = overlap.min(budget / 2);
-    let units = units(doc, tokens, budget);
+    let full_budget = budget.max(8);
+    let context_budget = full_budget / 4;
+    let units = units(doc, tokens, full_budget);
+    let paths = heading_paths(&units);
     let mut chunks = Vec::new();
     let mut i = 0;
     while i < units.len() {
+        // The context line gets at most a quarter of the budget, and never crowds out the
+        // chunk's first unit.
+        let room = context_budget.min(full_budget.saturating_sub(units[i].tokens));
+        let (context, context_tokens) = context_for(doc, title, &units, &paths[i], tokens, room);
+        let budget = full_budget - context_tokens;
+        let overlap = overlap.min(budget / 2);
         let mut j = i;
         let mut sum = 0;
         let mut has_body = false;
@@ -76,7 +149,8 @@ pub fn chunk(
             start: units[i].start,
             end: units[j - 1].end,
             page: units[i].page,
-            tokens: sum,
+            tokens: sum + context_tokens,
+            context,
         });
         if j >= units.len() {
             break;
@@ -112,13 +186,14 @@ fn units(doc: &Extracted, tokens: &dyn Tokens, budget: usize) -> Vec<Unit> {
         if body.trim().is_empty() {
             continue;
         }
-        if let BlockKind::Heading(_) = block.kind {
+        if let BlockKind::Heading(level) = block.kind {
             let (s, e) = trim_range(text, block.start, block.end);
             out.push(Unit {
                 start: s,
                 end: e,
                 tokens: tokens.count(&text[s..e]),
                 heading: true,
+                level: level.max(1),
                 page: block.page,
             });
             continue;
@@ -139,6 +214,7 @@ fn units(doc: &Extracted, tokens: &dyn Tokens, budget: usize) -> Vec<Unit> {
                     end: e,
                     tokens: n,
                     heading: false,
+                    level: 0,
                     page: block.page,
                 });
                 continue;
@@ -153,6 +229,7 @@ fn units(doc: &Extracted, tokens: &dyn Tokens, budget: usize) -> Vec<Unit> {
                         end: pe,
                         tokens: tokens.count(&text[ps..pe]),
                         heading: false,
+                        level: 0,
                         page: block.page,
                     });
                 }
@@ -228,7 +305,7 @@ mod tests {
     #[test]
     fn headings_open_chunks_and_overlap_repeats_sentences() {
         let doc = md("# A\n\nOne two three. Four five six. Seven eight nine. Ten eleven twelve.\n\n# B\n\nThirteen fourteen.\n");
-        let chunks = chunk(&doc, &Words, 8, 3);
+        let chunks = chunk(&doc, None, &Words, 8, 3);
         let texts: Vec<&str> = chunks.iter().map(|c| &doc.text[c.start..c.end]).collect();
         assert_eq!(texts[0], "# A\n\nOne two three. Four five six.");
         assert_eq!(
@@ -242,13 +319,41 @@ mod tests {
     }
 
     #[test]
+    fn chunks_carry_title_and_section_headings_as_context() {
+        let doc = md(
+            "# Guide\n\n## Setup\n\nOne two three. Four five six. Seven eight nine. \
+            Twelve thirteen fourteen. Fifteen sixteen seventeen.\n\n## Usage\n\nTen eleven.\n",
+        );
+        let chunks = chunk(&doc, Some("Guide"), &Words, 16, 0);
+        let view: Vec<(&str, &str)> = chunks
+            .iter()
+            .map(|c| (c.context.as_str(), &doc.text[c.start..c.end]))
+            .collect();
+        assert_eq!(
+            view,
+            vec![
+                (
+                    "Guide",
+                    "# Guide\n\n## Setup\n\nOne two three. Four five six. Seven eight nine."
+                ),
+                (
+                    "Guide > Setup",
+                    "Twelve thirteen fourteen. Fifteen sixteen seventeen."
+                ),
+                ("Guide", "## Usage\n\nTen eleven."),
+            ]
+        );
+        assert!(chunks.iter().all(|c| c.tokens <= 16));
+    }
+
+    #[test]
     fn long_sentences_are_cut_by_tokens() {
         let long = (0..50)
             .map(|i| format!("w{i}"))
             .collect::<Vec<_>>()
             .join(" ");
         let doc = md(&long);
-        let chunks = chunk(&doc, &Words, 10, 0);
+        let chunks = chunk(&doc, None, &Words, 10, 0);
         assert_eq!(chunks.len(), 5);
         assert!(chunks.iter().all(|c| c.tokens <= 10));
     }
@@ -280,7 +385,7 @@ mod tests {
                 text.push_str("\n\n");
             }
             let doc = md(&text);
-            let chunks = chunk(&doc, &Words, budget, overlap);
+            let chunks = chunk(&doc, None, &Words, budget, overlap);
             let idx = CharIndex::new(&doc.text);
             let chars: Vec<char> = doc.text.chars().collect();
             let mut covered = vec![false; doc.text.len()];

@@ -134,10 +134,45 @@ fn plain(text: &str) -> Extracted {
             page: None,
         })
         .collect();
-    Extracted {
+    let mut out = Extracted {
         text: text.to_string(),
         title: None,
         blocks,
+    };
+    mark_headings(&mut out);
+    out
+}
+
+/// Formats without markup (plain text, PDF text layers) still have headings: a paragraph of
+/// one short line, starting with a capital and not ending like a sentence, followed by body
+/// text. Table rows and lists are not followed by body text, so they stay paragraphs.
+fn mark_headings(doc: &mut Extracted) {
+    let body = |b: &Block| {
+        let t = doc.text[b.start..b.end].trim();
+        t.split_whitespace().count() >= 12 || t.ends_with(['.', '!', '?', ':'])
+    };
+    let mut headings = Vec::new();
+    for (i, block) in doc.blocks.iter().enumerate() {
+        let text = doc.text[block.start..block.end].trim();
+        let words = text.split_whitespace().count();
+        let looks_like_heading = !text.contains('\n')
+            && (1..=8).contains(&words)
+            && text
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_uppercase() || c.is_ascii_digit())
+            && !text.ends_with(['.', ',', ';', ':', '!', '?'])
+            && !text.starts_with(['-', '*', '•']);
+        let next_is_body = doc
+            .blocks
+            .get(i + 1)
+            .is_some_and(|n| n.page == block.page && body(n));
+        if looks_like_heading && next_is_body {
+            headings.push(i);
+        }
+    }
+    for i in headings {
+        doc.blocks[i].kind = BlockKind::Heading(2);
     }
 }
 
@@ -300,11 +335,12 @@ fn pdf(bytes: &[u8]) -> Result<Extracted, ExtractError> {
         std::panic::catch_unwind(move || pdf_extract::extract_text_from_mem_by_pages(&data))
             .map_err(|_| ExtractError("corrupt PDF: the parser could not read it".into()))?
             .map_err(|e| ExtractError(format!("corrupt PDF: {e}")))?;
+    let pages: Vec<String> = pages.iter().map(|p| p.replace("\r\n", "\n")).collect();
+    let pages = strip_running_lines(&pages);
     let mut out = Extracted::default();
-    for (i, page) in pages.iter().enumerate() {
+    for (i, page_text) in pages.iter().enumerate() {
         let page_no = Some(i as u32 + 1);
-        let page_text = page.replace("\r\n", "\n");
-        for (start, end) in paragraphs(&page_text) {
+        for (start, end) in paragraphs(page_text) {
             // Join the lines of a paragraph as the PDF wrapped them.
             let para = page_text[start..end]
                 .lines()
@@ -314,6 +350,10 @@ fn pdf(bytes: &[u8]) -> Result<Extracted, ExtractError> {
             out.push(&para, BlockKind::Paragraph, page_no);
         }
     }
+    mark_headings(&mut out);
+    if out.title.is_none() {
+        out.title = out.first_heading();
+    }
     if out.text.trim().is_empty() {
         return Err(ExtractError(format!(
             "PDF has {} page(s) but no text layer (scanned images need OCR, which is not supported)",
@@ -321,6 +361,69 @@ fn pdf(bytes: &[u8]) -> Result<Extracted, ExtractError> {
         )));
     }
     Ok(out)
+}
+
+/// Lines at the top or bottom of pages that repeat on most pages (running headers, footers,
+/// "Page 3 of 9") are layout, not content: they would match every query about the document's
+/// title. Digits are ignored when comparing so page numbers do not hide the repetition.
+fn strip_running_lines(pages: &[String]) -> Vec<String> {
+    const EDGE: usize = 2;
+    if pages.len() < 2 {
+        return pages.to_vec();
+    }
+    let shape = |line: &str| -> String {
+        collapse(
+            &line
+                .chars()
+                .map(|c| if c.is_ascii_digit() { '#' } else { c })
+                .collect::<String>(),
+        )
+    };
+    let edges = |page: &str| -> Vec<String> {
+        let lines: Vec<&str> = page.lines().filter(|l| !l.trim().is_empty()).collect();
+        let mut out: Vec<String> = lines.iter().take(EDGE).map(|l| shape(l)).collect();
+        out.extend(lines.iter().rev().take(EDGE).map(|l| shape(l)));
+        out.sort();
+        out.dedup();
+        out
+    };
+    let mut counts: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for page in pages {
+        for line in edges(page) {
+            *counts.entry(line).or_default() += 1;
+        }
+    }
+    let threshold = pages.len().div_ceil(2).max(2);
+    let running: std::collections::HashSet<String> = counts
+        .into_iter()
+        .filter(|(line, n)| *n >= threshold && !line.is_empty())
+        .map(|(l, _)| l)
+        .collect();
+    if running.is_empty() {
+        return pages.to_vec();
+    }
+    pages
+        .iter()
+        .map(|page| {
+            let lines: Vec<&str> = page.lines().collect();
+            let content: Vec<usize> = (0..lines.len())
+                .filter(|&i| !lines[i].trim().is_empty())
+                .collect();
+            let edge: std::collections::HashSet<usize> = content
+                .iter()
+                .take(EDGE)
+                .chain(content.iter().rev().take(EDGE))
+                .copied()
+                .collect();
+            lines
+                .iter()
+                .enumerate()
+                .filter(|(i, l)| !(edge.contains(i) && running.contains(&shape(l))))
+                .map(|(_, l)| *l)
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .collect()
 }
 
 /// DOCX: paragraphs of `word/document.xml`, with heading styles kept as headings.
@@ -441,6 +544,54 @@ mod tests {
                 && !e.text.contains("Menu item")
         );
         assert_eq!(e.blocks.len(), 4);
+    }
+
+    #[test]
+    fn plain_text_headings_are_recognised_but_table_rows_are_not() {
+        let text =
+            "Fleet and operations\n\nThe cooperative operates four vessels on three routes.\n\n\
+            Vessel Built Route\n\nMF Havorn 2004 Vesterholm\n\nPunctuality and cancellations\n\n\
+            Across all routes, 96.8 percent of sailings departed on time.\n";
+        let e = extract(DocumentKind::Text, text.as_bytes()).unwrap();
+        let headings: Vec<&str> = e
+            .blocks
+            .iter()
+            .filter(|b| matches!(b.kind, BlockKind::Heading(_)))
+            .map(|b| &e.text[b.start..b.end])
+            .collect();
+        assert_eq!(
+            headings,
+            vec!["Fleet and operations", "Punctuality and cancellations"]
+        );
+    }
+
+    #[test]
+    fn running_headers_and_page_numbers_are_dropped() {
+        let bodies = [
+            "Ferries run daily.",
+            "Storms closed the harbour.",
+            "The fleet has four ships.",
+        ];
+        let pages: Vec<String> = bodies
+            .iter()
+            .enumerate()
+            .map(|(i, body)| {
+                format!(
+                    "Acme Report 2023 Page {} of 3\n\n{body}\n\nConfidential",
+                    i + 1
+                )
+            })
+            .collect();
+        let cleaned = strip_running_lines(&pages);
+        for (page, body) in cleaned.iter().zip(bodies) {
+            assert!(
+                !page.contains("Acme Report") && !page.contains("Confidential"),
+                "{page}"
+            );
+            assert!(page.contains(body));
+        }
+        let single = vec!["Acme Report\n\nBody".to_string()];
+        assert_eq!(strip_running_lines(&single), single);
     }
 
     #[test]

@@ -123,8 +123,10 @@ pub fn uri_path(uri: &str) -> Option<PathBuf> {
     uri.strip_prefix("file://").map(PathBuf::from)
 }
 
-/// Every file under `paths` (folders recursively, hidden entries skipped), sorted.
-fn collect_files(paths: &[PathBuf]) -> (Vec<PathBuf>, Vec<Failure>) {
+/// Every file under `paths` (folders recursively, hidden entries and the data directory
+/// skipped), sorted.
+fn collect_files(paths: &[PathBuf], data_dir: &Path) -> (Vec<PathBuf>, Vec<Failure>) {
+    let data_dir = std::fs::canonicalize(data_dir).unwrap_or_else(|_| data_dir.to_path_buf());
     let mut files = Vec::new();
     let mut failures = Vec::new();
     for path in paths {
@@ -140,7 +142,11 @@ fn collect_files(paths: &[PathBuf]) -> (Vec<PathBuf>, Vec<Failure>) {
                     .sort_by_file_name()
                     .into_iter()
                     .filter_entry(|e| {
-                        e.depth() == 0 || !e.file_name().to_string_lossy().starts_with('.')
+                        let hidden =
+                            e.depth() > 0 && e.file_name().to_string_lossy().starts_with('.');
+                        let ours =
+                            std::fs::canonicalize(e.path()).is_ok_and(|p| p.starts_with(&data_dir));
+                        !hidden && !ours
                     });
                 for entry in walker {
                     match entry {
@@ -234,7 +240,11 @@ fn read_and_chunk(
         Ok(e) => e,
         Err(e) => return fail(kind.media_type(), size, e.to_string()),
     };
-    let spans = chunk::chunk(&extracted, counter, budget, overlap);
+    let title = extracted
+        .title
+        .clone()
+        .or_else(|| path.file_name().map(|n| n.to_string_lossy().into_owned()));
+    let spans = chunk::chunk(&extracted, title.as_deref(), counter, budget, overlap);
     let index = chunk::CharIndex::new(&extracted.text);
     let sid = source_id(&uri);
     let chunks = spans
@@ -258,15 +268,12 @@ fn read_and_chunk(
                 ordinal: ordinal as u32,
                 modality: Modality::Text,
                 text: extracted.text[span.start..span.end].to_string(),
+                context: span.context.clone(),
                 token_count: span.tokens as u32,
                 anchor,
             }
         })
         .collect();
-    let title = extracted
-        .title
-        .clone()
-        .or_else(|| path.file_name().map(|n| n.to_string_lossy().into_owned()));
     Outcome::Prepared(Box::new(Prepared {
         source_id: sid,
         uri,
@@ -302,7 +309,7 @@ impl Mosaic {
             .await?;
         let pipeline_version = self.pipelines.text.version();
 
-        let (mut files, walk_failures) = collect_files(paths);
+        let (mut files, walk_failures) = collect_files(paths, &self.settings.data_dir);
         for failure in walk_failures {
             self.record_failure(&failure.uri, "unknown", 0, &failure.error)
                 .await?;
@@ -466,7 +473,7 @@ impl Mosaic {
                 chunk_id: c.id.clone(),
                 source_id: c.source_id.clone(),
                 modality: c.modality.as_str().to_string(),
-                text: c.text.clone(),
+                text: c.indexed_text(),
             })
             .collect();
         self.lexical.run(move |l| l.add(&docs)).await?;
@@ -557,7 +564,7 @@ async fn embed_outcome(
     let Outcome::Prepared(mut p) = outcome else {
         return Ok(outcome);
     };
-    let texts: Vec<String> = p.chunks.iter().map(|c| c.text.clone()).collect();
+    let texts: Vec<String> = p.chunks.iter().map(|c| c.indexed_text()).collect();
     p.vectors = embedder.embed(texts, Purpose::Passage).await?;
     Ok(Outcome::Prepared(p))
 }
