@@ -399,7 +399,7 @@ mod tests {
                 let via_chars: String = chars[cs..ce].iter().collect();
                 prop_assert_eq!(&via_chars, &doc.text[c.start..c.end]);
                 prop_assert!(Words.count(&doc.text[c.start..c.end]) <= budget.max(8));
-                for b in c.start..c.end { covered[b] = true; }
+                covered[c.start..c.end].fill(true);
             }
             for (b, ch) in doc.text.char_indices() {
                 prop_assert!(ch.is_whitespace() || covered[b], "byte {} ({:?}) not in any chunk", b, ch);

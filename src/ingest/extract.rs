@@ -189,7 +189,7 @@ fn markdown(text: &str) -> Extracted {
                 if offset > block_start {
                     blocks.push(Block {
                         start: block_start,
-                        end: offset + 0 - trailing_ws(&text[block_start..offset]),
+                        end: offset - trailing_ws(&text[block_start..offset]),
                         kind: BlockKind::Paragraph,
                         page: None,
                     });

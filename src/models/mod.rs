@@ -126,13 +126,15 @@ impl ModelStore {
         found
     }
 
-    /// Downloads a model from the Hugging Face Hub into the Hugging Face cache.
+    /// Downloads a model from the Hugging Face Hub (or the mirror in `HF_ENDPOINT`) into the
+    /// Hugging Face cache, where [`ModelStore::locate`] finds it.
     pub fn pull(&self, id: &str) -> Result<PathBuf> {
         let download = |reason: String| ModelError::Download {
             id: id.to_string(),
             reason,
         };
-        let api = hf_hub::api::sync::ApiBuilder::new()
+        // HF_ENDPOINT (a mirror) and HF_HOME (the cache) are honoured as in other Hub clients.
+        let api = hf_hub::api::sync::ApiBuilder::from_env()
             .with_progress(true)
             .build()
             .map_err(|e| download(e.to_string()))?;

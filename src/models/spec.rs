@@ -152,9 +152,9 @@ pub fn known_prefixes(id: &str) -> (&'static str, &'static str) {
         ("为这个句子生成表示以用于检索相关文章：", "")
     } else if (name.starts_with("bge-") && name.contains("-en"))
         || name.starts_with("snowflake-arctic-embed")
+        || name.starts_with("uae-")
+        || name.starts_with("mxbai-embed")
     {
-        (RETRIEVAL_INSTRUCTION, "")
-    } else if name.starts_with("uae-") || name.starts_with("mxbai-embed") {
         (RETRIEVAL_INSTRUCTION, "")
     } else {
         ("", "")

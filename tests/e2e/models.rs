@@ -170,3 +170,118 @@ fn bert_cross_encoder_matches_transformers() {
 fn xlm_roberta_cross_encoder_matches_transformers() {
     cross_encoder_parity("tiny-xlmr-cross-encoder");
 }
+
+/// A minimal stand-in for the Hub's file endpoint (`/{repo}/resolve/{revision}/{file}` with
+/// range requests and the etag / commit headers hf-hub reads), serving a fixture folder.
+async fn hub_file(
+    axum::extract::State(root): axum::extract::State<std::path::PathBuf>,
+    axum::extract::Path(path): axum::extract::Path<String>,
+    headers: axum::http::HeaderMap,
+) -> axum::response::Response {
+    use axum::http::StatusCode;
+    use axum::response::IntoResponse;
+    let Some(file) = path.strip_prefix("mosaic-test/tiny-bert/resolve/main/") else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let Ok(bytes) = std::fs::read(root.join(file)) else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let size = bytes.len();
+    let start: usize = headers
+        .get("range")
+        .and_then(|r| r.to_str().ok())
+        .and_then(|r| r.strip_prefix("bytes="))
+        .and_then(|r| r.split('-').next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let wants_probe = headers
+        .get("range")
+        .is_some_and(|r| r.as_bytes() == b"bytes=0-0");
+    let end = if wants_probe { 0 } else { size - 1 };
+    let body = bytes[start..=end].to_vec();
+    (
+        StatusCode::PARTIAL_CONTENT,
+        [
+            ("etag", format!("\"{}\"", blake3_hex(&bytes))),
+            (
+                "x-repo-commit",
+                "0123456789abcdef0123456789abcdef01234567".to_string(),
+            ),
+            ("content-range", format!("bytes {start}-{end}/{size}")),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+fn blake3_hex(bytes: &[u8]) -> String {
+    // Any stable content hash works as an etag.
+    let mut h: u64 = 1469598103934665603;
+    for b in bytes {
+        h = (h ^ *b as u64).wrapping_mul(1099511628211);
+    }
+    format!("{h:016x}")
+}
+
+#[test]
+fn pull_downloads_from_a_hub_endpoint_and_the_model_loads() {
+    let fixture = fixtures().join("models/tiny-bert-embedder");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let app = axum::Router::new()
+        .route("/{*path}", axum::routing::get(hub_file))
+        .with_state(fixture.clone());
+    runtime.spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let dir = tempfile::tempdir().unwrap();
+    let hf_home = dir.path().join("hf");
+    let models = dir.path().join("models").display().to_string();
+    let env = [
+        ("HF_ENDPOINT", endpoint.as_str()),
+        ("HF_HOME", hf_home.to_str().unwrap()),
+        ("MOSAIC__MODELS__DIR", models.as_str()),
+    ];
+    let data = dir.path().join("data");
+    let pulled = crate::common::ok(&crate::common::mosaic(
+        &data,
+        &["--json", "models", "pull", "mosaic-test/tiny-bert"],
+        &env,
+    ));
+    let path = std::path::PathBuf::from(pulled["path"].as_str().unwrap());
+    assert!(
+        path.starts_with(&hf_home),
+        "{path:?} is in the Hugging Face cache"
+    );
+    for file in [
+        "config.json",
+        "tokenizer.json",
+        "model.safetensors",
+        "modules.json",
+        "1_Pooling/config.json",
+    ] {
+        assert_eq!(
+            std::fs::read(path.join(file)).unwrap(),
+            std::fs::read(fixture.join(file)).unwrap(),
+            "{file}"
+        );
+    }
+    // The pulled model embeds like the reference.
+    let embedder = load_embedder("mosaic-test/tiny-bert", &path);
+    let reference = expected(&fixture.join("expected.json"));
+    let first = &reference["sentences"][0];
+    let v = embedder
+        .embed(
+            &[first["text"].as_str().unwrap().to_string()],
+            Purpose::Passage,
+        )
+        .unwrap();
+    assert!(cosine(&v[0], &floats(&first["embedding"])) > 0.9999);
+
+    // An id the Hub does not have is a clear error.
+    let missing = crate::common::mosaic(&data, &["models", "pull", "mosaic-test/absent"], &env);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("mosaic-test/absent"));
+}

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Reproduces the numbers in docs/performance.md on this machine:
+#   embedding throughput (Mosaic vs sentence-transformers, same texts, batch, threads),
+#   end-to-end ingestion of a 2,000-file corpus, and search latency on that index.
+# Needs scripts/setup.sh (models, build) and, for the reference, scripts/setup-reference-env.sh.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/mosaic/target}"
+MOSAIC="$CARGO_TARGET_DIR/debug/mosaic"
+WORK="${BENCH_DIR:-/tmp/mosaic-bench}"
+PY="${REFERENCE_PYTHON:-$HOME/.cache/mosaic/pyref/bin/python}"
+MINILM="$HOME/.cache/mosaic/models/sentence-transformers--all-MiniLM-L6-v2"
+mkdir -p "$WORK"
+
+[ -d "$WORK/corpus" ] || python3 scripts/corpus/make_bench_corpus.py "$WORK/corpus" -n 2000 --seed 1234
+python3 scripts/bench/make_texts.py "$WORK/corpus" "$WORK/texts.json" 512 200
+
+echo "== embedding: mosaic (candle f32)"
+RAYON_NUM_THREADS=2 "$MOSAIC" --json bench embed --texts "$WORK/texts.json" --batch-tokens 8192 | tee "$WORK/embed-mosaic.json"
+if [ -x "$PY" ]; then
+  echo "== embedding: sentence-transformers (PyTorch CPU)"
+  "$PY" scripts/bench/embed_reference.py "$MINILM" "$WORK/texts.json" 32 2 | tee "$WORK/embed-reference.json"
+fi
+
+echo "== ingestion: 2,000 files"
+rm -rf "$WORK/data"
+/usr/bin/time -v "$MOSAIC" --data-dir "$WORK/data" --json ingest "$WORK/corpus" > "$WORK/ingest.json" 2> "$WORK/ingest.time"
+cat "$WORK/ingest.json"; grep -E "Elapsed|Maximum resident" "$WORK/ingest.time"
+
+echo "== search latency"
+"$MOSAIC" --data-dir "$WORK/data" --json bench search --queries tests/fixtures/corpus/questions.json --runs 5 | tee "$WORK/search.json"
