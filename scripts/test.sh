@@ -10,4 +10,4 @@ cargo fmt --check
 echo "==> cargo clippy"
 cargo clippy --all-targets -- -D warnings
 echo "==> cargo test"
-cargo test -- --test-threads=2
+cargo test --all-targets -- --test-threads=2
