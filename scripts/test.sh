@@ -9,5 +9,7 @@ echo "==> cargo fmt --check"
 cargo fmt --check
 echo "==> cargo clippy"
 cargo clippy --all-targets -- -D warnings
+echo "==> model parity on the pure-Rust GEMM (the path used when no BLAS library is installed)"
+MOSAIC_BLAS=off cargo test --test e2e models:: -- --test-threads=2
 echo "==> cargo test"
 cargo test --all-targets -- --test-threads=2

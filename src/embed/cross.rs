@@ -3,19 +3,18 @@
 
 use std::path::Path;
 
-use candle_core::{Device, Module, Tensor};
-use candle_nn::Linear;
+use candle_core::Device;
 use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
 
-use super::encoder::{cls_pool, encoder_root, var_builder, Encoder, EncoderConfig, TokenBatch};
+use super::encoder::{encoder_root, var_builder, Dense, Encoder, EncoderConfig, TokenBatch};
 use crate::models::{ModelError, Result};
 
 /// Classification head on the first token's state.
-enum Head {
-    /// BERT: pooler (dense + tanh) then classifier.
-    Bert { pooler: Linear, classifier: Linear },
-    /// RoBERTa/XLM-R: classifier.dense + tanh then classifier.out_proj.
-    Roberta { dense: Linear, out_proj: Linear },
+/// Both kinds are `second(tanh(first(h_first_token)))`:
+/// BERT: pooler.dense then classifier; RoBERTa/XLM-R: classifier.dense then classifier.out_proj.
+struct Head {
+    first: Dense,
+    second: Dense,
 }
 
 /// A loaded cross-encoder. Lives on one thread.
@@ -78,24 +77,27 @@ impl CrossEncoder {
         let encoder = Encoder::load(root.clone(), &config).map_err(|e| invalid(e.to_string()))?;
         let h = config.hidden_size;
         let labels = config.labels();
+        let load = |vb: candle_nn::VarBuilder, outputs: usize, what: &str| {
+            Dense::load(vb, h, outputs).map_err(|e| invalid(format!("{what}: {e}")))
+        };
         let head = if vb.contains_tensor("classifier.out_proj.weight") {
-            Head::Roberta {
-                dense: candle_nn::linear(h, h, vb.pp("classifier").pp("dense"))
-                    .map_err(|e| invalid(e.to_string()))?,
-                out_proj: candle_nn::linear(h, labels, vb.pp("classifier").pp("out_proj"))
-                    .map_err(|e| invalid(e.to_string()))?,
+            Head {
+                first: load(vb.pp("classifier").pp("dense"), h, "classifier.dense")?,
+                second: load(
+                    vb.pp("classifier").pp("out_proj"),
+                    labels,
+                    "classifier.out_proj",
+                )?,
             }
         } else {
-            let pooler_vb = if prefix.is_empty() {
+            let pooler = if prefix.is_empty() {
                 vb.pp("pooler")
             } else {
                 root.pp("pooler")
             };
-            Head::Bert {
-                pooler: candle_nn::linear(h, h, pooler_vb.pp("dense"))
-                    .map_err(|e| invalid(format!("pooler: {e}")))?,
-                classifier: candle_nn::linear(h, labels, vb.pp("classifier"))
-                    .map_err(|e| invalid(format!("classifier: {e}")))?,
+            Head {
+                first: load(pooler.pp("dense"), h, "pooler")?,
+                second: load(vb.pp("classifier"), labels, "classifier")?,
             }
         };
         Ok(Self {
@@ -154,16 +156,14 @@ impl CrossEncoder {
 
     /// Raw classifier logits `[batch][labels]`.
     pub fn logits(&self, batch: &TokenBatch) -> Result<Vec<Vec<f32>>> {
-        let (hidden, _) = self.encoder.forward(batch)?;
-        let first: Tensor = cls_pool(&hidden)?;
-        let logits = match &self.head {
-            Head::Bert { pooler, classifier } => {
-                classifier.forward(&pooler.forward(&first)?.tanh()?)?
-            }
-            Head::Roberta { dense, out_proj } => {
-                out_proj.forward(&dense.forward(&first)?.tanh()?)?
-            }
-        };
-        Ok(logits.to_vec2::<f32>()?)
+        let hidden = self.encoder.forward(batch)?;
+        let rows = hidden.first_token();
+        let b = rows.len();
+        let first: Vec<f32> = rows.into_iter().flatten().collect();
+        let mut pooled = self.head.first.forward(&first, b);
+        pooled.iter_mut().for_each(|v| *v = v.tanh());
+        let logits = self.head.second.forward(&pooled, b);
+        let labels = self.head.second.bias.len();
+        Ok(logits.chunks(labels).map(<[f32]>::to_vec).collect())
     }
 }

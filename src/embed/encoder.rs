@@ -1,12 +1,14 @@
-//! The BERT-family transformer encoder (BERT, RoBERTa, XLM-RoBERTa) on candle, shared by the
+//! The BERT-family transformer encoder (BERT, RoBERTa, XLM-RoBERTa), shared by the
 //! sentence embedders and the cross-encoder reranker. Written here rather than taken from
 //! candle-transformers so that one code path covers both families (position ids differ), both
 //! checkpoint layouts (bare or `bert.`/`roberta.` prefixed) and the classification heads, and so
 //! the hot path can be tuned in one place.
 
-use candle_core::{DType, Device, Module, Tensor, D};
-use candle_nn::{Embedding, LayerNorm, Linear, VarBuilder};
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
 use serde::Deserialize;
+
+use super::kernels::{self, Activation};
 
 /// The fields of a Hugging Face `config.json` the encoder needs.
 #[derive(Debug, Clone, Deserialize)]
@@ -84,94 +86,165 @@ impl EncoderConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy)]
-enum Activation {
-    GeluErf,
-    GeluTanh,
-    Relu,
+fn activation(name: &str) -> candle_core::Result<Activation> {
+    Ok(match name {
+        "gelu" => Activation::GeluErf,
+        "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" => Activation::GeluTanh,
+        "relu" => Activation::Relu,
+        other => candle_core::bail!("unsupported hidden_act {other}"),
+    })
 }
 
-impl Activation {
-    fn parse(name: &str) -> candle_core::Result<Self> {
-        Ok(match name {
-            "gelu" => Activation::GeluErf,
-            "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" => Activation::GeluTanh,
-            "relu" => Activation::Relu,
-            other => candle_core::bail!("unsupported hidden_act {other}"),
+/// A tensor's values as a flat `Vec<f32>`.
+fn flat(t: Tensor) -> candle_core::Result<Vec<f32>> {
+    t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()
+}
+
+/// A linear layer's weight `[out × in]` and bias `[out]`, row-major.
+pub struct Dense {
+    pub weight: Vec<f32>,
+    pub bias: Vec<f32>,
+}
+
+impl Dense {
+    pub fn load(vb: VarBuilder, inputs: usize, outputs: usize) -> candle_core::Result<Self> {
+        Ok(Self {
+            weight: flat(vb.get((outputs, inputs), "weight")?)?,
+            bias: flat(vb.get(outputs, "bias")?)?,
         })
     }
 
-    fn forward(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
-        match self {
-            Activation::GeluErf => xs.gelu_erf(),
-            Activation::GeluTanh => xs.gelu(),
-            Activation::Relu => xs.relu(),
-        }
+    pub fn inputs(&self) -> usize {
+        self.weight.len() / self.bias.len()
+    }
+
+    /// `x[t × in] -> [t × out]`.
+    pub fn forward(&self, x: &[f32], t: usize) -> Vec<f32> {
+        let mut out = vec![0f32; t * self.bias.len()];
+        kernels::linear(x, t, self.inputs(), &self.weight, &self.bias, &mut out);
+        out
     }
 }
 
-fn layer_norm(size: usize, eps: f64, vb: VarBuilder) -> candle_core::Result<LayerNorm> {
+struct Norm {
+    gamma: Vec<f32>,
+    beta: Vec<f32>,
+    eps: f32,
+}
+
+fn norm(size: usize, eps: f64, vb: VarBuilder) -> candle_core::Result<Norm> {
     // Older checkpoints name the parameters gamma/beta.
-    let (weight, bias) = if vb.contains_tensor("weight") {
+    let (gamma, beta) = if vb.contains_tensor("weight") {
         (vb.get(size, "weight")?, vb.get(size, "bias")?)
     } else {
         (vb.get(size, "gamma")?, vb.get(size, "beta")?)
     };
-    Ok(LayerNorm::new(weight, bias, eps))
+    Ok(Norm {
+        gamma: flat(gamma)?,
+        beta: flat(beta)?,
+        eps: eps as f32,
+    })
 }
 
 struct Layer {
-    query: Linear,
-    key: Linear,
-    value: Linear,
-    attention_out: Linear,
-    attention_norm: LayerNorm,
-    intermediate: Linear,
-    output: Linear,
-    output_norm: LayerNorm,
+    /// Query, key and value projections fused into one `[3h × h]` product.
+    qkv: Dense,
+    attention_out: Dense,
+    attention_norm: Norm,
+    intermediate: Dense,
+    output: Dense,
+    output_norm: Norm,
 }
 
 impl Layer {
     fn load(vb: VarBuilder, c: &EncoderConfig) -> candle_core::Result<Self> {
         let h = c.hidden_size;
         let attention = vb.pp("attention");
+        let parts = ["query", "key", "value"]
+            .iter()
+            .map(|name| Dense::load(attention.pp("self").pp(name), h, h))
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        let qkv = Dense {
+            weight: parts
+                .iter()
+                .flat_map(|p| p.weight.iter().copied())
+                .collect(),
+            bias: parts.iter().flat_map(|p| p.bias.iter().copied()).collect(),
+        };
         Ok(Self {
-            query: candle_nn::linear(h, h, attention.pp("self").pp("query"))?,
-            key: candle_nn::linear(h, h, attention.pp("self").pp("key"))?,
-            value: candle_nn::linear(h, h, attention.pp("self").pp("value"))?,
-            attention_out: candle_nn::linear(h, h, attention.pp("output").pp("dense"))?,
-            attention_norm: layer_norm(
-                h,
-                c.layer_norm_eps,
-                attention.pp("output").pp("LayerNorm"),
-            )?,
-            intermediate: candle_nn::linear(
-                h,
-                c.intermediate_size,
-                vb.pp("intermediate").pp("dense"),
-            )?,
-            output: candle_nn::linear(c.intermediate_size, h, vb.pp("output").pp("dense"))?,
-            output_norm: layer_norm(h, c.layer_norm_eps, vb.pp("output").pp("LayerNorm"))?,
+            qkv,
+            attention_out: Dense::load(attention.pp("output").pp("dense"), h, h)?,
+            attention_norm: norm(h, c.layer_norm_eps, attention.pp("output").pp("LayerNorm"))?,
+            intermediate: Dense::load(vb.pp("intermediate").pp("dense"), h, c.intermediate_size)?,
+            output: Dense::load(vb.pp("output").pp("dense"), c.intermediate_size, h)?,
+            output_norm: norm(h, c.layer_norm_eps, vb.pp("output").pp("LayerNorm"))?,
         })
     }
 }
 
-/// A loaded encoder: token ids in, contextual hidden states out.
+/// A loaded encoder: token ids in, contextual hidden states out. Weights are read through
+/// candle's `VarBuilder` (safetensors or PyTorch files, any float type); the forward pass runs
+/// on packed tokens with the kernels in [`kernels`].
 pub struct Encoder {
     config: EncoderConfig,
-    word: Embedding,
-    position: Embedding,
-    token_type: Option<Embedding>,
-    embedding_norm: LayerNorm,
+    word: Vec<f32>,
+    position: Vec<f32>,
+    token_type: Option<Vec<f32>>,
+    embedding_norm: Norm,
     layers: Vec<Layer>,
     activation: Activation,
-    device: Device,
 }
 
-/// A padded batch of token ids.
+/// A batch of (unpadded) token sequences.
 pub struct TokenBatch {
     pub ids: Vec<Vec<u32>>,
     pub type_ids: Vec<Vec<u32>>,
+}
+
+/// Hidden states of packed sequences: rows `spans[i].0 .. spans[i].0 + spans[i].1` of `data`
+/// (`[tokens × hidden]`) belong to sequence `i`.
+pub struct Hidden {
+    pub data: Vec<f32>,
+    pub hidden: usize,
+    pub spans: Vec<(usize, usize)>,
+}
+
+impl Hidden {
+    fn row(&self, r: usize) -> &[f32] {
+        &self.data[r * self.hidden..(r + 1) * self.hidden]
+    }
+
+    /// Mean of each sequence's token states.
+    pub fn mean_pool(&self) -> Vec<Vec<f32>> {
+        self.spans
+            .iter()
+            .map(|&(start, len)| {
+                let mut acc = vec![0f32; self.hidden];
+                for r in start..start + len {
+                    for (a, v) in acc.iter_mut().zip(self.row(r)) {
+                        *a += v;
+                    }
+                }
+                let n = len.max(1) as f32;
+                acc.iter_mut().for_each(|a| *a /= n);
+                acc
+            })
+            .collect()
+    }
+
+    /// Each sequence's first token state.
+    pub fn first_token(&self) -> Vec<Vec<f32>> {
+        self.spans
+            .iter()
+            .map(|&(start, _)| self.row(start).to_vec())
+            .collect()
+    }
+}
+
+/// L2-normalizes a vector in place.
+pub fn normalize(v: &mut [f32]) {
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+    v.iter_mut().for_each(|x| *x /= norm);
 }
 
 impl Encoder {
@@ -181,30 +254,34 @@ impl Encoder {
         let emb = vb.pp("embeddings");
         let token_type =
             if c.type_vocab_size > 0 && emb.contains_tensor("token_type_embeddings.weight") {
-                Some(candle_nn::embedding(
-                    c.type_vocab_size,
-                    c.hidden_size,
-                    emb.pp("token_type_embeddings"),
-                )?)
+                Some(flat(emb.get(
+                    (c.type_vocab_size, c.hidden_size),
+                    "token_type_embeddings.weight",
+                )?)?)
             } else {
                 None
             };
         let layers = (0..c.num_hidden_layers)
             .map(|i| Layer::load(vb.pp("encoder").pp("layer").pp(i), c))
             .collect::<candle_core::Result<Vec<_>>>()?;
+        if !c.hidden_size.is_multiple_of(c.num_attention_heads) {
+            candle_core::bail!(
+                "hidden_size {} is not divisible by {} heads",
+                c.hidden_size,
+                c.num_attention_heads
+            );
+        }
         Ok(Self {
             config: c.clone(),
-            word: candle_nn::embedding(c.vocab_size, c.hidden_size, emb.pp("word_embeddings"))?,
-            position: candle_nn::embedding(
-                c.max_position_embeddings,
-                c.hidden_size,
-                emb.pp("position_embeddings"),
-            )?,
+            word: flat(emb.get((c.vocab_size, c.hidden_size), "word_embeddings.weight")?)?,
+            position: flat(emb.get(
+                (c.max_position_embeddings, c.hidden_size),
+                "position_embeddings.weight",
+            )?)?,
             token_type,
-            embedding_norm: layer_norm(c.hidden_size, c.layer_norm_eps, emb.pp("LayerNorm"))?,
+            embedding_norm: norm(c.hidden_size, c.layer_norm_eps, emb.pp("LayerNorm"))?,
             layers,
-            activation: Activation::parse(&c.hidden_act)?,
-            device: vb.device().clone(),
+            activation: activation(&c.hidden_act)?,
         })
     }
 
@@ -212,111 +289,98 @@ impl Encoder {
         &self.config
     }
 
-    pub fn device(&self) -> &Device {
-        &self.device
-    }
-
-    /// Runs the encoder over a batch of (unpadded) sequences. Returns hidden states
-    /// `[batch, max_len, hidden]` and the attention mask `[batch, max_len]` as f32.
-    pub fn forward(&self, batch: &TokenBatch) -> candle_core::Result<(Tensor, Tensor)> {
-        let b = batch.ids.len();
-        let len = batch.ids.iter().map(Vec::len).max().unwrap_or(0).max(1);
-        let pad = self.config.pad_token_id as u32;
-        let mut ids = vec![pad; b * len];
-        let mut types = vec![0u32; b * len];
-        let mut positions = vec![0u32; b * len];
-        let mut mask = vec![0f32; b * len];
-        for (row, seq) in batch.ids.iter().enumerate() {
-            for (i, &t) in seq.iter().enumerate() {
-                ids[row * len + i] = t;
-                mask[row * len + i] = 1.0;
-                if let Some(tt) = batch.type_ids.get(row).and_then(|r| r.get(i)) {
-                    types[row * len + i] = *tt;
+    /// Runs the encoder over a batch of sequences, packed without padding.
+    pub fn forward(&self, batch: &TokenBatch) -> candle_core::Result<Hidden> {
+        let h = self.config.hidden_size;
+        let mut spans = Vec::with_capacity(batch.ids.len());
+        let mut total = 0;
+        for seq in &batch.ids {
+            spans.push((total, seq.len()));
+            total += seq.len();
+        }
+        // Embeddings: word + position + token type, then layer norm.
+        let pad = self.config.pad_token_id;
+        let mut x = vec![0f32; total * h];
+        for (i, seq) in batch.ids.iter().enumerate() {
+            if seq.len() > self.config.max_tokens() {
+                candle_core::bail!(
+                    "sequence of {} tokens exceeds the model window {}",
+                    seq.len(),
+                    self.config.max_tokens()
+                );
+            }
+            for (p, &id) in seq.iter().enumerate() {
+                let id = id as usize;
+                if id >= self.config.vocab_size {
+                    candle_core::bail!(
+                        "token id {id} is outside the vocabulary ({})",
+                        self.config.vocab_size
+                    );
+                }
+                let position = if self.config.roberta_positions() {
+                    pad + 1 + p
+                } else {
+                    p
+                };
+                let row = &mut x[(spans[i].0 + p) * h..(spans[i].0 + p + 1) * h];
+                row.copy_from_slice(&self.word[id * h..(id + 1) * h]);
+                for (v, e) in row
+                    .iter_mut()
+                    .zip(&self.position[position * h..(position + 1) * h])
+                {
+                    *v += e;
+                }
+                if let Some(types) = &self.token_type {
+                    let t = batch
+                        .type_ids
+                        .get(i)
+                        .and_then(|r| r.get(p))
+                        .copied()
+                        .unwrap_or(0) as usize;
+                    let t = t.min(self.config.type_vocab_size - 1);
+                    for (v, e) in row.iter_mut().zip(&types[t * h..(t + 1) * h]) {
+                        *v += e;
+                    }
                 }
             }
-            for i in 0..len {
-                positions[row * len + i] = if self.config.roberta_positions() {
-                    if i < seq.len() {
-                        pad + 1 + i as u32
-                    } else {
-                        pad
-                    }
-                } else {
-                    i as u32
-                };
-            }
         }
-        let dev = &self.device;
-        let ids = Tensor::from_vec(ids, (b, len), dev)?;
-        let positions = Tensor::from_vec(positions, (b, len), dev)?;
-        let mask = Tensor::from_vec(mask, (b, len), dev)?;
+        let n = &self.embedding_norm;
+        kernels::layer_norm(&mut x, &n.gamma, &n.beta, n.eps);
 
-        let mut hidden = self
-            .word
-            .forward(&ids)?
-            .add(&self.position.forward(&positions)?)?;
-        if let Some(tt) = &self.token_type {
-            let types = Tensor::from_vec(types, (b, len), dev)?;
-            hidden = hidden.add(&tt.forward(&types)?)?;
-        }
-        let mut hidden = self.embedding_norm.forward(&hidden)?;
-
-        // Additive mask: 0 where attended, a large negative number on padding.
-        let bias = ((mask.ones_like()? - &mask)? * -1e9)?.reshape((b, 1, 1, len))?;
-        let heads = self.config.num_attention_heads;
-        let head_dim = self.config.hidden_size / heads;
-        let scale = 1.0 / (head_dim as f64).sqrt();
+        let mut context = vec![0f32; total * h];
         for layer in &self.layers {
-            let split = |t: Tensor| -> candle_core::Result<Tensor> {
-                t.reshape((b, len, heads, head_dim))?
-                    .transpose(1, 2)?
-                    .contiguous()
-            };
-            let q = split(layer.query.forward(&hidden)?)?;
-            let k = split(layer.key.forward(&hidden)?)?;
-            let v = split(layer.value.forward(&hidden)?)?;
-            let scores = (q.matmul(&k.t()?)? * scale)?.broadcast_add(&bias)?;
-            let probs = candle_nn::ops::softmax_last_dim(&scores)?;
-            let context = probs.matmul(&v)?.transpose(1, 2)?.contiguous()?.reshape((
-                b,
-                len,
-                self.config.hidden_size,
-            ))?;
-            let attended = layer
-                .attention_norm
-                .forward(&layer.attention_out.forward(&context)?.add(&hidden)?)?;
-            let inner = self
-                .activation
-                .forward(&layer.intermediate.forward(&attended)?)?;
-            hidden = layer
-                .output_norm
-                .forward(&layer.output.forward(&inner)?.add(&attended)?)?;
+            let qkv = layer.qkv.forward(&x, total);
+            kernels::attention(
+                &qkv,
+                h,
+                self.config.num_attention_heads,
+                &spans,
+                &mut context,
+            );
+            let mut attended = layer.attention_out.forward(&context, total);
+            let n = &layer.attention_norm;
+            kernels::add_layer_norm(&mut attended, &x, &n.gamma, &n.beta, n.eps);
+            let mut inner = vec![0f32; total * layer.intermediate.bias.len()];
+            kernels::linear_activate(
+                &attended,
+                total,
+                h,
+                &layer.intermediate.weight,
+                &layer.intermediate.bias,
+                Some(self.activation),
+                &mut inner,
+            );
+            let mut out = layer.output.forward(&inner, total);
+            let n = &layer.output_norm;
+            kernels::add_layer_norm(&mut out, &attended, &n.gamma, &n.beta, n.eps);
+            x = out;
         }
-        Ok((hidden, mask))
+        Ok(Hidden {
+            data: x,
+            hidden: h,
+            spans,
+        })
     }
-}
-
-/// Mean of hidden states over real tokens: `[batch, hidden]`.
-pub fn mean_pool(hidden: &Tensor, mask: &Tensor) -> candle_core::Result<Tensor> {
-    let mask3 = mask.unsqueeze(2)?;
-    let summed = hidden.broadcast_mul(&mask3)?.sum(1)?;
-    let counts = mask.sum_keepdim(1)?.clamp(1e-9, f64::MAX)?;
-    summed.broadcast_div(&counts)
-}
-
-/// Hidden state of the first token: `[batch, hidden]`.
-pub fn cls_pool(hidden: &Tensor) -> candle_core::Result<Tensor> {
-    hidden.narrow(1, 0, 1)?.squeeze(1)
-}
-
-/// L2-normalizes rows.
-pub fn normalize(xs: &Tensor) -> candle_core::Result<Tensor> {
-    let norm = xs
-        .sqr()?
-        .sum_keepdim(D::Minus1)?
-        .sqrt()?
-        .clamp(1e-12, f64::MAX)?;
-    xs.broadcast_div(&norm)
 }
 
 /// Opens the weights of a model folder: `model.safetensors` (or sharded safetensors), else

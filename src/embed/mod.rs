@@ -4,6 +4,7 @@
 
 pub mod cross;
 pub mod encoder;
+pub mod kernels;
 mod service;
 mod text;
 

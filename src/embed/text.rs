@@ -5,12 +5,10 @@
 
 use std::path::Path;
 
-use candle_core::{Device, Tensor};
+use candle_core::Device;
 use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
 
-use super::encoder::{
-    cls_pool, encoder_root, mean_pool, normalize, var_builder, Encoder, TokenBatch,
-};
+use super::encoder::{encoder_root, normalize, var_builder, Encoder, TokenBatch};
 use crate::models::{ModelError, Pooling, Result, TextModelSpec};
 
 /// Whether a text is a search query or a passage to index (prefixes differ).
@@ -168,16 +166,14 @@ impl TextEmbedder {
     }
 
     fn forward(&self, batch: &TokenBatch) -> Result<Vec<Vec<f32>>> {
-        let (hidden, mask) = self.encoder.forward(batch)?;
-        let pooled = match self.spec.pooling {
-            Pooling::Mean => mean_pool(&hidden, &mask)?,
-            Pooling::Cls => cls_pool(&hidden)?,
+        let hidden = self.encoder.forward(batch)?;
+        let mut pooled = match self.spec.pooling {
+            Pooling::Mean => hidden.mean_pool(),
+            Pooling::Cls => hidden.first_token(),
         };
-        let pooled: Tensor = if self.spec.normalize {
-            normalize(&pooled)?
-        } else {
-            pooled
-        };
-        Ok(pooled.to_vec2::<f32>()?)
+        if self.spec.normalize {
+            pooled.iter_mut().for_each(|v| normalize(v));
+        }
+        Ok(pooled)
     }
 }
