@@ -126,9 +126,10 @@ pub async fn run(what: BenchCommand, settings: Settings, as_json: bool) -> Resul
             let queries = read_texts(&queries)?;
             let mosaic = Mosaic::open(settings).await?;
             let limit = mosaic.pipelines.query.answer.search_limit;
-            // Warm-up loads the models.
+            // Warm-up loads the models (and says whether a reranker takes part).
+            let mut reranker = None;
             if let Some(q) = queries.first() {
-                mosaic
+                let outcome = mosaic
                     .search(&SearchRequest {
                         query: q.clone(),
                         limit,
@@ -137,6 +138,7 @@ pub async fn run(what: BenchCommand, settings: Settings, as_json: bool) -> Resul
                         rerank: !no_rerank,
                     })
                     .await?;
+                reranker = outcome.reranker;
             }
             let mut latencies = Vec::new();
             for _ in 0..runs.max(1) {
@@ -160,7 +162,7 @@ pub async fn run(what: BenchCommand, settings: Settings, as_json: bool) -> Resul
                 "queries": latencies.len(), "sources": counts.sources, "chunks": counts.chunks,
                 "p50_ms": percentile(&latencies, 0.5), "p95_ms": percentile(&latencies, 0.95),
                 "mean_ms": latencies.iter().sum::<f64>() / latencies.len().max(1) as f64,
-                "rerank": !no_rerank,
+                "reranker": reranker,
             });
             print_report(&report, as_json);
         }
