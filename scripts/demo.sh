@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
 MOSAIC="${CARGO_TARGET_DIR:-$HOME/.cache/mosaic/target}/debug/mosaic"
-question="${1:-How large is the main telescope's mirror at Kestrel Ridge?}"
+question="${1:-How large is the main telescope at Kestrel Ridge?}"
 "$MOSAIC" ingest samples/ || [ $? -eq 3 ]
 echo
 echo "Q: $question"

@@ -102,6 +102,8 @@ pub struct RerankSection {
 #[serde(deny_unknown_fields)]
 pub struct ContextSection {
     pub max_blocks: usize,
+    /// Blocks given to the embedded model (a 135M model answers better from fewer).
+    pub embedded_max_blocks: usize,
     pub token_budget: usize,
 }
 

@@ -112,7 +112,8 @@ pub async fn run(what: BenchCommand, settings: Settings, as_json: bool) -> Resul
                     "seconds": seconds, "chunks_per_s": texts.len() as f64 / seconds,
                     "tokens_per_s": tokens as f64 / seconds, "peak_rss_mib": peak_rss_mib(),
                     "checksum": checksum, "batch_tokens": batch_tokens,
-                    "threads": candle_core::utils::get_num_threads(),
+                    "threads": rayon::current_num_threads(),
+                    "gemm": crate::embed::kernels::gemm().name(),
                 }))
             })
             .await??;

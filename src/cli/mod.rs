@@ -297,9 +297,6 @@ async fn run(cli: Cli, settings: Settings) -> Result<ExitCode> {
             let answer = mosaic.ask(&question, sink).await;
             let _ = printer.await;
             let answer = answer?;
-            for notice in &answer.notices {
-                tracing::warn!("{notice}");
-            }
             if cli.json {
                 print_json(&serde_json::to_value(&answer)?);
             } else {

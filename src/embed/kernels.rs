@@ -107,7 +107,7 @@ pub fn gemm() -> &'static Gemm {
             Gemm::Rust if requested.is_none() => tracing::info!(
                 "no BLAS library found (MKL or OpenBLAS, e.g. Debian's libopenblas0): using the pure-Rust GEMM"
             ),
-            other => tracing::info!("matrix products use {}", other.name()),
+            other => tracing::debug!("matrix products use {}", other.name()),
         }
         chosen
     })

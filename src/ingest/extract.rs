@@ -151,8 +151,10 @@ fn mark_headings(doc: &mut Extracted) {
         let t = doc.text[b.start..b.end].trim();
         t.split_whitespace().count() >= 12 || t.ends_with(['.', '!', '?', ':'])
     };
-    let mut headings = Vec::new();
-    for (i, block) in doc.blocks.iter().enumerate() {
+    // From the end, so a title line above a heading can count as a heading too.
+    let mut is_heading = vec![false; doc.blocks.len()];
+    for i in (0..doc.blocks.len()).rev() {
+        let block = &doc.blocks[i];
         let text = doc.text[block.start..block.end].trim();
         let words = text.split_whitespace().count();
         let looks_like_heading = !text.contains('\n')
@@ -163,14 +165,13 @@ fn mark_headings(doc: &mut Extracted) {
                 .is_some_and(|c| c.is_uppercase() || c.is_ascii_digit())
             && !text.ends_with(['.', ',', ';', ':', '!', '?'])
             && !text.starts_with(['-', '*', '•']);
-        let next_is_body = doc
-            .blocks
-            .get(i + 1)
-            .is_some_and(|n| n.page == block.page && body(n));
-        if looks_like_heading && next_is_body {
-            headings.push(i);
-        }
+        let next = doc.blocks.get(i + 1).filter(|n| n.page == block.page);
+        // A title: the first line of a page directly above a heading.
+        let first_on_page = i == 0 || doc.blocks[i - 1].page != block.page;
+        let next_opens_text = next.is_some_and(|n| body(n) || (first_on_page && is_heading[i + 1]));
+        is_heading[i] = looks_like_heading && next_opens_text;
     }
+    let headings: Vec<usize> = (0..doc.blocks.len()).filter(|&i| is_heading[i]).collect();
     for i in headings {
         doc.blocks[i].kind = BlockKind::Heading(2);
     }

@@ -189,9 +189,10 @@ pub fn build_messages(question: &str, blocks: &[Citation], single_turn: bool) ->
     }
     let user = format!("Context:\n\n{context}Question: {question}");
     if single_turn {
+        // Small models follow the instruction nearest the end: repeat the citation rule there.
         vec![Message {
             role: Role::User,
-            content: format!("{INSTRUCTIONS}\n\n{user}"),
+            content: format!("{INSTRUCTIONS}\n\n{user}\nAnswer in one or two sentences and cite the block number, like [1]."),
         }]
     } else {
         vec![
@@ -334,16 +335,25 @@ impl Mosaic {
         sink: mpsc::UnboundedSender<String>,
     ) -> Result<Answer, QueryError> {
         let context = &self.pipelines.query.context;
+        let (generator, why_not) = self.generator().await;
+        let max_blocks = match &generator {
+            Some(g) if g.prefers_single_turn() => context.embedded_max_blocks,
+            _ => context.max_blocks,
+        };
         let found = self
             .search(&SearchRequest {
                 query: question.to_string(),
-                limit: context.max_blocks,
+                limit: max_blocks,
                 modalities: Vec::new(),
                 mode: RetrievalMode::Hybrid,
                 rerank: true,
             })
             .await?;
         let mut notices = found.notices;
+        // Said before the answer streams, not after it.
+        for notice in &notices {
+            tracing::warn!("{notice}");
+        }
         let mut blocks = Vec::new();
         let mut used = 0;
         for hit in &found.hits {
@@ -355,11 +365,12 @@ impl Mosaic {
             blocks.push(to_citation(blocks.len() + 1, &hit.chunk));
         }
 
-        let (generator, why_not) = self.generator().await;
         let Some(generator) = generator else {
-            notices.push(format!(
+            let notice = format!(
                 "no language model available ({why_not}): answering with the best passages"
-            ));
+            );
+            tracing::warn!("{notice}");
+            notices.push(notice);
             let answer = extractive_answer(&blocks);
             let _ = sink.send(answer.clone());
             return Ok(Answer {
@@ -451,6 +462,9 @@ mod tests {
         let single = build_messages("What?", &[block(1)], true);
         assert_eq!(single.len(), 1);
         assert!(single[0].content.starts_with(INSTRUCTIONS));
+        assert!(single[0]
+            .content
+            .contains("Question: What?\nAnswer in one or two sentences"));
     }
 
     #[test]
