@@ -113,95 +113,22 @@ pub fn gemm() -> &'static Gemm {
     })
 }
 
-/// Row-major `c[m×n] = a[m×k] · b` where `b` is `[k×n]` (or `[n×k]` read transposed), with
-/// leading dimensions. `parallel` lets the pure-Rust path use all threads (BLAS decides itself).
-#[allow(clippy::too_many_arguments)]
-fn sgemm(
-    transpose_b: bool,
-    m: usize,
-    n: usize,
-    k: usize,
-    a: &[f32],
-    lda: usize,
-    b: &[f32],
-    ldb: usize,
-    c: &mut [f32],
-    ldc: usize,
-    parallel: bool,
-) {
-    if m == 0 || n == 0 {
-        return;
-    }
-    assert!(a.len() >= (m - 1) * lda + k, "lhs too short");
-    assert!(c.len() >= (m - 1) * ldc + n, "dst too short");
-    let (rows_b, cols_b) = if transpose_b { (n, k) } else { (k, n) };
-    assert!(b.len() >= (rows_b - 1) * ldb + cols_b, "rhs too short");
-    match gemm() {
-        Gemm::Blas { sgemm, .. } => {
-            // SAFETY: the slices cover every element the call reads or writes (checked above)
-            // and the dimensions fit in i32 for any batch the encoder forms.
-            unsafe {
-                sgemm(
-                    ROW_MAJOR,
-                    NO_TRANS,
-                    if transpose_b { TRANS } else { NO_TRANS },
-                    m as i32,
-                    n as i32,
-                    k as i32,
-                    1.0,
-                    a.as_ptr(),
-                    lda as i32,
-                    b.as_ptr(),
-                    ldb as i32,
-                    0.0,
-                    c.as_mut_ptr(),
-                    ldc as i32,
-                )
-            }
-        }
-        Gemm::Rust => {
-            let (rhs_cs, rhs_rs) = if transpose_b {
-                (ldb as isize, 1)
-            } else {
-                (1, ldb as isize)
-            };
-            let parallelism = if parallel {
-                gemm::Parallelism::Rayon(rayon::current_num_threads())
-            } else {
-                gemm::Parallelism::None
-            };
-            // SAFETY: as above; strides describe row-major storage inside the checked slices.
-            unsafe {
-                gemm::gemm(
-                    m,
-                    n,
-                    k,
-                    c.as_mut_ptr(),
-                    1,
-                    ldc as isize,
-                    false,
-                    a.as_ptr(),
-                    1,
-                    lda as isize,
-                    b.as_ptr(),
-                    rhs_cs,
-                    rhs_rs,
-                    0.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
-                    parallelism,
-                )
-            }
-        }
-    }
+/// Where a product runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route {
+    /// Large products: the BLAS library when loaded (it threads itself), else the pure-Rust
+    /// kernel on all of rayon's threads.
+    Threaded,
+    /// Small products issued side by side from rayon's workers: the pure-Rust kernel on the
+    /// calling thread, so no BLAS thread pool is woken per call.
+    OnThisThread,
 }
 
-/// A product small enough to run on the calling thread: the pure-Rust kernel without
-/// threading, so many run side by side on rayon's workers without waking a BLAS thread pool.
+/// Row-major `c[m×n] = a[m×k] · b` where `b` is `[k×n]` (or `[n×k]` read transposed), with
+/// leading dimensions.
 #[allow(clippy::too_many_arguments)]
-fn small_gemm(
+fn sgemm(
+    route: Route,
     transpose_b: bool,
     m: usize,
     n: usize,
@@ -220,12 +147,39 @@ fn small_gemm(
     assert!(c.len() >= (m - 1) * ldc + n, "dst too short");
     let (rows_b, cols_b) = if transpose_b { (n, k) } else { (k, n) };
     assert!(b.len() >= (rows_b - 1) * ldb + cols_b, "rhs too short");
+    if let (Route::Threaded, Gemm::Blas { sgemm, .. }) = (route, gemm()) {
+        // SAFETY: the slices cover every element the call reads or writes (checked above)
+        // and the dimensions fit in i32 for any batch the encoder forms.
+        unsafe {
+            sgemm(
+                ROW_MAJOR,
+                NO_TRANS,
+                if transpose_b { TRANS } else { NO_TRANS },
+                m as i32,
+                n as i32,
+                k as i32,
+                1.0,
+                a.as_ptr(),
+                lda as i32,
+                b.as_ptr(),
+                ldb as i32,
+                0.0,
+                c.as_mut_ptr(),
+                ldc as i32,
+            )
+        };
+        return;
+    }
     let (rhs_cs, rhs_rs) = if transpose_b {
         (ldb as isize, 1)
     } else {
         (1, ldb as isize)
     };
-    // SAFETY: the asserts above bound every element the strides reach.
+    let parallelism = match route {
+        Route::Threaded => gemm::Parallelism::Rayon(rayon::current_num_threads()),
+        Route::OnThisThread => gemm::Parallelism::None,
+    };
+    // SAFETY: as above; the strides describe row-major storage inside the checked slices.
     unsafe {
         gemm::gemm(
             m,
@@ -246,7 +200,7 @@ fn small_gemm(
             false,
             false,
             false,
-            gemm::Parallelism::None,
+            parallelism,
         )
     }
 }
@@ -267,7 +221,7 @@ pub fn linear_activate(
     out: &mut [f32],
 ) {
     let n = bias.len();
-    sgemm(true, t, n, k, x, k, w, k, out, n, true);
+    sgemm(Route::Threaded, true, t, n, k, x, k, w, k, out, n);
     // Tasks of several rows: one row per task is too little work to share out.
     let rows_per_task = (16_384 / n).max(1);
     out.par_chunks_mut(n * rows_per_task).for_each(|rows| {
@@ -405,7 +359,19 @@ pub fn attention(
         let k = &qkv[start * stride + hidden + h * d..];
         let v = &qkv[start * stride + 2 * hidden + h * d..];
         let mut scores = vec![0f32; len * len];
-        small_gemm(true, len, len, d, q, stride, k, stride, &mut scores, len);
+        sgemm(
+            Route::OnThisThread,
+            true,
+            len,
+            len,
+            d,
+            q,
+            stride,
+            k,
+            stride,
+            &mut scores,
+            len,
+        );
         for row in scores.chunks_mut(len) {
             let mut max = f32::NEG_INFINITY;
             for s in row.iter_mut() {
@@ -427,7 +393,19 @@ pub fn attention(
         // output; the slice below starts there and stays inside the buffer.
         let dst =
             unsafe { std::slice::from_raw_parts_mut(shared.ptr().add(offset), out_len - offset) };
-        small_gemm(false, len, d, len, &scores, len, v, stride, dst, hidden);
+        sgemm(
+            Route::OnThisThread,
+            false,
+            len,
+            d,
+            len,
+            &scores,
+            len,
+            v,
+            stride,
+            dst,
+            hidden,
+        );
     });
 }
 
