@@ -23,12 +23,32 @@ pub enum BenchCommand {
         /// JSON array of strings, or one text per line.
         #[arg(long)]
         texts: PathBuf,
-        /// Token budget per batch (padded tokens).
+        /// Token budget per batch (real tokens: batches are packed without padding).
         #[arg(long, default_value_t = 8192)]
         batch_tokens: usize,
+        /// At most this many texts per batch.
+        #[arg(long, default_value_t = 256)]
+        batch: usize,
+        /// Compute threads (default: all cores).
+        #[arg(long)]
+        threads: Option<usize>,
         /// Timed passes over all texts.
         #[arg(long, default_value_t = 1)]
         repeat: usize,
+    },
+    /// Cross-encoder throughput: score every text against one query.
+    Rerank {
+        #[arg(long, default_value = "cross-encoder/ms-marco-MiniLM-L-6-v2")]
+        model: String,
+        #[arg(long)]
+        query: String,
+        /// JSON array of strings, or one text per line.
+        #[arg(long)]
+        texts: PathBuf,
+        #[arg(long, default_value_t = 8192)]
+        batch_tokens: usize,
+        #[arg(long)]
+        threads: Option<usize>,
     },
     /// Query latency of `search` on the current index.
     Search {
@@ -82,20 +102,63 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[idx]
 }
 
+/// Sizes the compute thread pool; must run before any model work.
+fn set_threads(threads: Option<usize>) -> Result<()> {
+    if let Some(n) = threads {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n.max(1))
+            .build_global()
+            .context("setting the thread count")?;
+    }
+    Ok(())
+}
+
 pub async fn run(what: BenchCommand, settings: Settings, as_json: bool) -> Result<ExitCode> {
     match what {
+        BenchCommand::Rerank {
+            model,
+            query,
+            texts,
+            batch_tokens,
+            threads,
+        } => {
+            set_threads(threads)?;
+            let texts = read_texts(&texts)?;
+            let store = ModelStore::new(&settings.models.dir);
+            let dir = store.require(&model)?;
+            let report = tokio::task::spawn_blocking(move || -> Result<serde_json::Value> {
+                let reranker = crate::embed::CrossEncoder::load(&model, &dir, None, batch_tokens)?;
+                let tokens: usize = reranker.tokenize(&query, &texts)?.iter().map(|(ids, _)| ids.len()).sum();
+                reranker.score(&query, &texts[..texts.len().min(4)])?;
+                let start = Instant::now();
+                let scores = reranker.score(&query, &texts)?;
+                let seconds = start.elapsed().as_secs_f64();
+                Ok(json!({
+                    "model": model, "pairs": texts.len(), "tokens": tokens, "seconds": seconds,
+                    "pairs_per_s": texts.len() as f64 / seconds, "tokens_per_s": tokens as f64 / seconds,
+                    "peak_rss_mib": peak_rss_mib(), "checksum": scores.iter().map(|&s| s as f64).sum::<f64>(),
+                    "threads": rayon::current_num_threads(), "gemm": crate::embed::kernels::gemm().name(),
+                }))
+            })
+            .await??;
+            print_report(&report, as_json);
+        }
         BenchCommand::Embed {
             model,
             texts,
             batch_tokens,
+            batch,
+            threads,
             repeat,
         } => {
+            set_threads(threads)?;
             let texts = read_texts(&texts)?;
             let store = ModelStore::new(&settings.models.dir);
             let dir = store.require(&model)?;
             let spec = TextModelSpec::load(&model, &dir, None, None)?;
             let report = tokio::task::spawn_blocking(move || -> Result<serde_json::Value> {
-                let embedder = TextEmbedder::load(spec, &dir, batch_tokens)?;
+                let embedder =
+                    TextEmbedder::load(spec, &dir, batch_tokens)?.with_max_batch_rows(batch);
                 let ids = embedder.tokenize(&texts, Purpose::Passage)?;
                 let tokens: usize = ids.iter().map(Vec::len).sum();
                 // Warm-up on a few texts so one-time allocation is not timed.
@@ -111,7 +174,7 @@ pub async fn run(what: BenchCommand, settings: Settings, as_json: bool) -> Resul
                     "model": embedder.spec().id, "texts": texts.len(), "tokens": tokens,
                     "seconds": seconds, "chunks_per_s": texts.len() as f64 / seconds,
                     "tokens_per_s": tokens as f64 / seconds, "peak_rss_mib": peak_rss_mib(),
-                    "checksum": checksum, "batch_tokens": batch_tokens,
+                    "checksum": checksum, "batch_tokens": batch_tokens, "batch": batch,
                     "threads": rayon::current_num_threads(),
                     "gemm": crate::embed::kernels::gemm().name(),
                 }))

@@ -73,6 +73,7 @@ pub struct TextEmbedder {
     tokenizer: Tokenizer,
     encoder: Encoder,
     batch_tokens: usize,
+    max_batch_rows: usize,
 }
 
 impl TextEmbedder {
@@ -103,7 +104,14 @@ impl TextEmbedder {
             tokenizer,
             encoder,
             batch_tokens: batch_tokens.max(1),
+            max_batch_rows: 256,
         })
+    }
+
+    /// Caps the number of texts per batch (the token budget still applies).
+    pub fn with_max_batch_rows(mut self, rows: usize) -> Self {
+        self.max_batch_rows = rows.max(1);
+        self
     }
 
     pub fn spec(&self) -> &TextModelSpec {
@@ -149,7 +157,7 @@ impl TextEmbedder {
         while start < order.len() {
             // Sorted longest first: the first row sets the padded length of the batch.
             let longest = ids[order[start]].len().max(1);
-            let rows = (self.batch_tokens / longest).clamp(1, 256);
+            let rows = (self.batch_tokens / longest).clamp(1, self.max_batch_rows);
             let end = (start + rows).min(order.len());
             let batch_idx = &order[start..end];
             let batch = TokenBatch {

@@ -285,3 +285,95 @@ fn pull_downloads_from_a_hub_endpoint_and_the_model_loads() {
     assert_eq!(missing.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("mosaic-test/absent"));
 }
+
+#[test]
+fn bench_embed_reports_what_ingestion_computes() {
+    let dir = tempfile::tempdir().unwrap();
+    let texts: Vec<String> = [
+        "A man is eating food.",
+        "The ferry cooperative carried 387,250 passengers.",
+        "Glass frogs hide their red blood cells in the liver while they sleep.",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let file = dir.path().join("texts.json");
+    std::fs::write(&file, serde_json::to_string(&texts).unwrap()).unwrap();
+    let report = crate::common::ok(&crate::common::mosaic(
+        &dir.path().join("data"),
+        &[
+            "--json",
+            "bench",
+            "embed",
+            "--texts",
+            file.to_str().unwrap(),
+            "--batch",
+            "2",
+            "--threads",
+            "1",
+        ],
+        &[],
+    ));
+    let embedder = load_embedder(MINILM, &real_model(MINILM));
+    let vectors = embedder.embed(&texts, Purpose::Passage).unwrap();
+    let checksum: f64 = vectors.iter().flatten().map(|&x| x as f64).sum();
+    assert!(
+        (report["checksum"].as_f64().unwrap() - checksum).abs() < 1e-3,
+        "{report}"
+    );
+    let tokens: usize = embedder
+        .tokenize(&texts, Purpose::Passage)
+        .unwrap()
+        .iter()
+        .map(Vec::len)
+        .sum();
+    assert_eq!(report["tokens"], tokens);
+    assert_eq!(report["threads"], 1);
+    assert!(report["tokens_per_s"].as_f64().unwrap() > 0.0);
+
+    // The reranker bench runs a cross-encoder installed by import.
+    let models = dir.path().join("models");
+    let env = [("MOSAIC__MODELS__DIR", models.to_str().unwrap())];
+    let fixture = fixtures().join("models/tiny-bert-cross-encoder");
+    crate::common::ok(&crate::common::mosaic(
+        &dir.path().join("data"),
+        &[
+            "--json",
+            "models",
+            "import",
+            fixture.to_str().unwrap(),
+            "--id",
+            "mosaic-test/tiny-ce",
+        ],
+        &env,
+    ));
+    let rerank = crate::common::ok(&crate::common::mosaic(
+        &dir.path().join("data"),
+        &[
+            "--json",
+            "bench",
+            "rerank",
+            "--model",
+            "mosaic-test/tiny-ce",
+            "--query",
+            "how do glass frogs hide",
+            "--texts",
+            file.to_str().unwrap(),
+        ],
+        &env,
+    ));
+    assert_eq!(rerank["pairs"], 3);
+    let model = CrossEncoder::load(
+        "mosaic-test/tiny-ce",
+        &models.join("mosaic-test--tiny-ce"),
+        None,
+        8192,
+    )
+    .unwrap();
+    let scores = model.score("how do glass frogs hide", &texts).unwrap();
+    let sum: f64 = scores.iter().map(|&s| s as f64).sum();
+    assert!(
+        (rerank["checksum"].as_f64().unwrap() - sum).abs() < 1e-4,
+        "{rerank}"
+    );
+}
