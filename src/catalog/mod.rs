@@ -89,14 +89,6 @@ impl Catalog {
         Ok(Self { pool })
     }
 
-    pub async fn source_by_uri(&self, uri: &str) -> Result<Option<Source>> {
-        let row = sqlx::query("SELECT * FROM sources WHERE uri = ?")
-            .bind(uri)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.map(|r| source_from_row(&r)).transpose()
-    }
-
     pub async fn source(&self, id: &str) -> Result<Option<Source>> {
         let row = sqlx::query("SELECT * FROM sources WHERE id = ?")
             .bind(id)
@@ -306,21 +298,6 @@ impl Catalog {
         Ok(ids.iter().filter_map(|id| by_id.remove(id)).collect())
     }
 
-    /// Chunk ids of one source (for deletion and checks).
-    pub async fn chunk_ids_of(&self, source_id: &str) -> Result<Vec<String>> {
-        let rows = sqlx::query("SELECT id FROM chunks WHERE source_id = ? ORDER BY ordinal")
-            .bind(source_id)
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(rows.iter().map(|r| r.get("id")).collect())
-    }
-
-    /// Chunks of one source in order (used by transcripts and tests of anchors).
-    pub async fn chunks_of(&self, source_id: &str) -> Result<Vec<StoredChunk>> {
-        let ids = self.chunk_ids_of(source_id).await?;
-        self.chunks_by_ids(&ids).await
-    }
-
     pub async fn counts(&self) -> Result<CatalogCounts> {
         let row = sqlx::query(
             "SELECT COUNT(*) AS sources,
@@ -339,15 +316,6 @@ impl Catalog {
             indexing: row.get("indexing"),
             chunks: row.get("chunks"),
         })
-    }
-
-    /// Number of distinct chunk ids, to check against the stores.
-    pub async fn chunk_count_in_space(&self, space: &str) -> Result<i64> {
-        let row = sqlx::query("SELECT COUNT(*) AS n FROM chunk_vectors WHERE space = ?")
-            .bind(space)
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(row.get("n"))
     }
 
     pub async fn close(&self) {

@@ -276,11 +276,6 @@ pub enum Activation {
     Relu,
 }
 
-pub fn activate(x: &mut [f32], activation: Activation) {
-    x.par_chunks_mut(4096)
-        .for_each(|chunk| activate_row(chunk, activation));
-}
-
 #[inline]
 fn activate_row(chunk: &mut [f32], activation: Activation) {
     match activation {

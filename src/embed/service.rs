@@ -72,19 +72,6 @@ impl EmbedderService {
             .map_err(|_| ModelError::ThreadGone)?;
         answer.await.map_err(|_| ModelError::ThreadGone)?
     }
-
-    /// Embeds from a blocking context (benchmarks, tools).
-    pub fn embed_blocking(&self, texts: Vec<String>, purpose: Purpose) -> Result<Vec<Vec<f32>>> {
-        let (reply, answer) = oneshot::channel();
-        self.sender
-            .send(Request {
-                texts,
-                purpose,
-                reply,
-            })
-            .map_err(|_| ModelError::ThreadGone)?;
-        answer.blocking_recv().map_err(|_| ModelError::ThreadGone)?
-    }
 }
 
 struct RerankRequest {
