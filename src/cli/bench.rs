@@ -190,33 +190,23 @@ pub async fn run(what: BenchCommand, settings: Settings, as_json: bool) -> Resul
             let queries = read_texts(&queries)?;
             let mosaic = Mosaic::open(settings).await?;
             let limit = mosaic.pipelines.query.answer.search_limit;
+            let request = |query: &String| SearchRequest {
+                query: query.clone(),
+                limit,
+                modalities: vec![],
+                mode: RetrievalMode::Hybrid,
+                rerank: !no_rerank,
+            };
             // Warm-up loads the models (and says whether a reranker takes part).
             let mut reranker = None;
             if let Some(q) = queries.first() {
-                let outcome = mosaic
-                    .search(&SearchRequest {
-                        query: q.clone(),
-                        limit,
-                        modalities: vec![],
-                        mode: RetrievalMode::Hybrid,
-                        rerank: !no_rerank,
-                    })
-                    .await?;
-                reranker = outcome.reranker;
+                reranker = mosaic.search(&request(q)).await?.reranker;
             }
             let mut latencies = Vec::new();
             for _ in 0..runs.max(1) {
                 for q in &queries {
                     let start = Instant::now();
-                    mosaic
-                        .search(&SearchRequest {
-                            query: q.clone(),
-                            limit,
-                            modalities: vec![],
-                            mode: RetrievalMode::Hybrid,
-                            rerank: !no_rerank,
-                        })
-                        .await?;
+                    mosaic.search(&request(q)).await?;
                     latencies.push(start.elapsed().as_secs_f64() * 1000.0);
                 }
             }

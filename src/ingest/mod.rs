@@ -422,6 +422,9 @@ impl Mosaic {
             .commit_batch(&mut batch, &pipeline_version, &space.name)
             .await?;
         report.ingested += last;
+        if report.ingested > 0 || report.removed > 0 {
+            self.vectors.optimize().await?;
+        }
         self.lexical.run(|l| l.close_writer()).await?;
         progress.finish_and_clear();
         Ok(report)

@@ -281,15 +281,12 @@ impl Mosaic {
             .map(|f| f.id.clone())
             .collect();
         let chunks = self.catalog.chunks_by_ids(&ids).await?;
-        let score_of = |id: &str| {
-            fused
-                .iter()
-                .find(|f| f.id == id)
-                .map(|f| f.score)
-                .unwrap_or(0.0)
-        };
-        let mut ranked: Vec<(f64, StoredChunk)> =
-            chunks.into_iter().map(|c| (score_of(&c.id), c)).collect();
+        let scores: std::collections::HashMap<&str, f64> =
+            fused.iter().map(|f| (f.id.as_str(), f.score)).collect();
+        let mut ranked: Vec<(f64, StoredChunk)> = chunks
+            .into_iter()
+            .map(|c| (scores.get(c.id.as_str()).copied().unwrap_or(0.0), c))
+            .collect();
 
         if request.rerank && settings.rerank.enabled && !ranked.is_empty() {
             match self.reranker(&settings.rerank.model).await {

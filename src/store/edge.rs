@@ -357,6 +357,23 @@ impl VectorStore for EdgeStore {
             .collect();
         blocking(move || {
             for space in spaces {
+                space.shard.flush();
+            }
+            Ok(())
+        })
+        .boxed()
+    }
+
+    fn optimize(&self) -> BoxFuture<'_, Result<()>> {
+        let spaces: Vec<Arc<Space>> = self
+            .spaces
+            .lock()
+            .expect("space map lock")
+            .values()
+            .cloned()
+            .collect();
+        blocking(move || {
+            for space in spaces {
                 space.shard.optimize().map_err(engine)?;
                 space.shard.flush();
             }
@@ -435,6 +452,7 @@ mod tests {
 
         store.delete_source("a").await.unwrap();
         assert_eq!(store.count(&space.name).await.unwrap(), 2);
+        store.optimize().await.unwrap();
         store.flush().await.unwrap();
         drop(store);
 

@@ -90,6 +90,8 @@ pub trait VectorStore: Send + Sync {
     ) -> BoxFuture<'a, Result<Vec<VectorHit>>>;
     /// Exact number of points in a space (0 for an unknown space).
     fn count<'a>(&'a self, space: &'a str) -> BoxFuture<'a, Result<usize>>;
-    /// Makes every write so far durable and builds indexes.
+    /// Makes every write so far durable.
     fn flush(&self) -> BoxFuture<'_, Result<()>>;
+    /// Builds search indexes over what was written (costly: once per ingest run, not per batch).
+    fn optimize(&self) -> BoxFuture<'_, Result<()>>;
 }
