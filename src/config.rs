@@ -81,8 +81,11 @@ pub struct LlmSettings {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IngestSettings {
-    /// Files larger than this are reported and skipped.
+    /// Documents larger than this are reported and skipped.
     pub max_file_bytes: u64,
+    /// Recordings larger than this are reported and skipped (they are decoded in a stream, so
+    /// this bounds time, not memory).
+    pub max_media_bytes: u64,
     /// Files processed concurrently (extraction overlaps embedding).
     pub parallel_files: usize,
 }
@@ -109,6 +112,7 @@ impl Default for Settings {
             },
             ingest: IngestSettings {
                 max_file_bytes: 64 * 1024 * 1024,
+                max_media_bytes: 16 * 1024 * 1024 * 1024,
                 parallel_files: 2,
             },
             log: "warn,mosaic=info,qdrant_edge=error".into(),

@@ -10,6 +10,7 @@ use crate::fault::{Fault, HasFault};
 
 const TEXT_DEFAULT: &str = include_str!("../pipelines/text.toml");
 const QUERY_DEFAULT: &str = include_str!("../pipelines/query.toml");
+const AUDIO_DEFAULT: &str = include_str!("../pipelines/audio.toml");
 
 #[derive(Debug, Error)]
 pub enum PipelineError {
@@ -113,11 +114,67 @@ pub struct AnswerSection {
     pub search_limit: usize,
 }
 
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AudioPipeline {
+    pub transcribe: TranscribeSection,
+    pub chunking: TranscriptChunkingSection,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TranscribeSection {
+    pub model: String,
+    pub language: String,
+    pub threads: usize,
+    pub beam_size: usize,
+    pub window_secs: u32,
+    pub silence_dbfs: f32,
+    pub token_timestamps: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TranscriptChunkingSection {
+    pub min_secs: f64,
+    pub max_secs: f64,
+    pub overlap_secs: f64,
+}
+
+impl AudioPipeline {
+    /// Transcription options for whisper.cpp.
+    pub fn transcribe_options(&self) -> crate::transcribe::TranscribeOptions {
+        let t = &self.transcribe;
+        let mut o = crate::transcribe::TranscribeOptions::default();
+        if t.threads > 0 {
+            o.threads = t.threads;
+        }
+        o.language = Some(t.language.clone()).filter(|l| !l.is_empty() && l != "auto");
+        o.beam_size = t.beam_size.max(1);
+        o.window_secs = t.window_secs;
+        o.silence_dbfs = t.silence_dbfs;
+        o.token_timestamps = t.token_timestamps;
+        o
+    }
+
+    /// Version of everything that shapes a recording's chunks and vectors (the text
+    /// pipeline's embedder included); thread count does not count.
+    pub fn version(&self, text: &TextPipeline) -> String {
+        let mut me = self.clone();
+        me.transcribe.threads = 0;
+        let canonical = serde_json::to_string(&me).expect("pipeline serializes");
+        let hash =
+            blake3::hash(format!("audio-pipeline-v1:{}:{canonical}", text.version()).as_bytes());
+        hash.to_hex()[..16].to_string()
+    }
+}
+
 /// All pipelines of one run.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Pipelines {
     pub text: TextPipeline,
     pub query: QueryPipeline,
+    pub audio: AudioPipeline,
 }
 
 impl Pipelines {
@@ -126,6 +183,7 @@ impl Pipelines {
         Ok(Self {
             text: load_one(dir, "text.toml", TEXT_DEFAULT)?,
             query: load_one(dir, "query.toml", QUERY_DEFAULT)?,
+            audio: load_one(dir, "audio.toml", AUDIO_DEFAULT)?,
         })
     }
 }
@@ -170,6 +228,12 @@ mod tests {
             "sentence-transformers/all-MiniLM-L6-v2"
         );
         assert!(p.query.fusion.k > 0.0);
+        assert_eq!(p.audio.transcribe.model, "tiny.en");
+        let mut other = p.audio.clone();
+        other.transcribe.threads = 7;
+        assert_eq!(p.audio.version(&p.text), other.version(&p.text));
+        other.transcribe.model = "base".into();
+        assert_ne!(p.audio.version(&p.text), other.version(&p.text));
     }
 
     #[test]

@@ -176,6 +176,34 @@ impl Catalog {
                     .await?;
             }
         }
+        if let Some(media) = done.media {
+            sqlx::query("DELETE FROM segments WHERE source_id = ?")
+                .bind(done.source_id)
+                .execute(&mut *tx)
+                .await?;
+            for (ordinal, seg) in media.segments.iter().enumerate() {
+                let words = (!seg.words.is_empty())
+                    .then(|| serde_json::to_string(&seg.words).expect("words serialize"));
+                sqlx::query(
+                    "INSERT INTO segments (source_id, ordinal, start_ms, end_ms, text, words)
+                     VALUES (?, ?, ?, ?, ?, ?)",
+                )
+                .bind(done.source_id)
+                .bind(ordinal as i64)
+                .bind(seg.start_ms as i64)
+                .bind(seg.end_ms as i64)
+                .bind(&seg.text)
+                .bind(words)
+                .execute(&mut *tx)
+                .await?;
+            }
+            sqlx::query("UPDATE sources SET duration_ms = ?, media_info = ? WHERE id = ?")
+                .bind(media.duration_ms as i64)
+                .bind(&media.info)
+                .bind(done.source_id)
+                .execute(&mut *tx)
+                .await?;
+        }
         sqlx::query(
             "UPDATE sources SET status = ?, error = NULL, content_hash = ?, pipeline_version = ?,
                title = ?, chunk_count = ?, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
@@ -318,6 +346,58 @@ impl Catalog {
         })
     }
 
+    /// Whisper segments of a source that overlap `[from_ms, to_ms)`, in time order.
+    pub async fn segments(
+        &self,
+        source_id: &str,
+        from_ms: u64,
+        to_ms: u64,
+    ) -> Result<Vec<crate::transcribe::Segment>> {
+        let rows = sqlx::query(
+            "SELECT start_ms, end_ms, text, words FROM segments
+             WHERE source_id = ? AND end_ms > ? AND start_ms < ? ORDER BY ordinal",
+        )
+        .bind(source_id)
+        .bind(from_ms as i64)
+        .bind(to_ms.min(i64::MAX as u64) as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let words: Option<String> = r.try_get("words")?;
+                let words = match words {
+                    Some(w) => serde_json::from_str(&w)
+                        .map_err(|e| CatalogError::Corrupt(format!("segment words: {e}")))?,
+                    None => Vec::new(),
+                };
+                Ok(crate::transcribe::Segment {
+                    start_ms: r.try_get::<i64, _>("start_ms")? as u64,
+                    end_ms: r.try_get::<i64, _>("end_ms")? as u64,
+                    text: r.try_get("text")?,
+                    words,
+                })
+            })
+            .collect()
+    }
+
+    /// A recording's duration and probe data, when it has them.
+    pub async fn media_info(&self, source_id: &str) -> Result<Option<(u64, serde_json::Value)>> {
+        let row = sqlx::query("SELECT duration_ms, media_info FROM sources WHERE id = ?")
+            .bind(source_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        let duration: Option<i64> = row.try_get("duration_ms")?;
+        let info: Option<String> = row.try_get("media_info")?;
+        Ok(match (duration, info) {
+            (Some(d), Some(i)) => Some((
+                d as u64,
+                serde_json::from_str(&i).map_err(|e| CatalogError::Corrupt(e.to_string()))?,
+            )),
+            _ => None,
+        })
+    }
+
     pub async fn close(&self) {
         self.pool.close().await;
     }
@@ -332,6 +412,17 @@ pub struct FinishedSource<'a> {
     pub chunks: &'a [ChunkRecord],
     /// The embedding space the chunks' vectors were written to.
     pub space: Option<&'a str>,
+    /// For recordings: probe data and Whisper's segments.
+    pub media: Option<&'a MediaRecord>,
+}
+
+/// A recording's catalog data besides its chunks.
+#[derive(Debug, Clone)]
+pub struct MediaRecord {
+    pub duration_ms: u64,
+    /// JSON object: container, codec, channels, sample_rate, language.
+    pub info: String,
+    pub segments: Vec<crate::transcribe::Segment>,
 }
 
 type AnchorColumns = (
@@ -482,6 +573,7 @@ mod tests {
                 title: None,
                 chunks: &first,
                 space: Some("text/m/4"),
+                media: None,
             })
             .await
             .unwrap();
@@ -505,6 +597,7 @@ mod tests {
                 title: None,
                 chunks: &second,
                 space: Some("text/m/4"),
+                media: None,
             })
             .await
             .unwrap();

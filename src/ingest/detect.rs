@@ -36,6 +36,8 @@ pub enum Rejection {
     Binary,
     /// The extension names a document format the content is not.
     Mismatch(String),
+    /// The extension names an audio or video format the content is not.
+    NotMedia(String),
 }
 
 impl std::fmt::Display for Rejection {
@@ -44,12 +46,50 @@ impl std::fmt::Display for Rejection {
             Rejection::Empty => write!(f, "empty file (0 bytes)"),
             Rejection::Unsupported(kind) => write!(f, "unsupported file type: {kind}"),
             Rejection::Binary => write!(f, "unknown file type: binary content that is not text, PDF or DOCX"),
+            Rejection::NotMedia(ext) => write!(
+                f,
+                "file is named .{ext} but its content is not audio or video (corrupt or mislabelled)"
+            ),
             Rejection::Mismatch(kind) => write!(
                 f,
                 "file is named .{} but its content is not a {kind} document (corrupt or mislabelled)",
                 kind.to_ascii_lowercase()
             ),
         }
+    }
+}
+
+/// Extensions of recordings: a file named so whose content is not audio or video is reported
+/// as mislabelled, not read as text.
+const MEDIA_EXTENSIONS: &[&str] = &[
+    "wav", "mp3", "m4a", "flac", "ogg", "oga", "opus", "aac", "wma", "aif", "aiff", "mp4", "m4v",
+    "mkv", "webm", "mov", "avi",
+];
+
+/// A recording the audio pipeline reads, decided from the first bytes of the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MediaKind {
+    Audio,
+    /// A video container: its audio track is transcribed.
+    Video,
+}
+
+impl MediaKind {
+    pub fn media_type(&self) -> &'static str {
+        match self {
+            MediaKind::Audio => "audio",
+            MediaKind::Video => "video",
+        }
+    }
+}
+
+/// Whether `head` (the first few KiB of a file) starts an audio or video container.
+pub fn media_kind(head: &[u8]) -> Option<MediaKind> {
+    let kind = infer::get(head)?;
+    match kind.matcher_type() {
+        infer::MatcherType::Audio => Some(MediaKind::Audio),
+        infer::MatcherType::Video => Some(MediaKind::Video),
+        _ => None,
     }
 }
 
@@ -85,6 +125,9 @@ pub fn detect(path: &Path, bytes: &[u8]) -> Result<DocumentKind, Rejection> {
         .unwrap_or_default();
     if matches!(ext.as_str(), "pdf" | "docx") {
         return Err(Rejection::Mismatch(ext.to_ascii_uppercase()));
+    }
+    if MEDIA_EXTENSIONS.contains(&ext.as_str()) {
+        return Err(Rejection::NotMedia(ext));
     }
     if !looks_like_text(bytes) {
         return Err(Rejection::Binary);
@@ -169,5 +212,21 @@ mod tests {
             detect(Path::new("a.docx"), b"plain words"),
             Err(Rejection::Mismatch("DOCX".into()))
         );
+        assert_eq!(
+            detect(Path::new("talk.WAV"), b"just some text"),
+            Err(Rejection::NotMedia("wav".into()))
+        );
+    }
+
+    #[test]
+    fn recordings_are_recognised_from_their_first_bytes() {
+        let wav = b"RIFF\x24\0\0\0WAVEfmt \x10\0\0\0\x01\0\x01\0\x80\x3e\0\0";
+        assert_eq!(media_kind(wav), Some(MediaKind::Audio));
+        assert_eq!(media_kind(b"fLaC\0\0\0\x22"), Some(MediaKind::Audio));
+        assert_eq!(media_kind(b"ID3\x04\0\0\0\0\0\0"), Some(MediaKind::Audio));
+        let mp4 = b"\0\0\0\x20ftypisom\0\0\x02\0isomiso2avc1mp41";
+        assert_eq!(media_kind(mp4), Some(MediaKind::Video));
+        assert_eq!(media_kind(b"%PDF-1.7"), None);
+        assert_eq!(media_kind(b"hello"), None);
     }
 }

@@ -20,13 +20,16 @@ use thiserror::Error;
 
 use crate::app::{AppError, Mosaic};
 use crate::catalog::{
-    self, chunk_id, source_id, Anchor, CatalogError, ChunkRecord, FinishedSource, Modality,
+    self, chunk_id, source_id, Anchor, CatalogError, ChunkRecord, FinishedSource, MediaRecord,
+    Modality,
 };
 use crate::embed::{EmbedderService, Purpose};
 use crate::fault::{Fault, HasFault};
 use crate::lexical::{LexicalDoc, LexicalError};
 use crate::models::ModelError;
 use crate::store::{StoreError, VectorPoint};
+use crate::transcribe::chunks::{self as transcript_chunks, GroupOptions};
+use crate::transcribe::{TranscribeOptions, TranscriberService};
 
 /// Errors that stop an ingest run (per-file problems are reported, not raised).
 #[derive(Debug, Error)]
@@ -74,6 +77,17 @@ pub struct IngestReport {
     pub chunks: usize,
     /// Sources removed because their files are gone (`--prune`) or repaired after a crash.
     pub removed: usize,
+    /// Files ingested with something worth knowing (a recording with no speech, undecodable
+    /// packets skipped).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notices: Vec<Notice>,
+}
+
+/// A remark about a file that was ingested.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Notice {
+    pub uri: String,
+    pub note: String,
 }
 
 /// Options of one run.
@@ -93,10 +107,25 @@ struct Prepared {
     title: Option<String>,
     chunks: Vec<ChunkRecord>,
     vectors: Vec<Vec<f32>>,
+    /// Version of the pipeline that made the chunks (text or audio).
+    version: String,
+    /// Recordings: probe data and segments for the catalog.
+    media: Option<MediaRecord>,
+    notice: Option<String>,
+}
+
+/// A recording found, hashed and due for transcription.
+struct MediaJob {
+    path: PathBuf,
+    uri: String,
+    kind: detect::MediaKind,
+    bytes: i64,
+    content_hash: String,
 }
 
 enum Outcome {
     Prepared(Box<Prepared>),
+    Media(Box<MediaJob>),
     Skipped,
     Failed {
         uri: String,
@@ -173,16 +202,53 @@ fn collect_files(paths: &[PathBuf], data_dir: &Path) -> (Vec<PathBuf>, Vec<Failu
     (files, failures)
 }
 
-/// Reads, detects, extracts and chunks one file (blocking).
-fn read_and_chunk(
-    path: &Path,
+/// What the blocking read stage needs to know.
+struct ReadLimits {
     max_bytes: u64,
-    counter: &crate::embed::TokenCounter,
+    max_media_bytes: u64,
     budget: usize,
     overlap: usize,
-    pipeline_version: &str,
+    text_version: String,
+    audio_version: String,
+}
+
+/// The first bytes of a file, enough to recognise a container.
+fn read_head(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut head = Vec::with_capacity(8192);
+    std::fs::File::open(path)?
+        .take(8192)
+        .read_to_end(&mut head)?;
+    Ok(head)
+}
+
+/// blake3 of a file, read in a stream.
+fn hash_file(path: &Path) -> std::io::Result<String> {
+    let mut hasher = blake3::Hasher::new();
+    let mut file = std::fs::File::open(path)?;
+    std::io::copy(&mut file, &mut hasher)?;
+    Ok(hasher.finalize().to_hex().to_string())
+}
+
+/// Whether a catalogued source is complete with this content and pipeline version.
+fn unchanged(known: Option<&catalog::Source>, hash: &str, version: &str) -> bool {
+    known.is_some_and(|source| {
+        source.status == catalog::status::COMPLETE
+            && source.content_hash.as_deref() == Some(hash)
+            && source.pipeline_version.as_deref() == Some(version)
+    })
+}
+
+/// Reads, detects, extracts and chunks one file (blocking). Recordings are only recognised
+/// and hashed here; they are decoded and transcribed on the Whisper thread.
+fn read_and_chunk(
+    path: &Path,
+    limits: &ReadLimits,
+    counter: &crate::embed::TokenCounter,
     known: Option<&catalog::Source>,
 ) -> Outcome {
+    let (max_bytes, budget, overlap) = (limits.max_bytes, limits.budget, limits.overlap);
+    let pipeline_version = limits.text_version.as_str();
     let uri = file_uri(path);
     let fail = |media_type: &str, bytes: i64, error: String| Outcome::Failed {
         uri: uri.clone(),
@@ -200,6 +266,50 @@ fn read_and_chunk(
             0,
             format!("{} is not a regular file", path.display()),
         );
+    }
+    let head = match read_head(path) {
+        Ok(h) => h,
+        Err(e) => {
+            return fail(
+                "unknown",
+                meta.len() as i64,
+                format!("cannot read {}: {e}", path.display()),
+            )
+        }
+    };
+    if let Some(kind) = detect::media_kind(&head) {
+        let size = meta.len() as i64;
+        if meta.len() > limits.max_media_bytes {
+            return fail(
+                kind.media_type(),
+                size,
+                format!(
+                    "file is {:.1} GiB, over the {:.1} GiB limit (ingest.max_media_bytes)",
+                    meta.len() as f64 / 1073741824.0,
+                    limits.max_media_bytes as f64 / 1073741824.0
+                ),
+            );
+        }
+        let content_hash = match hash_file(path) {
+            Ok(h) => h,
+            Err(e) => {
+                return fail(
+                    kind.media_type(),
+                    size,
+                    format!("cannot read {}: {e}", path.display()),
+                )
+            }
+        };
+        if unchanged(known, &content_hash, &limits.audio_version) {
+            return Outcome::Skipped;
+        }
+        return Outcome::Media(Box::new(MediaJob {
+            path: path.to_path_buf(),
+            uri,
+            kind,
+            bytes: size,
+            content_hash,
+        }));
     }
     if meta.len() > max_bytes {
         return fail(
@@ -224,13 +334,8 @@ fn read_and_chunk(
     };
     let size = bytes.len() as i64;
     let content_hash = blake3::hash(&bytes).to_hex().to_string();
-    if let Some(source) = known {
-        if source.status == catalog::status::COMPLETE
-            && source.content_hash.as_deref() == Some(content_hash.as_str())
-            && source.pipeline_version.as_deref() == Some(pipeline_version)
-        {
-            return Outcome::Skipped;
-        }
+    if unchanged(known, &content_hash, pipeline_version) {
+        return Outcome::Skipped;
     }
     let kind = match detect::detect(path, &bytes) {
         Ok(k) => k,
@@ -283,6 +388,9 @@ fn read_and_chunk(
         title,
         chunks,
         vectors: Vec::new(),
+        version: pipeline_version.to_string(),
+        media: None,
+        notice: None,
     }))
 }
 
@@ -350,8 +458,28 @@ impl Mosaic {
             .min(spec.max_tokens)
             .saturating_sub(2 + prefix_tokens)
             .max(8);
-        let overlap = chunking.overlap_tokens;
-        let max_bytes = self.settings.ingest.max_file_bytes;
+        let limits = std::sync::Arc::new(ReadLimits {
+            max_bytes: self.settings.ingest.max_file_bytes,
+            max_media_bytes: self.settings.ingest.max_media_bytes,
+            budget,
+            overlap: chunking.overlap_tokens,
+            text_version: pipeline_version.clone(),
+            audio_version: self.pipelines.audio.version(&self.pipelines.text),
+        });
+        let audio = &self.pipelines.audio;
+        let media = std::sync::Arc::new(MediaContext {
+            transcriber: tokio::sync::OnceCell::new(),
+            model: audio.transcribe.model.clone(),
+            options: audio.transcribe_options(),
+            grouping: GroupOptions {
+                min_ms: (audio.chunking.min_secs * 1000.0) as u64,
+                max_ms: (audio.chunking.max_secs * 1000.0) as u64,
+                overlap_ms: (audio.chunking.overlap_secs * 1000.0) as u64,
+                max_tokens: budget,
+            },
+            version: limits.audio_version.clone(),
+            progress: progress.clone(),
+        });
 
         let known: std::collections::HashMap<String, catalog::Source> = self
             .catalog
@@ -365,15 +493,15 @@ impl Mosaic {
         let prepared = stream::iter(files)
             .map(|path| {
                 let counter = counter.clone();
-                let version = pipeline_version.clone();
+                let limits = limits.clone();
                 let known = known.clone();
                 let embedder = embedder.clone();
+                let media = media.clone();
                 async move {
+                    let read_counter = counter.clone();
                     let outcome = tokio::task::spawn_blocking(move || {
                         let source = known.get(&file_uri(&path));
-                        read_and_chunk(
-                            &path, max_bytes, &counter, budget, overlap, &version, source,
-                        )
+                        read_and_chunk(&path, &limits, &read_counter, source)
                     })
                     .await
                     .unwrap_or_else(|e| Outcome::Failed {
@@ -382,6 +510,12 @@ impl Mosaic {
                         bytes: 0,
                         error: format!("extraction crashed: {e}"),
                     });
+                    let outcome = match outcome {
+                        Outcome::Media(job) => {
+                            self.transcribe_outcome(*job, &media, &counter).await
+                        }
+                        other => other,
+                    };
                     embed_outcome(outcome, &embedder).await
                 }
             })
@@ -393,6 +527,7 @@ impl Mosaic {
             progress.inc(1);
             match outcome? {
                 Outcome::Skipped => report.skipped += 1,
+                Outcome::Media(_) => unreachable!("recordings are transcribed before this point"),
                 Outcome::Failed {
                     uri,
                     media_type,
@@ -406,21 +541,24 @@ impl Mosaic {
                 }
                 Outcome::Prepared(p) => {
                     progress.set_message(p.uri.rsplit('/').next().unwrap_or_default().to_string());
+                    if let Some(note) = &p.notice {
+                        tracing::info!(uri = %p.uri, %note, "ingested with a notice");
+                        report.notices.push(Notice {
+                            uri: p.uri.clone(),
+                            note: note.clone(),
+                        });
+                    }
                     self.write_source(&p, &space.name).await?;
                     batch.push(*p);
                     if batch.len() >= WRITE_BATCH {
-                        report.chunks += self
-                            .commit_batch(&mut batch, &pipeline_version, &space.name)
-                            .await?;
+                        report.chunks += self.commit_batch(&mut batch, &space.name).await?;
                         report.ingested += WRITE_BATCH;
                     }
                 }
             }
         }
         let last = batch.len();
-        report.chunks += self
-            .commit_batch(&mut batch, &pipeline_version, &space.name)
-            .await?;
+        report.chunks += self.commit_batch(&mut batch, &space.name).await?;
         report.ingested += last;
         if report.ingested > 0 || report.removed > 0 {
             self.vectors.optimize().await?;
@@ -487,7 +625,6 @@ impl Mosaic {
     async fn commit_batch(
         &self,
         batch: &mut Vec<Prepared>,
-        version: &str,
         space: &str,
     ) -> Result<usize, IngestError> {
         if batch.is_empty() {
@@ -501,10 +638,11 @@ impl Mosaic {
                 .finish_source(&FinishedSource {
                     source_id: &p.source_id,
                     content_hash: &p.content_hash,
-                    pipeline_version: version,
+                    pipeline_version: &p.version,
                     title: p.title.as_deref(),
                     chunks: &p.chunks,
                     space: Some(space),
+                    media: p.media.as_ref(),
                 })
                 .await?;
             chunks += p.chunks.len();
@@ -556,6 +694,148 @@ impl Mosaic {
 
     async fn prune(&self, paths: &[PathBuf]) -> Result<usize, IngestError> {
         self.remove_paths(paths, true).await
+    }
+}
+
+/// Shared by the recordings of one ingest run.
+struct MediaContext {
+    /// Started with the first recording; `Err` holds why it could not be (reported per file).
+    transcriber: tokio::sync::OnceCell<Result<TranscriberService, String>>,
+    model: String,
+    options: TranscribeOptions,
+    grouping: GroupOptions,
+    version: String,
+    progress: ProgressBar,
+}
+
+fn clock(ms: u64) -> String {
+    let s = ms / 1000;
+    if s >= 3600 {
+        format!("{}:{:02}:{:02}", s / 3600, (s / 60) % 60, s % 60)
+    } else {
+        format!("{}:{:02}", s / 60, s % 60)
+    }
+}
+
+impl Mosaic {
+    /// Decodes and transcribes a recording on the Whisper thread and groups its segments into
+    /// timed transcript chunks (embedded afterwards like any text).
+    async fn transcribe_outcome(
+        &self,
+        job: MediaJob,
+        media: &MediaContext,
+        counter: &crate::embed::TokenCounter,
+    ) -> Outcome {
+        let failed = |error: String| Outcome::Failed {
+            uri: job.uri.clone(),
+            media_type: job.kind.media_type().to_string(),
+            bytes: job.bytes,
+            error,
+        };
+        let service = media
+            .transcriber
+            .get_or_init(|| async {
+                let path = self
+                    .models
+                    .require_whisper(&media.model)
+                    .map_err(|e| format!("speech: {e}"))?;
+                tracing::info!(model = %path.display(), "loading Whisper");
+                TranscriberService::start(&path)
+                    .await
+                    .map_err(|e| e.to_string())
+            })
+            .await;
+        let service = match service {
+            Ok(s) => s.clone(),
+            Err(e) => return failed(e.clone()),
+        };
+        let name = job
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let bar = media.progress.clone();
+        let label = name.clone();
+        let progress = Box::new(move |done: u64, total: Option<u64>| {
+            let total = total.map(|t| format!("/{}", clock(t))).unwrap_or_default();
+            bar.set_message(format!("{label}: transcribed {}{total}", clock(done)));
+        });
+        let transcript = match service
+            .transcribe(&job.path, media.options.clone(), progress)
+            .await
+        {
+            Ok(t) => t,
+            Err(e) => return failed(e.to_string()),
+        };
+        let sid = source_id(&job.uri);
+        let groups =
+            transcript_chunks::group(&transcript.segments, &media.grouping, &|t| counter.count(t));
+        let chunks: Vec<ChunkRecord> = groups
+            .iter()
+            .enumerate()
+            .map(|(ordinal, g)| {
+                let anchor = Anchor::Time {
+                    start_ms: g.start_ms,
+                    end_ms: g.end_ms,
+                };
+                ChunkRecord {
+                    id: chunk_id(
+                        &sid,
+                        &job.content_hash,
+                        &media.version,
+                        Modality::Transcript,
+                        &anchor,
+                    ),
+                    source_id: sid.clone(),
+                    ordinal: ordinal as u32,
+                    modality: Modality::Transcript,
+                    text: g.text.clone(),
+                    context: name.clone(),
+                    token_count: g.tokens as u32,
+                    anchor,
+                }
+            })
+            .collect();
+        let mut notes = Vec::new();
+        if transcript.segments.is_empty() {
+            notes.push(format!(
+                "no speech found in {} of audio",
+                clock(transcript.duration_ms)
+            ));
+        }
+        if transcript.bad_packets > 0 {
+            notes.push(format!(
+                "{} undecodable packets skipped (truncated or corrupt file?)",
+                transcript.bad_packets
+            ));
+        }
+        let info = &transcript.info;
+        let media_info = json!({
+            "container": info.container,
+            "codec": info.codec,
+            "channels": info.channels,
+            "sample_rate": info.sample_rate,
+            "has_video": info.has_video,
+            "language": transcript.language,
+            "model": media.model,
+        });
+        Outcome::Prepared(Box::new(Prepared {
+            source_id: sid,
+            uri: job.uri.clone(),
+            media_type: job.kind.media_type(),
+            bytes: job.bytes,
+            content_hash: job.content_hash.clone(),
+            title: Some(name),
+            chunks,
+            vectors: Vec::new(),
+            version: media.version.clone(),
+            media: Some(MediaRecord {
+                duration_ms: transcript.duration_ms,
+                info: media_info.to_string(),
+                segments: transcript.segments,
+            }),
+            notice: (!notes.is_empty()).then(|| notes.join("; ")),
+        }))
     }
 }
 

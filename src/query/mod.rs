@@ -92,6 +92,8 @@ pub struct HitJson {
     pub modality: String,
     pub source: SourceRef,
     pub anchor: Anchor,
+    /// Opens the source at the anchor (`#page=3`, `#t=751.0,785.0`).
+    pub url: String,
     pub text: String,
 }
 
@@ -104,6 +106,7 @@ impl Hit {
             modality: self.chunk.modality.as_str().to_string(),
             source: self.chunk.source.as_ref(),
             anchor: self.chunk.anchor.clone(),
+            url: citation_url(&self.chunk),
             text: self.chunk.text.clone(),
         }
     }

@@ -4,8 +4,10 @@
 //! of sentence-transformers / transformers stored under tests/fixtures/models.
 
 mod answer;
+mod cnn14;
 mod common;
 mod crash;
 mod ingest;
 mod models;
 mod retrieval;
+mod speech;

@@ -1,0 +1,910 @@
+//! PANN CNN14 audio embedder (Kong et al., "PANNs: Large-Scale Pretrained Audio Neural
+//! Networks for Audio Pattern Recognition", 2020) on candle, inference only.
+//!
+//! Mirrors `panns_inference.models.Cnn14` in eval mode with the AudioSet configuration
+//! of the published `Cnn14_mAP=0.431.pth` checkpoint:
+//!
+//! * front end ([`LogMel`]): torchlibrosa `Spectrogram` + `LogmelFilterBank` — periodic
+//!   Hann window of 1024, hop 320, centred frames with reflect padding, power spectrum,
+//!   librosa Slaney mel filterbank (64 bands, 50..14000 Hz, Slaney area norm) and
+//!   `10 * log10(max(x, 1e-10))`;
+//! * `bn0` over the mel axis, six conv blocks (3x3 conv -> BN -> ReLU, twice, then 2x2
+//!   average pooling except for the last block), mean over mel, max + mean over time,
+//!   `fc1` + ReLU = the 2048-d embedding; `fc_audioset` + sigmoid = clipwise output.
+//!
+//! Batch norms are folded into the preceding convolutions at load time. Weights load
+//! from a `.safetensors` file or a PyTorch `.pth` checkpoint (zip or legacy pre-1.6
+//! format, state dict at the top level or under the `model` key) using the PyTorch
+//! parameter names (`conv_block1.conv1.weight`, `conv_block1.bn1.running_mean`, ...).
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+
+use candle_core::pickle::{Object, PthTensors, Stack};
+use candle_core::{DType, Device, Tensor};
+
+/// Sample rate the network expects, in Hz.
+pub const SAMPLE_RATE: u32 = 32_000;
+/// STFT window (and FFT) size in samples.
+pub const WINDOW_SIZE: usize = 1024;
+/// STFT hop in samples (10 ms).
+pub const HOP_SIZE: usize = 320;
+/// Number of mel bands.
+pub const MEL_BINS: usize = 64;
+/// Lowest mel filter edge in Hz.
+pub const FMIN: f64 = 50.0;
+/// Highest mel filter edge in Hz.
+pub const FMAX: f64 = 14_000.0;
+/// Embedding width of the published checkpoint.
+pub const EMBEDDING_DIM: usize = 2048;
+/// Number of AudioSet classes of `fc_audioset` in the published checkpoint.
+pub const AUDIOSET_CLASSES: usize = 527;
+/// Shortest input [`Cnn14::embed`] accepts: 32 frames, so that five 2x2 poolings
+/// leave at least one time step (about 0.31 s).
+pub const MIN_SAMPLES: usize = 31 * HOP_SIZE;
+
+const FREQ_BINS: usize = WINDOW_SIZE / 2 + 1;
+const BN_EPS: f64 = 1e-5;
+const AMIN: f64 = 1e-10;
+const POOLED_BLOCKS: usize = 5;
+const NUM_BLOCKS: usize = 6;
+/// Windows stacked into one forward pass by [`Cnn14::embed_batch`] on accelerators.
+/// On CPU, stacking measured slower than one window at a time, so it is not done.
+const MAX_BATCH: usize = 8;
+/// Feature maps with at most this many positions use an explicit im2col + matmul,
+/// which beats candle's tiled CPU conv2d for the deep, narrow layers (blocks 4..6 of
+/// a 10 s window); larger maps keep candle's conv2d.
+const IM2COL_MAX_POSITIONS: usize = 2048;
+
+/// Errors from loading or running CNN14.
+#[derive(Debug, thiserror::Error)]
+pub enum Cnn14Error {
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot load checkpoint {path}: {msg}")]
+    Checkpoint { path: PathBuf, msg: String },
+    #[error("checkpoint has no tensor `{0}`")]
+    MissingTensor(String),
+    #[error("tensor `{name}` has shape {got:?}, expected {expected}")]
+    BadShape {
+        name: String,
+        got: Vec<usize>,
+        expected: String,
+    },
+    #[error("checkpoint has no `fc_audioset` head")]
+    NoClassifier,
+    #[error("audio too short: {got} samples, need at least {min}")]
+    TooShort { got: usize, min: usize },
+    #[error("audio contains a non-finite sample at index {0}")]
+    NonFinite(usize),
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+}
+
+type Result<T> = std::result::Result<T, Cnn14Error>;
+
+// ---------------------------------------------------------------------------------------
+// Front end
+// ---------------------------------------------------------------------------------------
+
+/// Iterative radix-2 complex FFT of a fixed power-of-two size, in f64.
+#[derive(Debug, Clone)]
+struct Fft {
+    n: usize,
+    cos: Vec<f64>,
+    sin: Vec<f64>,
+    rev: Vec<usize>,
+}
+
+impl Fft {
+    fn new(n: usize) -> Self {
+        debug_assert!(n.is_power_of_two() && n >= 2);
+        let bits = n.trailing_zeros();
+        let rev = (0..n)
+            .map(|i| i.reverse_bits() >> (usize::BITS - bits))
+            .collect();
+        let step = 2.0 * std::f64::consts::PI / n as f64;
+        let cos = (0..n / 2).map(|k| (step * k as f64).cos()).collect();
+        let sin = (0..n / 2).map(|k| (step * k as f64).sin()).collect();
+        Self { n, cos, sin, rev }
+    }
+
+    /// In-place forward transform, `X[k] = sum_n x[n] exp(-2 pi i k n / N)`.
+    fn forward(&self, re: &mut [f64], im: &mut [f64]) {
+        let n = self.n;
+        for i in 0..n {
+            let j = self.rev[i];
+            if i < j {
+                re.swap(i, j);
+                im.swap(i, j);
+            }
+        }
+        let mut len = 2;
+        while len <= n {
+            let half = len / 2;
+            let stride = n / len;
+            for start in (0..n).step_by(len) {
+                for k in 0..half {
+                    let wr = self.cos[k * stride];
+                    let wi = -self.sin[k * stride];
+                    let a = start + k;
+                    let b = a + half;
+                    let tr = re[b] * wr - im[b] * wi;
+                    let ti = re[b] * wi + im[b] * wr;
+                    re[b] = re[a] - tr;
+                    im[b] = im[a] - ti;
+                    re[a] += tr;
+                    im[a] += ti;
+                }
+            }
+            len <<= 1;
+        }
+    }
+}
+
+/// `librosa.filters.mel(sr, n_fft, n_mels, fmin, fmax)` as `n_mels` rows of `n_fft / 2 + 1`
+/// weights (see [`crate::media::mel::filterbank`]).
+pub fn mel_filterbank(sr: f64, n_fft: usize, n_mels: usize, fmin: f64, fmax: f64) -> Vec<Vec<f32>> {
+    crate::media::mel::filterbank(sr as u32, n_fft, n_mels, fmin, fmax)
+        .chunks(n_fft / 2 + 1)
+        .map(<[f32]>::to_vec)
+        .collect()
+}
+
+/// One mel filter as its non-zero span of FFT bins.
+#[derive(Debug, Clone)]
+struct MelFilter {
+    start: usize,
+    weights: Vec<f64>,
+}
+
+/// PANN's log-mel front end (torchlibrosa `Spectrogram` + `LogmelFilterBank` with
+/// `ref = 1.0, amin = 1e-10, top_db = None`) for 32 kHz audio.
+#[derive(Debug, Clone)]
+pub struct LogMel {
+    fft: Fft,
+    window: Vec<f64>,
+    filters: Vec<MelFilter>,
+}
+
+impl Default for LogMel {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl LogMel {
+    pub fn new() -> Self {
+        // scipy.signal.get_window("hann", 1024, fftbins=True): periodic Hann.
+        let window = (0..WINDOW_SIZE)
+            .map(|n| 0.5 - 0.5 * (2.0 * std::f64::consts::PI * n as f64 / WINDOW_SIZE as f64).cos())
+            .collect();
+        let filters = mel_filterbank(f64::from(SAMPLE_RATE), WINDOW_SIZE, MEL_BINS, FMIN, FMAX)
+            .into_iter()
+            .map(|row| {
+                let start = row.iter().position(|&w| w != 0.0).unwrap_or(0);
+                let end = row.iter().rposition(|&w| w != 0.0).map_or(start, |e| e + 1);
+                MelFilter {
+                    start,
+                    weights: row[start..end].iter().map(|&w| f64::from(w)).collect(),
+                }
+            })
+            .collect();
+        Self {
+            fft: Fft::new(WINDOW_SIZE),
+            window,
+            filters,
+        }
+    }
+
+    /// Number of frames produced for `len` samples: `1 + len / HOP_SIZE`.
+    pub fn num_frames(len: usize) -> usize {
+        1 + len / HOP_SIZE
+    }
+
+    /// Log-mel spectrogram in dB, row-major `[frames, MEL_BINS]` with
+    /// `frames = 1 + samples.len() / HOP_SIZE`. Reflect padding needs more than
+    /// `WINDOW_SIZE / 2` samples.
+    pub fn compute(&self, samples: &[f32]) -> Result<Vec<f32>> {
+        let pad = WINDOW_SIZE / 2;
+        if samples.len() <= pad {
+            return Err(Cnn14Error::TooShort {
+                got: samples.len(),
+                min: pad + 1,
+            });
+        }
+        let len = samples.len();
+        // Reflect padding without repeating the edge sample (numpy/torch "reflect").
+        let padded_at = |i: usize| -> f64 {
+            let v = if i < pad {
+                samples[pad - i]
+            } else if i - pad < len {
+                samples[i - pad]
+            } else {
+                samples[2 * (len - 1) - (i - pad)]
+            };
+            f64::from(v)
+        };
+        let frames = Self::num_frames(len);
+        let mut out = Vec::with_capacity(frames * MEL_BINS);
+        let mut re = vec![0.0f64; WINDOW_SIZE];
+        let mut im = vec![0.0f64; WINDOW_SIZE];
+        let mut power = vec![0.0f64; FREQ_BINS];
+        for t in 0..frames {
+            let base = t * HOP_SIZE;
+            for (n, (r, i)) in re.iter_mut().zip(im.iter_mut()).enumerate() {
+                *r = padded_at(base + n) * self.window[n];
+                *i = 0.0;
+            }
+            self.fft.forward(&mut re, &mut im);
+            for (k, p) in power.iter_mut().enumerate() {
+                *p = re[k] * re[k] + im[k] * im[k];
+            }
+            for f in &self.filters {
+                let mel: f64 = f
+                    .weights
+                    .iter()
+                    .zip(&power[f.start..])
+                    .map(|(w, p)| w * p)
+                    .sum();
+                out.push((10.0 * mel.max(AMIN).log10()) as f32);
+            }
+        }
+        Ok(out)
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Checkpoint loading
+// ---------------------------------------------------------------------------------------
+
+/// Header of torch's legacy (non-zip) serialization: pickled magic number
+/// 0x1950a86a20f9469cfc6c (protocol 2, LONG1 of 10 bytes).
+const LEGACY_MAGIC: [u8; 15] = [
+    0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19, b'.',
+];
+const LEGACY_PROTOCOL_VERSION: i64 = 1001;
+const STATE_DICT_KEY: &str = "model";
+
+/// Read every tensor of a checkpoint into CPU memory, keyed by PyTorch parameter name.
+///
+/// Accepts `.safetensors`, zip `.pth` and legacy `.pth` files (detected from the
+/// content, not the extension). For `.pth`, the state dict may sit at the top level
+/// or under the `model` key, as in PANN's published checkpoints.
+pub fn load_state_dict(path: &Path) -> Result<HashMap<String, Tensor>> {
+    let io_err = |source| Cnn14Error::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let ckpt_err = |msg: String| Cnn14Error::Checkpoint {
+        path: path.to_path_buf(),
+        msg,
+    };
+    let mut head = [0u8; LEGACY_MAGIC.len()];
+    let got = {
+        let mut f = File::open(path).map_err(io_err)?;
+        let mut got = 0;
+        while got < head.len() {
+            match f.read(&mut head[got..]).map_err(io_err)? {
+                0 => break,
+                n => got += n,
+            }
+        }
+        got
+    };
+    let head = &head[..got];
+    if head.starts_with(b"PK\x03\x04") {
+        read_zip_pth(path).map_err(|e| ckpt_err(e.to_string()))
+    } else if head == LEGACY_MAGIC {
+        read_legacy_pth(path)
+    } else {
+        candle_core::safetensors::load(path, &Device::Cpu)
+            .map_err(|e| ckpt_err(format!("not a .pth file, and not safetensors: {e}")))
+    }
+}
+
+fn read_zip_pth(path: &Path) -> candle_core::Result<HashMap<String, Tensor>> {
+    let pth = match PthTensors::new(path, Some(STATE_DICT_KEY)) {
+        Ok(pth) if !pth.tensor_infos().is_empty() => pth,
+        // No `model` entry (or not a dict): a bare state dict.
+        _ => PthTensors::new(path, None)?,
+    };
+    let mut out = HashMap::with_capacity(pth.tensor_infos().len());
+    for name in pth.tensor_infos().keys() {
+        if let Some(t) = pth.get(name)? {
+            out.insert(name.clone(), t);
+        }
+    }
+    Ok(out)
+}
+
+fn read_pickle<R: BufRead>(r: &mut R) -> candle_core::Result<Object> {
+    let mut stack = Stack::empty();
+    stack.read_loop(r)?;
+    stack.finalize()
+}
+
+fn storage_elem_size(class_name: &str) -> Option<usize> {
+    Some(match class_name {
+        "DoubleStorage" | "LongStorage" => 8,
+        "FloatStorage" | "IntStorage" => 4,
+        "HalfStorage" | "BFloat16Storage" | "ShortStorage" => 2,
+        "ByteStorage" | "CharStorage" | "BoolStorage" => 1,
+        _ => return None,
+    })
+}
+
+/// Record `storage key -> element size` for every persistent storage reference.
+fn collect_storages(obj: &Object, out: &mut HashMap<String, Option<usize>>) {
+    match obj {
+        Object::PersistentLoad(id) => {
+            if let Object::Tuple(items) = id.as_ref() {
+                if let [Object::Unicode(kind), Object::Class { class_name, .. }, Object::Unicode(key), ..] =
+                    items.as_slice()
+                {
+                    if kind == "storage" {
+                        out.insert(key.clone(), storage_elem_size(class_name));
+                    }
+                }
+            }
+        }
+        Object::Tuple(items) | Object::List(items) => {
+            items.iter().for_each(|o| collect_storages(o, out));
+        }
+        Object::Dict(items) => items.iter().for_each(|(k, v)| {
+            collect_storages(k, out);
+            collect_storages(v, out);
+        }),
+        Object::Reduce { callable, args } | Object::Build { callable, args } => {
+            collect_storages(callable, out);
+            collect_storages(args, out);
+        }
+        _ => {}
+    }
+}
+
+fn dict_get<'a>(obj: &'a Object, key: &str) -> Option<&'a Object> {
+    match obj {
+        Object::Dict(items) => items.iter().find_map(|(k, v)| match k {
+            Object::Unicode(k) if k == key => Some(v),
+            _ => None,
+        }),
+        _ => None,
+    }
+}
+
+/// Torch's pre-1.6 format: five pickles (magic, protocol version, sys info, the object,
+/// storage keys) followed by each storage as `u64 numel` + raw little-endian data.
+fn read_legacy_pth(path: &Path) -> Result<HashMap<String, Tensor>> {
+    let ckpt_err = |msg: String| Cnn14Error::Checkpoint {
+        path: path.to_path_buf(),
+        msg,
+    };
+    let io_err = |source| Cnn14Error::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut r = BufReader::new(File::open(path).map_err(io_err)?);
+    let mut magic = [0u8; LEGACY_MAGIC.len()];
+    r.read_exact(&mut magic).map_err(io_err)?;
+    let pickle = |r: &mut BufReader<File>, what: &str| {
+        read_pickle(r).map_err(|e| ckpt_err(format!("bad {what} pickle: {e}")))
+    };
+    match pickle(&mut r, "protocol version")? {
+        Object::Int(v) if i64::from(v) == LEGACY_PROTOCOL_VERSION => {}
+        Object::Long(LEGACY_PROTOCOL_VERSION) => {}
+        other => return Err(ckpt_err(format!("unsupported protocol version {other:?}"))),
+    }
+    let sys_info = pickle(&mut r, "sys info")?;
+    if let Some(Object::Bool(false)) = dict_get(&sys_info, "little_endian") {
+        return Err(ckpt_err("big-endian checkpoints are not supported".into()));
+    }
+    let obj = pickle(&mut r, "checkpoint")?;
+    let keys = match pickle(&mut r, "storage keys")? {
+        Object::List(keys) => keys
+            .into_iter()
+            .map(|k| match k {
+                Object::Unicode(k) => Ok(k),
+                other => Err(ckpt_err(format!("bad storage key {other:?}"))),
+            })
+            .collect::<Result<Vec<_>>>()?,
+        other => return Err(ckpt_err(format!("bad storage key list {other:?}"))),
+    };
+
+    let mut elem_sizes = HashMap::new();
+    collect_storages(&obj, &mut elem_sizes);
+    let state = match dict_get(&obj, STATE_DICT_KEY) {
+        Some(sd @ Object::Dict(_)) => sd.clone(),
+        _ => obj,
+    };
+    let Object::Dict(entries) = state else {
+        return Err(ckpt_err("checkpoint is not a state dict".into()));
+    };
+    // storage key -> tensors stored in it
+    let mut by_storage: HashMap<String, Vec<candle_core::pickle::TensorInfo>> = HashMap::new();
+    for (name, value) in entries {
+        let info = value
+            .into_tensor_info(name, Path::new(""))
+            .map_err(|e| ckpt_err(e.to_string()))?;
+        if let Some(info) = info {
+            let key = info.path.trim_start_matches('/').to_string();
+            by_storage.entry(key).or_default().push(info);
+        }
+    }
+
+    let mut out = HashMap::new();
+    for key in keys {
+        let mut numel = [0u8; 8];
+        r.read_exact(&mut numel).map_err(io_err)?;
+        let numel = u64::from_le_bytes(numel);
+        let elem = elem_sizes
+            .get(&key)
+            .copied()
+            .flatten()
+            .ok_or_else(|| ckpt_err(format!("storage {key} has an unknown element type")))?;
+        let nbytes = numel
+            .checked_mul(elem as u64)
+            .ok_or_else(|| ckpt_err(format!("storage {key} is too large")))?;
+        let Some(infos) = by_storage.remove(&key) else {
+            let skipped =
+                std::io::copy(&mut (&mut r).take(nbytes), &mut std::io::sink()).map_err(io_err)?;
+            if skipped != nbytes {
+                return Err(ckpt_err("file is truncated".into()));
+            }
+            continue;
+        };
+        let nbytes =
+            usize::try_from(nbytes).map_err(|_| ckpt_err(format!("storage {key} is too large")))?;
+        let mut data = Vec::new();
+        (&mut r)
+            .take(nbytes as u64)
+            .read_to_end(&mut data)
+            .map_err(io_err)?;
+        if data.len() != nbytes {
+            return Err(ckpt_err("file is truncated".into()));
+        }
+        for info in infos {
+            let t = tensor_from_storage(&data, &info).map_err(|e| ckpt_err(e.to_string()))?;
+            out.insert(info.name, t);
+        }
+    }
+    if let Some(key) = by_storage.keys().next() {
+        return Err(ckpt_err(format!("storage {key} is missing from the file")));
+    }
+    Ok(out)
+}
+
+fn tensor_from_storage(
+    data: &[u8],
+    info: &candle_core::pickle::TensorInfo,
+) -> candle_core::Result<Tensor> {
+    let layout = &info.layout;
+    let dims = layout.dims();
+    let elem = info.dtype.size_in_bytes();
+    let start = layout.start_offset(); // in bytes
+    let nbytes = layout.shape().elem_count() * elem;
+    let fortran = layout.is_fortran_contiguous() && dims.len() > 1;
+    if !layout.is_contiguous() && !fortran {
+        candle_core::bail!("tensor {} is not contiguous", info.name)
+    }
+    let end = start.checked_add(nbytes);
+    let bytes = end.and_then(|end| data.get(start..end)).ok_or_else(|| {
+        candle_core::Error::Msg(format!("tensor {} overruns its storage", info.name))
+    })?;
+    if fortran {
+        let rev: Vec<usize> = dims.iter().rev().copied().collect();
+        let perm: Vec<usize> = (0..dims.len()).rev().collect();
+        Tensor::from_raw_buffer(bytes, info.dtype, &rev, &Device::Cpu)?
+            .permute(perm)?
+            .contiguous()
+    } else {
+        Tensor::from_raw_buffer(bytes, info.dtype, dims, &Device::Cpu)
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Network
+// ---------------------------------------------------------------------------------------
+
+struct Weights {
+    tensors: HashMap<String, Tensor>,
+}
+
+impl Weights {
+    /// Take a tensor out of the map (keeps peak memory down) as f64.
+    fn take(&mut self, name: &str, expected: &[usize]) -> Result<Tensor> {
+        let t = self
+            .tensors
+            .remove(name)
+            .ok_or_else(|| Cnn14Error::MissingTensor(name.to_string()))?;
+        if t.dims() != expected {
+            return Err(Cnn14Error::BadShape {
+                name: name.to_string(),
+                got: t.dims().to_vec(),
+                expected: format!("{expected:?}"),
+            });
+        }
+        Ok(t.to_dtype(DType::F64)?)
+    }
+
+    fn dims(&self, name: &str) -> Result<&[usize]> {
+        self.tensors
+            .get(name)
+            .map(|t| t.dims())
+            .ok_or_else(|| Cnn14Error::MissingTensor(name.to_string()))
+    }
+
+    /// Eval-mode batch norm as `(scale, shift)`: `y = x * scale + shift`.
+    fn batch_norm(&mut self, prefix: &str, c: usize) -> Result<(Tensor, Tensor)> {
+        let w = self.take(&format!("{prefix}.weight"), &[c])?;
+        let b = self.take(&format!("{prefix}.bias"), &[c])?;
+        let mean = self.take(&format!("{prefix}.running_mean"), &[c])?;
+        let var = self.take(&format!("{prefix}.running_var"), &[c])?;
+        let scale = w.div(&(var + BN_EPS)?.sqrt()?)?;
+        let shift = b.sub(&mean.mul(&scale)?)?;
+        Ok((scale, shift))
+    }
+}
+
+/// 3x3 convolution (padding 1, no bias) with its batch norm folded in, then ReLU.
+struct ConvBnRelu {
+    /// `[c_out, c_in, 3, 3]`
+    weight: Tensor,
+    /// The same weights as a `[c_out, c_in * 9]` matrix for the im2col path.
+    weight_mat: Tensor,
+    bias: Tensor,
+}
+
+impl ConvBnRelu {
+    fn load(w: &mut Weights, conv: &str, bn: &str, c_in: usize, device: &Device) -> Result<Self> {
+        let name = format!("{conv}.weight");
+        let dims = w.dims(&name)?;
+        let c_out = dims.first().copied().unwrap_or(0);
+        let kernel = w.take(&name, &[c_out, c_in, 3, 3])?;
+        let (scale, shift) = w.batch_norm(bn, c_out)?;
+        let weight = kernel
+            .broadcast_mul(&scale.reshape((c_out, 1, 1, 1))?)?
+            .to_dtype(DType::F32)?
+            .to_device(device)?;
+        Ok(Self {
+            weight_mat: weight.reshape((c_out, c_in * 9))?,
+            weight,
+            bias: shift
+                .reshape((1, c_out, 1, 1))?
+                .to_dtype(DType::F32)?
+                .to_device(device)?,
+        })
+    }
+
+    fn c_out(&self) -> usize {
+        self.weight.dims()[0]
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let (b, c_in, h, w) = x.dims4()?;
+        let y = if h * w <= IM2COL_MAX_POSITIONS && self.weight.device().is_cpu() {
+            // cols[b, ci * 9 + ky * 3 + kx, y * w + x] = padded[b, ci, y + ky, x + kx]
+            let padded = x.pad_with_zeros(2, 1, 1)?.pad_with_zeros(3, 1, 1)?;
+            let mut taps = Vec::with_capacity(9);
+            for ky in 0..3 {
+                for kx in 0..3 {
+                    taps.push(padded.narrow(2, ky, h)?.narrow(3, kx, w)?);
+                }
+            }
+            // One matmul for the whole batch: [c_out, c_in * 9] x [c_in * 9, b * h * w].
+            let cols = Tensor::stack(&taps, 2)?
+                .reshape((b, c_in * 9, h * w))?
+                .transpose(0, 1)?
+                .contiguous()?
+                .reshape((c_in * 9, b * h * w))?;
+            self.weight_mat
+                .matmul(&cols)?
+                .reshape((self.c_out(), b, h, w))?
+                .transpose(0, 1)?
+                .contiguous()?
+        } else {
+            x.conv2d(&self.weight, 1, 1, 1, 1)?
+        };
+        Ok(y.broadcast_add(&self.bias)?.relu()?)
+    }
+}
+
+struct ConvBlock {
+    conv1: ConvBnRelu,
+    conv2: ConvBnRelu,
+    pool: bool,
+}
+
+impl ConvBlock {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let x = self.conv2.forward(&self.conv1.forward(x)?)?;
+        Ok(if self.pool { x.avg_pool2d((2, 2))? } else { x })
+    }
+}
+
+/// Dense layer `y = x W^T + b` with `W^T` stored pre-transposed.
+struct Dense {
+    weight_t: Tensor,
+    bias: Tensor,
+}
+
+impl Dense {
+    fn load(w: &mut Weights, prefix: &str, d_in: usize, device: &Device) -> Result<Self> {
+        let name = format!("{prefix}.weight");
+        let d_out = w.dims(&name)?.first().copied().unwrap_or(0);
+        let weight = w.take(&name, &[d_out, d_in])?;
+        let bias = w.take(&format!("{prefix}.bias"), &[d_out])?;
+        Ok(Self {
+            weight_t: weight
+                .t()?
+                .contiguous()?
+                .to_dtype(DType::F32)?
+                .to_device(device)?,
+            bias: bias
+                .reshape((1, d_out))?
+                .to_dtype(DType::F32)?
+                .to_device(device)?,
+        })
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(x.matmul(&self.weight_t)?.broadcast_add(&self.bias)?)
+    }
+}
+
+/// PANN CNN14 in eval mode.
+pub struct Cnn14 {
+    device: Device,
+    log_mel: LogMel,
+    bn0_scale: Vec<f64>,
+    bn0_shift: Vec<f64>,
+    blocks: Vec<ConvBlock>,
+    fc1: Dense,
+    fc_audioset: Option<Dense>,
+    embedding_dim: usize,
+}
+
+impl std::fmt::Debug for Cnn14 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cnn14")
+            .field("device", &self.device)
+            .field("embedding_dim", &self.embedding_dim)
+            .field("has_classifier", &self.fc_audioset.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Cnn14 {
+    /// Load from a `.safetensors` or `.pth` checkpoint (see [`load_state_dict`]).
+    pub fn load(path: &Path, device: &Device) -> Result<Self> {
+        Self::from_tensors(load_state_dict(path)?, device)
+    }
+
+    /// Build from tensors keyed by PyTorch parameter name. Layer widths are taken from
+    /// the weight shapes (the published model: 64..2048 channels, 527 classes); extra
+    /// entries such as `spectrogram_extractor.*` are ignored, and `fc_audioset` is
+    /// optional.
+    pub fn from_tensors(tensors: HashMap<String, Tensor>, device: &Device) -> Result<Self> {
+        let mut w = Weights { tensors };
+        let (scale, shift) = w.batch_norm("bn0", MEL_BINS)?;
+        let bn0_scale = scale.to_vec1::<f64>()?;
+        let bn0_shift = shift.to_vec1::<f64>()?;
+        let mut blocks = Vec::with_capacity(NUM_BLOCKS);
+        let mut c_in = 1;
+        for i in 1..=NUM_BLOCKS {
+            let p = format!("conv_block{i}");
+            let conv1 = ConvBnRelu::load(
+                &mut w,
+                &format!("{p}.conv1"),
+                &format!("{p}.bn1"),
+                c_in,
+                device,
+            )?;
+            let c = conv1.c_out();
+            let conv2 = ConvBnRelu::load(
+                &mut w,
+                &format!("{p}.conv2"),
+                &format!("{p}.bn2"),
+                c,
+                device,
+            )?;
+            c_in = conv2.c_out();
+            blocks.push(ConvBlock {
+                conv1,
+                conv2,
+                pool: i <= POOLED_BLOCKS,
+            });
+        }
+        let fc1 = Dense::load(&mut w, "fc1", c_in, device)?;
+        let embedding_dim = fc1.bias.dims()[1];
+        let fc_audioset = if w.tensors.contains_key("fc_audioset.weight") {
+            Some(Dense::load(&mut w, "fc_audioset", embedding_dim, device)?)
+        } else {
+            None
+        };
+        Ok(Self {
+            device: device.clone(),
+            log_mel: LogMel::new(),
+            bn0_scale,
+            bn0_shift,
+            blocks,
+            fc1,
+            fc_audioset,
+            embedding_dim,
+        })
+    }
+
+    /// Width of [`Cnn14::embed`]'s output ([`EMBEDDING_DIM`] for the published model).
+    pub fn embedding_dim(&self) -> usize {
+        self.embedding_dim
+    }
+
+    /// Number of `fc_audioset` classes, if the checkpoint has that head.
+    pub fn num_classes(&self) -> Option<usize> {
+        self.fc_audioset.as_ref().map(|d| d.bias.dims()[1])
+    }
+
+    /// The model's log-mel input (before `bn0`), row-major `[frames, MEL_BINS]`.
+    pub fn log_mel(&self, samples_32k: &[f32]) -> Result<Vec<f32>> {
+        self.log_mel.compute(samples_32k)
+    }
+
+    /// 2048-d embedding of mono 32 kHz audio (at least [`MIN_SAMPLES`] samples).
+    pub fn embed(&self, samples_32k: &[f32]) -> Result<Vec<f32>> {
+        let x = self.features(&[samples_32k])?;
+        Ok(self.embedding(&x)?.squeeze(0)?.to_vec1()?)
+    }
+
+    /// Embeddings of several windows. On accelerators, equal-length neighbours share a
+    /// forward pass; on CPU each window runs alone (faster there).
+    pub fn embed_batch<W: AsRef<[f32]>>(&self, windows: &[W]) -> Result<Vec<Vec<f32>>> {
+        let max_batch = if self.device.is_cpu() { 1 } else { MAX_BATCH };
+        let mut out = Vec::with_capacity(windows.len());
+        let mut i = 0;
+        while i < windows.len() {
+            let len = windows[i].as_ref().len();
+            let mut j = i + 1;
+            while j < windows.len() && j - i < max_batch && windows[j].as_ref().len() == len {
+                j += 1;
+            }
+            let group: Vec<&[f32]> = windows[i..j].iter().map(|w| w.as_ref()).collect();
+            let x = self.features(&group)?;
+            out.extend(self.embedding(&x)?.to_vec2::<f32>()?);
+            i = j;
+        }
+        Ok(out)
+    }
+
+    /// AudioSet tagging probabilities (`sigmoid(fc_audioset(embedding))`).
+    pub fn clipwise_output(&self, samples_32k: &[f32]) -> Result<Vec<f32>> {
+        let head = self.fc_audioset.as_ref().ok_or(Cnn14Error::NoClassifier)?;
+        let x = self.features(&[samples_32k])?;
+        let logits = head
+            .forward(&self.embedding(&x)?)?
+            .squeeze(0)?
+            .to_vec1::<f32>()?;
+        Ok(logits
+            .into_iter()
+            .map(|z| 1.0 / (1.0 + (-z).exp()))
+            .collect())
+    }
+
+    /// `bn0(log_mel(x))` for equal-length inputs as a `[batch, 1, frames, MEL_BINS]` tensor.
+    fn features(&self, windows: &[&[f32]]) -> Result<Tensor> {
+        let len = windows.first().map_or(0, |w| w.len());
+        let frames = LogMel::num_frames(len);
+        let mut data = Vec::with_capacity(windows.len() * frames * MEL_BINS);
+        for w in windows {
+            if w.len() < MIN_SAMPLES {
+                return Err(Cnn14Error::TooShort {
+                    got: w.len(),
+                    min: MIN_SAMPLES,
+                });
+            }
+            if let Some(i) = w.iter().position(|v| !v.is_finite()) {
+                return Err(Cnn14Error::NonFinite(i));
+            }
+            let mel = self.log_mel.compute(w)?;
+            data.extend(mel.chunks_exact(MEL_BINS).flat_map(|row| {
+                row.iter()
+                    .zip(self.bn0_scale.iter().zip(&self.bn0_shift))
+                    .map(|(&v, (&s, &b))| (f64::from(v) * s + b) as f32)
+            }));
+        }
+        Ok(Tensor::from_vec(
+            data,
+            (windows.len(), 1, frames, MEL_BINS),
+            &self.device,
+        )?)
+    }
+
+    /// Conv trunk + pooling + `fc1` + ReLU: `[batch, 1, frames, mel]` -> `[batch, dim]`.
+    fn embedding(&self, x: &Tensor) -> Result<Tensor> {
+        let mut x = x.clone();
+        for block in &self.blocks {
+            x = block.forward(&x)?;
+        }
+        let x = x.mean(3)?; // over mel: [batch, channels, time]
+        let x = (x.max(2)? + x.mean(2)?)?;
+        Ok(self.fc1.forward(&x)?.relu()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fft_matches_naive_dft() {
+        let n = 64;
+        let fft = Fft::new(n);
+        let x: Vec<f64> = (0..n).map(|i| ((i * 7 % 13) as f64 - 6.0) / 3.0).collect();
+        let mut re = x.clone();
+        let mut im = vec![0.0; n];
+        fft.forward(&mut re, &mut im);
+        for k in 0..n {
+            let (mut sr, mut si) = (0.0, 0.0);
+            for (t, v) in x.iter().enumerate() {
+                let a = -2.0 * std::f64::consts::PI * (k * t) as f64 / n as f64;
+                sr += v * a.cos();
+                si += v * a.sin();
+            }
+            assert!(
+                (re[k] - sr).abs() < 1e-9 && (im[k] - si).abs() < 1e-9,
+                "bin {k}"
+            );
+        }
+    }
+
+    #[test]
+    fn mel_filterbank_shape_and_support() {
+        let fb = mel_filterbank(32000.0, 1024, 64, 50.0, 14000.0);
+        assert_eq!(fb.len(), 64);
+        assert!(fb.iter().all(|r| r.len() == 513));
+        assert!(fb.iter().all(|r| r.iter().any(|&w| w > 0.0)));
+        // Nothing below fmin (bin 1 = 31.25 Hz) or above fmax (bin 449 = 14031 Hz).
+        assert!(fb
+            .iter()
+            .all(|r| r[0] == 0.0 && r[1] == 0.0 && r[449..].iter().all(|&w| w == 0.0)));
+    }
+
+    #[test]
+    fn log_mel_frames_and_silence() {
+        let lm = LogMel::new();
+        let out = lm.compute(&vec![0.0; 32000]).expect("log-mel");
+        assert_eq!(out.len(), 101 * MEL_BINS);
+        assert!(out.iter().all(|&v| (v + 100.0).abs() < 1e-4));
+        assert!(matches!(
+            lm.compute(&[0.0; 512]),
+            Err(Cnn14Error::TooShort { .. })
+        ));
+    }
+
+    #[test]
+    fn load_reports_missing_and_garbage_files() {
+        let dir = std::env::temp_dir().join(format!("cnn14-unit-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("tmp dir");
+        let missing = dir.join("missing.pth");
+        assert!(matches!(
+            Cnn14::load(&missing, &Device::Cpu),
+            Err(Cnn14Error::Io { .. })
+        ));
+        let garbage = dir.join("garbage.bin");
+        std::fs::write(&garbage, b"definitely not a checkpoint").expect("write");
+        assert!(matches!(
+            Cnn14::load(&garbage, &Device::Cpu),
+            Err(Cnn14Error::Checkpoint { .. })
+        ));
+        let mut truncated = LEGACY_MAGIC.to_vec();
+        truncated.extend_from_slice(&[0x80, 0x02]);
+        std::fs::write(&garbage, &truncated).expect("write");
+        assert!(Cnn14::load(&garbage, &Device::Cpu).is_err());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
