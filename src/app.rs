@@ -197,6 +197,14 @@ impl Mosaic {
         }
     }
 
+    /// The embedding space of audio windows (CNN14).
+    pub fn audio_space(dims: usize) -> SpaceSpec {
+        SpaceSpec {
+            name: format!("audio/cnn14/{dims}"),
+            dims,
+        }
+    }
+
     /// The cross-encoder `id`, loaded on first use onto its own thread.
     pub async fn reranker(&self, id: &str) -> Result<RerankerService, ModelError> {
         let mut cache = self.rerankers.lock().await;

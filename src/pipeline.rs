@@ -119,6 +119,26 @@ pub struct AnswerSection {
 pub struct AudioPipeline {
     pub transcribe: TranscribeSection,
     pub chunking: TranscriptChunkingSection,
+    pub similar: SimilarAudioSection,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SimilarAudioSection {
+    pub model: String,
+    pub window_secs: f64,
+    pub hop_secs: f64,
+    pub enabled: bool,
+}
+
+impl SimilarAudioSection {
+    pub fn window_options(&self, silence_dbfs: f32) -> crate::embed::audio::WindowOptions {
+        crate::embed::audio::WindowOptions {
+            window_ms: (self.window_secs * 1000.0) as u64,
+            hop_ms: (self.hop_secs * 1000.0) as u64,
+            silence_dbfs,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -158,10 +178,15 @@ impl AudioPipeline {
     }
 
     /// Version of everything that shapes a recording's chunks and vectors (the text
-    /// pipeline's embedder included); thread count does not count.
-    pub fn version(&self, text: &TextPipeline) -> String {
+    /// pipeline's embedder included); thread count does not count. `similar_audio` says
+    /// whether audio windows are embedded (the CNN14 checkpoint is installed): installing it
+    /// later re-ingests recordings.
+    pub fn version(&self, text: &TextPipeline, similar_audio: bool) -> String {
         let mut me = self.clone();
         me.transcribe.threads = 0;
+        if !similar_audio {
+            me.similar.enabled = false;
+        }
         let canonical = serde_json::to_string(&me).expect("pipeline serializes");
         let hash =
             blake3::hash(format!("audio-pipeline-v1:{}:{canonical}", text.version()).as_bytes());
@@ -231,9 +256,13 @@ mod tests {
         assert_eq!(p.audio.transcribe.model, "tiny.en");
         let mut other = p.audio.clone();
         other.transcribe.threads = 7;
-        assert_eq!(p.audio.version(&p.text), other.version(&p.text));
+        assert_eq!(p.audio.version(&p.text, true), other.version(&p.text, true));
+        assert_ne!(
+            p.audio.version(&p.text, true),
+            p.audio.version(&p.text, false)
+        );
         other.transcribe.model = "base".into();
-        assert_ne!(p.audio.version(&p.text), other.version(&p.text));
+        assert_ne!(p.audio.version(&p.text, true), other.version(&p.text, true));
     }
 
     #[test]

@@ -55,6 +55,8 @@ pub struct CatalogCounts {
     pub failed: i64,
     pub indexing: i64,
     pub chunks: i64,
+    /// Chunks with text, which BM25 indexes (all but audio windows).
+    pub lexical_chunks: i64,
 }
 
 /// An embedding space registered in the catalog.
@@ -145,7 +147,12 @@ impl Catalog {
             .bind(done.source_id)
             .execute(&mut *tx)
             .await?;
-        for chunk in done.chunks {
+        let all = done
+            .chunks
+            .iter()
+            .map(|c| (c, done.space))
+            .chain(done.extra.iter().map(|c| (c, done.extra_space)));
+        for (chunk, space) in all {
             let (kind, page, cs, ce, sm, em, at) = anchor_columns(&chunk.anchor);
             sqlx::query(
                 "INSERT INTO chunks (id, source_id, ordinal, modality, text, context, token_count, anchor_kind,
@@ -168,7 +175,7 @@ impl Catalog {
             .bind(at)
             .execute(&mut *tx)
             .await?;
-            if let Some(space) = done.space {
+            if let Some(space) = space {
                 sqlx::query("INSERT INTO chunk_vectors (chunk_id, space) VALUES (?, ?)")
                     .bind(&chunk.id)
                     .bind(space)
@@ -213,7 +220,7 @@ impl Catalog {
         .bind(done.content_hash)
         .bind(done.pipeline_version)
         .bind(done.title)
-        .bind(done.chunks.len() as i64)
+        .bind((done.chunks.len() + done.extra.len()) as i64)
         .bind(done.source_id)
         .execute(&mut *tx)
         .await?;
@@ -332,7 +339,8 @@ impl Catalog {
                COALESCE(SUM(status = 'complete'), 0) AS complete,
                COALESCE(SUM(status = 'failed'), 0) AS failed,
                COALESCE(SUM(status = 'indexing'), 0) AS indexing,
-               (SELECT COUNT(*) FROM chunks) AS chunks
+               (SELECT COUNT(*) FROM chunks) AS chunks,
+               (SELECT COUNT(*) FROM chunks WHERE modality != 'audio') AS lexical_chunks
              FROM sources",
         )
         .fetch_one(&self.pool)
@@ -343,6 +351,7 @@ impl Catalog {
             failed: row.get("failed"),
             indexing: row.get("indexing"),
             chunks: row.get("chunks"),
+            lexical_chunks: row.get("lexical_chunks"),
         })
     }
 
@@ -414,6 +423,9 @@ pub struct FinishedSource<'a> {
     pub space: Option<&'a str>,
     /// For recordings: probe data and Whisper's segments.
     pub media: Option<&'a MediaRecord>,
+    /// Chunks whose vectors live in another space (audio windows), not in BM25.
+    pub extra: &'a [ChunkRecord],
+    pub extra_space: Option<&'a str>,
 }
 
 /// A recording's catalog data besides its chunks.
@@ -574,6 +586,8 @@ mod tests {
                 chunks: &first,
                 space: Some("text/m/4"),
                 media: None,
+                extra: &[],
+                extra_space: None,
             })
             .await
             .unwrap();
@@ -598,6 +612,8 @@ mod tests {
                 chunks: &second,
                 space: Some("text/m/4"),
                 media: None,
+                extra: &[],
+                extra_space: None,
             })
             .await
             .unwrap();

@@ -75,6 +75,20 @@ pub enum Command {
     },
     /// Answer a question with numbered citations.
     Ask { question: String },
+    /// Find recordings that sound like a clip (and the times where they do).
+    Similar {
+        /// An audio clip (any format FFmpeg reads).
+        #[arg(long)]
+        audio: Option<PathBuf>,
+        /// An image (not supported yet).
+        #[arg(long)]
+        image: Option<PathBuf>,
+        /// A video (not supported yet).
+        #[arg(long)]
+        video: Option<PathBuf>,
+        #[arg(long, short = 'n', default_value_t = 10)]
+        limit: usize,
+    },
     /// Print the timed transcript of a recording, or of a time range of it.
     Transcript {
         /// The recording: its path, its file:// URI or its source id.
@@ -325,6 +339,48 @@ async fn run(cli: Cli, settings: Settings) -> Result<ExitCode> {
             }
             ExitCode::SUCCESS
         }
+        Command::Similar {
+            audio,
+            image,
+            video,
+            limit,
+        } => {
+            let Some(clip) = audio else {
+                let what = if image.is_some() {
+                    "--image"
+                } else if video.is_some() {
+                    "--video"
+                } else {
+                    ""
+                };
+                anyhow::bail!(
+                    "similar {what}: only --audio is supported so far (image and video embeddings are not built yet)"
+                );
+            };
+            let hits = mosaic.similar_audio(&clip, limit).await?;
+            if cli.json {
+                print_json(&json!({ "hits": hits }));
+            } else {
+                if hits.is_empty() {
+                    println!("no similar recordings");
+                }
+                for hit in &hits {
+                    let times: Vec<String> = hit
+                        .matches
+                        .iter()
+                        .map(|m| format!("{} ({:.3})", m.anchor.describe(), m.score))
+                        .collect();
+                    println!(
+                        "{:>2}. {:.4}  {}  at {}",
+                        hit.rank,
+                        hit.score,
+                        display_name(&hit.source.uri),
+                        times.join(", ")
+                    );
+                }
+            }
+            ExitCode::SUCCESS
+        }
         Command::Transcript { source, from, to } => {
             let from_ms = from.as_deref().map(parse_clock).transpose()?.unwrap_or(0);
             let to_ms = to
@@ -449,7 +505,7 @@ pub async fn status(mosaic: &Mosaic) -> Result<serde_json::Value> {
         }));
     }
     let lexical_docs = mosaic.lexical.count();
-    consistent &= lexical_docs as i64 == counts.chunks;
+    consistent &= lexical_docs as i64 == counts.lexical_chunks;
     Ok(json!({
         "data_dir": mosaic.settings.data_dir,
         "sources": counts.sources,

@@ -2,6 +2,7 @@
 //! reranking, and the service that keeps a model on its own thread behind a bounded channel so
 //! async code never runs inference inline.
 
+pub mod audio;
 pub mod cnn14;
 pub mod cross;
 pub mod encoder;

@@ -23,6 +23,7 @@ use crate::catalog::{
     self, chunk_id, source_id, Anchor, CatalogError, ChunkRecord, FinishedSource, MediaRecord,
     Modality,
 };
+use crate::embed::audio::{AudioEmbedderService, WindowOptions};
 use crate::embed::{EmbedderService, Purpose};
 use crate::fault::{Fault, HasFault};
 use crate::lexical::{LexicalDoc, LexicalError};
@@ -109,6 +110,10 @@ struct Prepared {
     vectors: Vec<Vec<f32>>,
     /// Version of the pipeline that made the chunks (text or audio).
     version: String,
+    /// Audio windows: chunks and vectors for the audio space (not in BM25).
+    extra: Vec<ChunkRecord>,
+    extra_vectors: Vec<Vec<f32>>,
+    extra_space: Option<String>,
     /// Recordings: probe data and segments for the catalog.
     media: Option<MediaRecord>,
     notice: Option<String>,
@@ -389,6 +394,9 @@ fn read_and_chunk(
         chunks,
         vectors: Vec::new(),
         version: pipeline_version.to_string(),
+        extra: Vec::new(),
+        extra_vectors: Vec::new(),
+        extra_space: None,
         media: None,
         notice: None,
     }))
@@ -458,15 +466,23 @@ impl Mosaic {
             .min(spec.max_tokens)
             .saturating_sub(2 + prefix_tokens)
             .max(8);
+        let audio = &self.pipelines.audio;
+        let panns = audio
+            .similar
+            .enabled
+            .then(|| self.models.locate_panns(&audio.similar.model))
+            .flatten();
         let limits = std::sync::Arc::new(ReadLimits {
             max_bytes: self.settings.ingest.max_file_bytes,
             max_media_bytes: self.settings.ingest.max_media_bytes,
             budget,
             overlap: chunking.overlap_tokens,
             text_version: pipeline_version.clone(),
-            audio_version: self.pipelines.audio.version(&self.pipelines.text),
+            audio_version: self
+                .pipelines
+                .audio
+                .version(&self.pipelines.text, panns.is_some()),
         });
-        let audio = &self.pipelines.audio;
         let media = std::sync::Arc::new(MediaContext {
             transcriber: tokio::sync::OnceCell::new(),
             model: audio.transcribe.model.clone(),
@@ -478,6 +494,10 @@ impl Mosaic {
                 max_tokens: budget,
             },
             version: limits.audio_version.clone(),
+            version_without_windows: audio.version(&self.pipelines.text, false),
+            panns,
+            audio_embedder: tokio::sync::OnceCell::new(),
+            windows: audio.similar.window_options(audio.transcribe.silence_dbfs),
             progress: progress.clone(),
         });
 
@@ -607,6 +627,24 @@ impl Mosaic {
             })
             .collect();
         self.vectors.upsert(space, points).await?;
+        if let Some(extra_space) = &p.extra_space {
+            let points = p
+                .extra
+                .iter()
+                .zip(&p.extra_vectors)
+                .map(|(c, v)| VectorPoint {
+                    id: c.id.clone(),
+                    vector: v.clone(),
+                    payload: json!({
+                        "source_id": c.source_id,
+                        "modality": c.modality.as_str(),
+                        "anchor": c.anchor,
+                        "text": c.text,
+                    }),
+                })
+                .collect();
+            self.vectors.upsert(extra_space, points).await?;
+        }
         let docs: Vec<LexicalDoc> = p
             .chunks
             .iter()
@@ -643,9 +681,11 @@ impl Mosaic {
                     chunks: &p.chunks,
                     space: Some(space),
                     media: p.media.as_ref(),
+                    extra: &p.extra,
+                    extra_space: p.extra_space.as_deref(),
                 })
                 .await?;
-            chunks += p.chunks.len();
+            chunks += p.chunks.len() + p.extra.len();
         }
         Ok(chunks)
     }
@@ -705,6 +745,12 @@ struct MediaContext {
     options: TranscribeOptions,
     grouping: GroupOptions,
     version: String,
+    /// The version recorded when audio windows could not be embedded.
+    version_without_windows: String,
+    /// The CNN14 checkpoint, when similar-audio search is on and it is installed.
+    panns: Option<PathBuf>,
+    audio_embedder: tokio::sync::OnceCell<Result<(AudioEmbedderService, String), String>>,
+    windows: WindowOptions,
     progress: ProgressBar,
 }
 
@@ -718,6 +764,32 @@ fn clock(ms: u64) -> String {
 }
 
 impl Mosaic {
+    /// Loads CNN14 on its thread and registers its embedding space.
+    async fn start_audio_embedder(
+        &self,
+        checkpoint: &Path,
+    ) -> Result<(AudioEmbedderService, String), String> {
+        tracing::info!(model = %checkpoint.display(), "loading CNN14");
+        let service = AudioEmbedderService::start(checkpoint)
+            .await
+            .map_err(|e| e.to_string())?;
+        let space = Mosaic::audio_space(service.dims());
+        self.vectors
+            .ensure_space(&space)
+            .await
+            .map_err(|e| e.to_string())?;
+        self.catalog
+            .ensure_space(
+                &space.name,
+                &checkpoint.display().to_string(),
+                space.dims,
+                "audio",
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok((service, space.name))
+    }
+
     /// Decodes and transcribes a recording on the Whisper thread and groups its segments into
     /// timed transcript chunks (embedded afterwards like any text).
     async fn transcribe_outcome(
@@ -809,6 +881,62 @@ impl Mosaic {
                 transcript.bad_packets
             ));
         }
+        // Audio windows for similar-audio search, in their own space.
+        let mut extra = Vec::new();
+        let mut extra_vectors = Vec::new();
+        let mut extra_space = None;
+        let mut version = media.version.clone();
+        if let Some(checkpoint) = &media.panns {
+            let started = media
+                .audio_embedder
+                .get_or_init(|| self.start_audio_embedder(checkpoint))
+                .await;
+            let result = match started {
+                Ok((service, space)) => {
+                    media
+                        .progress
+                        .set_message(format!("{name}: audio embeddings"));
+                    service
+                        .embed_file(&job.path, media.windows)
+                        .await
+                        .map(|w| (w, space.clone()))
+                        .map_err(|e| e.to_string())
+                }
+                Err(e) => Err(e.clone()),
+            };
+            match result {
+                Ok((windows, space)) => {
+                    for w in windows {
+                        let anchor = Anchor::Time {
+                            start_ms: w.start_ms,
+                            end_ms: w.end_ms,
+                        };
+                        extra.push(ChunkRecord {
+                            id: chunk_id(
+                                &sid,
+                                &job.content_hash,
+                                &version,
+                                Modality::Audio,
+                                &anchor,
+                            ),
+                            source_id: sid.clone(),
+                            ordinal: (chunks.len() + extra.len()) as u32,
+                            modality: Modality::Audio,
+                            text: String::new(),
+                            context: name.clone(),
+                            token_count: 0,
+                            anchor,
+                        });
+                        extra_vectors.push(w.vector);
+                    }
+                    extra_space = Some(space);
+                }
+                Err(e) => {
+                    notes.push(format!("no audio embeddings for similar-audio search: {e}"));
+                    version = media.version_without_windows.clone();
+                }
+            }
+        }
         let info = &transcript.info;
         let media_info = json!({
             "container": info.container,
@@ -828,7 +956,10 @@ impl Mosaic {
             title: Some(name),
             chunks,
             vectors: Vec::new(),
-            version: media.version.clone(),
+            version,
+            extra,
+            extra_vectors,
+            extra_space,
             media: Some(MediaRecord {
                 duration_ms: transcript.duration_ms,
                 info: media_info.to_string(),

@@ -90,9 +90,11 @@ impl Variable<'_> {
                 .chunks_exact(2)
                 .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
                 .collect(),
-            other => return Err(ConvertError::Unsupported(format!(
+            other => {
+                return Err(ConvertError::Unsupported(format!(
                 "{other:?} weights (an int8-quantized checkpoint?): use a float16 or float32 one"
-            ))),
+            )))
+            }
         })
     }
     /// Float values as little-endian f16 bytes.

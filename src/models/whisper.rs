@@ -40,6 +40,16 @@ impl ModelStore {
             })
     }
 
+    /// A PANN checkpoint: `name` as a path when it is one, else `<models dir>/panns/<name>`.
+    pub fn locate_panns(&self, name: &str) -> Option<PathBuf> {
+        let direct = PathBuf::from(name);
+        if direct.is_absolute() && direct.is_file() {
+            return Some(direct);
+        }
+        let own = self.dir().join("panns").join(name);
+        own.is_file().then_some(own)
+    }
+
     /// Installed Whisper models: (name, path).
     pub fn installed_whisper(&self) -> Vec<(String, PathBuf)> {
         let mut found: Vec<(String, PathBuf)> = std::fs::read_dir(self.dir().join("whisper"))

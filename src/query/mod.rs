@@ -3,6 +3,7 @@
 
 pub mod cite;
 pub mod fuse;
+pub mod similar;
 
 use serde::Serialize;
 use thiserror::Error;
@@ -33,6 +34,8 @@ pub enum QueryError {
     Llm(#[from] LlmError),
     #[error("the question is empty")]
     EmptyQuery,
+    #[error("similar audio: {0}")]
+    SimilarAudio(String),
 }
 
 impl HasFault for QueryError {
@@ -43,7 +46,7 @@ impl HasFault for QueryError {
             QueryError::Lexical(e) => e.fault(),
             QueryError::Model(e) => e.fault(),
             QueryError::Llm(e) => e.fault(),
-            QueryError::EmptyQuery => Fault::User,
+            QueryError::EmptyQuery | QueryError::SimilarAudio(_) => Fault::User,
         }
     }
 }

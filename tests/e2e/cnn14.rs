@@ -19,7 +19,7 @@ fn fixture_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/models/cnn14")
 }
 
-fn fixture() -> Value {
+pub fn fixture() -> Value {
     let text = std::fs::read_to_string(fixture_dir().join("parity.json")).expect("parity.json");
     serde_json::from_str(&text).expect("valid json")
 }
@@ -61,7 +61,7 @@ fn formula_tensor(name: &str, shape: &[usize], center: f64, half_width: f64) -> 
 }
 
 /// The formula-filled state dict described by the fixture's `params` table.
-fn deterministic_state_dict(fx: &Value) -> HashMap<String, Tensor> {
+pub fn deterministic_state_dict(fx: &Value) -> HashMap<String, Tensor> {
     fx["params"]
         .as_array()
         .expect("params")

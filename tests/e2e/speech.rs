@@ -492,3 +492,126 @@ fn dirs_wheels() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache/mosaic"))
         .join("wheels")
 }
+
+#[test]
+fn similar_audio_finds_the_recording_and_time_of_an_excerpt() {
+    real_model(MINILM);
+    tiny_en();
+    let s = speech();
+    let dir = tempfile::tempdir().unwrap();
+    // CNN14 with the parity fixture's formula weights (no trained checkpoint can be had
+    // offline), loaded from a safetensors file named in a pipelines folder, as a user would.
+    let weights = dir.path().join("cnn14.safetensors");
+    candle_core::safetensors::save(
+        &crate::cnn14::deterministic_state_dict(&crate::cnn14::fixture()),
+        &weights,
+    )
+    .unwrap();
+    let pipelines = dir.path().join("pipelines");
+    std::fs::create_dir_all(&pipelines).unwrap();
+    for name in ["text.toml", "query.toml", "audio.toml"] {
+        let text =
+            std::fs::read_to_string(crate::common::repo().join("pipelines").join(name)).unwrap();
+        let text = text.replace(
+            "model = \"Cnn14_mAP=0.431.pth\"",
+            &format!("model = \"{}\"", weights.display()),
+        );
+        std::fs::write(pipelines.join(name), text).unwrap();
+    }
+
+    let media = dir.path().join("media");
+    std::fs::create_dir_all(&media).unwrap();
+    std::fs::copy(&s.m4a, media.join("standup.m4a")).unwrap();
+    let tones = dir.path().join("tones.wav");
+    run(Command::new("sox")
+        .args(["-n", "-r", "22050", "-c", "1"])
+        .arg(&tones)
+        .args(["synth", "40", "sine", "300-3000", "vol", "0.5"]));
+    run(Command::new("ffmpeg")
+        .args(["-v", "error", "-y", "-i"])
+        .arg(&tones)
+        .args(["-c:a", "libvorbis"])
+        .arg(media.join("tones.ogg")));
+    run(Command::new("sox")
+        .args(["-n", "-r", "16000", "-c", "1"])
+        .arg(media.join("noise.flac"))
+        .args(["synth", "30", "pinknoise", "vol", "0.3"]));
+    // A 10 s excerpt starting at 30.0 s, re-encoded to MP3. It starts on the 5 s window
+    // grid: formula weights make an untrained network whose embeddings barely change with
+    // content (cosine > 0.99 between any two windows) and do not tolerate a shift within a
+    // window the way trained CNN14 features do, so only an aligned excerpt separates the right
+    // window from its neighbours here.
+    let excerpt = dir.path().join("excerpt.mp3");
+    run(Command::new("ffmpeg")
+        .args(["-v", "error", "-y", "-ss", "30.0", "-t", "10", "-i"])
+        .arg(&s.wav)
+        .args(["-c:a", "libmp3lame", "-b:a", "96k"])
+        .arg(&excerpt));
+
+    let data = dir.path().join("data");
+    let p = pipelines.to_str().unwrap();
+    let report = ok(&mosaic(
+        &data,
+        &[
+            "--pipelines",
+            p,
+            "--json",
+            "ingest",
+            media.to_str().unwrap(),
+        ],
+        &[],
+    ));
+    assert_eq!(report["ingested"], 3, "{report}");
+    let status = ok(&mosaic(&data, &["--pipelines", p, "--json", "status"], &[]));
+    assert_eq!(status["consistent"], true, "{status}");
+    let audio_space = status["spaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|sp| sp["name"] == "audio/cnn14/2048")
+        .unwrap_or_else(|| panic!("no audio space: {status}"));
+    assert!(audio_space["vectors"].as_u64().unwrap() >= 20, "{status}");
+
+    let found = ok(&mosaic(
+        &data,
+        &[
+            "--pipelines",
+            p,
+            "--json",
+            "similar",
+            "--audio",
+            excerpt.to_str().unwrap(),
+        ],
+        &[],
+    ));
+    let hits = found["hits"].as_array().unwrap();
+    assert_eq!(hits.len(), 3, "{found}");
+    assert!(
+        hits[0]["source"]["uri"]
+            .as_str()
+            .unwrap()
+            .ends_with("standup.m4a"),
+        "{found}"
+    );
+    let anchor = &hits[0]["matches"][0]["anchor"];
+    assert_eq!(anchor["kind"], "time");
+    let start = anchor["start_ms"].as_i64().unwrap();
+    assert!(
+        (start - 30_000).abs() <= 5_000,
+        "matched at {start} ms: {found}"
+    );
+    assert!(hits[0]["score"].as_f64().unwrap() > hits[1]["score"].as_f64().unwrap());
+
+    // Without the checkpoint, similar says what is missing.
+    let missing = mosaic(
+        &data,
+        &["similar", "--audio", excerpt.to_str().unwrap()],
+        &[],
+    );
+    assert!(!missing.status.success());
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("CNN14 checkpoint"),
+        "{}",
+        String::from_utf8_lossy(&missing.stderr)
+    );
+}
