@@ -5,8 +5,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
 MOSAIC="${CARGO_TARGET_DIR:-$HOME/.cache/mosaic/target}/debug/mosaic"
-question="${1:-How large is the main telescope at Kestrel Ridge?}"
 "$MOSAIC" ingest samples/ || [ $? -eq 3 ]
-echo
-echo "Q: $question"
-"$MOSAIC" ask "$question"
+if [ $# -gt 0 ]; then
+  questions=("$@")
+else
+  # One answered from a document, one from the recording (cited with its time range).
+  questions=("How large is the main telescope at Kestrel Ridge?"
+             "When is the lower car park closed for resurfacing?")
+fi
+for question in "${questions[@]}"; do
+  echo
+  echo "Q: $question"
+  "$MOSAIC" ask "$question"
+done

@@ -50,6 +50,30 @@ pub enum BenchCommand {
         #[arg(long)]
         threads: Option<usize>,
     },
+    /// Speech: decode+resample, raw whisper.cpp on the whole decoded buffer (as the whisper-rs
+    /// example runs it), and Mosaic's pipeline (stream, windows, time snapping), as real-time
+    /// factors on one recording.
+    Transcribe {
+        /// Any recording FFmpeg reads.
+        #[arg(long)]
+        audio: PathBuf,
+        /// Whisper model name (ggml-<name>.bin); default from pipelines/audio.toml.
+        #[arg(long)]
+        model: Option<String>,
+        #[arg(long)]
+        threads: Option<usize>,
+    },
+    /// CNN14 windows per second (10 s windows of a recording, as ingestion embeds them).
+    AudioEmbed {
+        #[arg(long)]
+        audio: PathBuf,
+        /// A CNN14 checkpoint; default from pipelines/audio.toml. With `--random-weights` no
+        /// checkpoint is needed (speed does not depend on the weights).
+        #[arg(long)]
+        checkpoint: Option<PathBuf>,
+        #[arg(long)]
+        random_weights: bool,
+    },
     /// Query latency of `search` on the current index.
     Search {
         /// JSON array of strings or of objects with a "question" field.
@@ -113,8 +137,196 @@ fn set_threads(threads: Option<usize>) -> Result<()> {
     Ok(())
 }
 
+/// Deterministic pseudo-random values (xorshift) in `center ± width / 2`.
+fn pseudo_random(seed: &mut u64, n: usize, center: f32, width: f32) -> Vec<f32> {
+    (0..n)
+        .map(|_| {
+            *seed ^= *seed << 13;
+            *seed ^= *seed >> 7;
+            *seed ^= *seed << 17;
+            center + width * ((*seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5)
+        })
+        .collect()
+}
+
+/// A full-size CNN14 filled with deterministic pseudo-random weights (for timing only).
+fn random_cnn14() -> Result<crate::embed::cnn14::Cnn14> {
+    use candle_core::{Device, Tensor};
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let mut tensors = std::collections::HashMap::new();
+    let mut bn = |prefix: &str, n: usize, seed: &mut u64| -> Result<()> {
+        for (leaf, center, width) in [
+            ("weight", 1.0, 0.2),
+            ("bias", 0.0, 0.2),
+            ("running_mean", 0.0, 0.2),
+            ("running_var", 1.0, 0.5),
+        ] {
+            let v = pseudo_random(seed, n, center, width);
+            tensors.insert(
+                format!("{prefix}.{leaf}"),
+                Tensor::from_vec(v, n, &Device::Cpu)?,
+            );
+        }
+        Ok(())
+    };
+    bn("bn0", 64, &mut seed)?;
+    let widths = [1usize, 64, 128, 256, 512, 1024, 2048];
+    let mut convs = Vec::new();
+    for i in 1..=6 {
+        for (j, (c_in, c_out)) in [(widths[i - 1], widths[i]), (widths[i], widths[i])]
+            .into_iter()
+            .enumerate()
+        {
+            let w = pseudo_random(
+                &mut seed,
+                c_out * c_in * 9,
+                0.0,
+                (6.0 / (c_in * 9) as f32).sqrt(),
+            );
+            convs.push((
+                format!("conv_block{i}.conv{}.weight", j + 1),
+                w,
+                (c_out, c_in, 3, 3),
+            ));
+            bn(&format!("conv_block{i}.bn{}", j + 1), c_out, &mut seed)?;
+        }
+    }
+    for (name, w, shape) in convs {
+        tensors.insert(name, Tensor::from_vec(w, shape, &Device::Cpu)?);
+    }
+    let w = pseudo_random(&mut seed, 2048 * 2048, 0.0, 0.05);
+    tensors.insert(
+        "fc1.weight".into(),
+        Tensor::from_vec(w, (2048, 2048), &Device::Cpu)?,
+    );
+    let b = pseudo_random(&mut seed, 2048, 0.0, 0.1);
+    tensors.insert("fc1.bias".into(), Tensor::from_vec(b, 2048, &Device::Cpu)?);
+    Ok(crate::embed::cnn14::Cnn14::from_tensors(
+        tensors,
+        &Device::Cpu,
+    )?)
+}
+
 pub async fn run(what: BenchCommand, settings: Settings, as_json: bool) -> Result<ExitCode> {
     match what {
+        BenchCommand::Transcribe {
+            audio,
+            model,
+            threads,
+        } => {
+            let pipelines = crate::pipeline::Pipelines::load(
+                settings
+                    .pipelines_dir
+                    .clone()
+                    .or_else(|| Some(PathBuf::from("pipelines")).filter(|p| p.is_dir()))
+                    .as_deref(),
+            )?;
+            let name = model.unwrap_or_else(|| pipelines.audio.transcribe.model.clone());
+            let store = ModelStore::new(&settings.models.dir);
+            let path = store.require_whisper(&name)?;
+            let mut options = pipelines.audio.transcribe_options();
+            if let Some(t) = threads {
+                options.threads = t;
+            }
+            let report = tokio::task::spawn_blocking(move || -> Result<serde_json::Value> {
+                use crate::transcribe::{whisper::SAMPLE_RATE, Whisper};
+                let whisper = Whisper::load(&path)?;
+                let t = Instant::now();
+                let (samples, decoded) = crate::media::decode::decode_all(&audio, SAMPLE_RATE)?;
+                let decode_s = t.elapsed().as_secs_f64();
+                let duration_s = samples.len() as f64 / SAMPLE_RATE as f64;
+                let raw_options = crate::transcribe::TranscribeOptions {
+                    refine_times: false,
+                    ..options.clone()
+                };
+                let t = Instant::now();
+                let (raw, _) = whisper.transcribe_samples(&samples, 0, &raw_options)?;
+                let raw_s = t.elapsed().as_secs_f64();
+                drop(samples);
+                let t = Instant::now();
+                let piped = whisper.transcribe_file(&audio, &options, &mut |_, _| {})?;
+                let pipeline_s = t.elapsed().as_secs_f64();
+                Ok(json!({
+                    "audio": audio, "model": name, "threads": options.threads,
+                    "codec": decoded.info.codec, "duration_s": duration_s,
+                    "decode_s": decode_s, "decode_rtf": decode_s / duration_s,
+                    "whisper_raw_s": raw_s, "whisper_raw_rtf": raw_s / duration_s,
+                    "pipeline_s": pipeline_s, "pipeline_rtf": pipeline_s / duration_s,
+                    "overhead_vs_decode_plus_raw": pipeline_s / (decode_s + raw_s) - 1.0,
+                    "segments_raw": raw.len(), "segments_pipeline": piped.segments.len(),
+                }))
+            })
+            .await??;
+            if as_json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                println!(
+                    "{} ({:.1} s, {}), whisper {} on {} threads\n  decode+resample  {:>7.2} s  RTF {:.4}\n  whisper.cpp raw  {:>7.2} s  RTF {:.4}\n  mosaic pipeline  {:>7.2} s  RTF {:.4}  ({:+.1}% vs decode + raw)",
+                    report["audio"].as_str().unwrap_or_default(),
+                    report["duration_s"].as_f64().unwrap_or_default(),
+                    report["codec"].as_str().unwrap_or_default(),
+                    report["model"].as_str().unwrap_or_default(),
+                    report["threads"],
+                    report["decode_s"].as_f64().unwrap_or_default(),
+                    report["decode_rtf"].as_f64().unwrap_or_default(),
+                    report["whisper_raw_s"].as_f64().unwrap_or_default(),
+                    report["whisper_raw_rtf"].as_f64().unwrap_or_default(),
+                    report["pipeline_s"].as_f64().unwrap_or_default(),
+                    report["pipeline_rtf"].as_f64().unwrap_or_default(),
+                    100.0 * report["overhead_vs_decode_plus_raw"].as_f64().unwrap_or_default(),
+                );
+            }
+        }
+        BenchCommand::AudioEmbed {
+            audio,
+            checkpoint,
+            random_weights,
+        } => {
+            let pipelines = crate::pipeline::Pipelines::load(
+                settings
+                    .pipelines_dir
+                    .clone()
+                    .or_else(|| Some(PathBuf::from("pipelines")).filter(|p| p.is_dir()))
+                    .as_deref(),
+            )?;
+            let similar = pipelines.audio.similar.clone();
+            let options = similar.window_options(-200.0);
+            let store = ModelStore::new(&settings.models.dir);
+            let checkpoint =
+                if random_weights {
+                    None
+                } else {
+                    Some(checkpoint.or_else(|| store.locate_panns(&similar.model)).context(
+                    "no CNN14 checkpoint installed: pass --checkpoint PATH or --random-weights",
+                )?)
+                };
+            let report = tokio::task::spawn_blocking(move || -> Result<serde_json::Value> {
+                let model = match &checkpoint {
+                    Some(path) => crate::embed::cnn14::Cnn14::load(path, &candle_core::Device::Cpu)?,
+                    None => random_cnn14()?,
+                };
+                let t = Instant::now();
+                let windows = crate::embed::audio::embed_file(&model, &audio, &options)?;
+                let secs = t.elapsed().as_secs_f64();
+                Ok(json!({
+                    "audio": audio, "windows": windows.len(), "seconds": secs,
+                    "windows_per_s": windows.len() as f64 / secs,
+                    "window_s": similar.window_secs, "hop_s": similar.hop_secs,
+                    "weights": checkpoint.map(|p| p.display().to_string()).unwrap_or_else(|| "random".into()),
+                }))
+            })
+            .await??;
+            if as_json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                println!(
+                    "CNN14: {} windows of {} s (hop {} s) in {:.2} s = {:.2} windows/s (decode included)",
+                    report["windows"], report["window_s"], report["hop_s"],
+                    report["seconds"].as_f64().unwrap_or_default(),
+                    report["windows_per_s"].as_f64().unwrap_or_default()
+                );
+            }
+        }
         BenchCommand::Rerank {
             model,
             query,

@@ -171,16 +171,22 @@ fn xlm_roberta_cross_encoder_matches_transformers() {
     cross_encoder_parity("tiny-xlmr-cross-encoder");
 }
 
+/// Hub repositories a stand-in serves: (repo id, folder with its files).
+type HubRepos = std::sync::Arc<Vec<(String, std::path::PathBuf)>>;
+
 /// A minimal stand-in for the Hub's file endpoint (`/{repo}/resolve/{revision}/{file}` with
-/// range requests and the etag / commit headers hf-hub reads), serving a fixture folder.
+/// range requests and the etag / commit headers hf-hub reads), serving fixture folders.
 async fn hub_file(
-    axum::extract::State(root): axum::extract::State<std::path::PathBuf>,
+    axum::extract::State(repos): axum::extract::State<HubRepos>,
     axum::extract::Path(path): axum::extract::Path<String>,
     headers: axum::http::HeaderMap,
 ) -> axum::response::Response {
     use axum::http::StatusCode;
     use axum::response::IntoResponse;
-    let Some(file) = path.strip_prefix("mosaic-test/tiny-bert/resolve/main/") else {
+    let Some((root, file)) = repos.iter().find_map(|(repo, root)| {
+        path.strip_prefix(&format!("{repo}/resolve/main/"))
+            .map(|f| (root, f))
+    }) else {
         return StatusCode::NOT_FOUND.into_response();
     };
     let Ok(bytes) = std::fs::read(root.join(file)) else {
@@ -223,18 +229,77 @@ fn blake3_hex(bytes: &[u8]) -> String {
     format!("{h:016x}")
 }
 
-#[test]
-fn pull_downloads_from_a_hub_endpoint_and_the_model_loads() {
-    let fixture = fixtures().join("models/tiny-bert-embedder");
-    let runtime = tokio::runtime::Runtime::new().unwrap();
+/// Starts a Hub stand-in on a runtime the caller keeps alive; returns its endpoint.
+fn hub_stand_in(
+    runtime: &tokio::runtime::Runtime,
+    repos: Vec<(String, std::path::PathBuf)>,
+) -> String {
     let listener = runtime
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .unwrap();
     let endpoint = format!("http://{}", listener.local_addr().unwrap());
     let app = axum::Router::new()
         .route("/{*path}", axum::routing::get(hub_file))
-        .with_state(fixture.clone());
+        .with_state(std::sync::Arc::new(repos));
     runtime.spawn(async move { axum::serve(listener, app).await.unwrap() });
+    endpoint
+}
+
+#[test]
+fn pull_fetches_whisper_ggml_files_from_the_hub() {
+    let installed = crate::speech::tiny_en();
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("whisper.cpp");
+    std::fs::create_dir_all(&repo).unwrap();
+    std::fs::copy(&installed, repo.join("ggml-tiny.en.bin")).unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let endpoint = hub_stand_in(
+        &runtime,
+        vec![("ggerganov/whisper.cpp".into(), repo.clone())],
+    );
+    let models = dir.path().join("models");
+    let hf_home = dir.path().join("hf");
+    let env = [
+        ("HF_ENDPOINT", endpoint.as_str()),
+        ("HF_HOME", hf_home.to_str().unwrap()),
+        ("MOSAIC__MODELS__DIR", models.to_str().unwrap()),
+    ];
+    let data = dir.path().join("data");
+    let pulled = crate::common::ok(&crate::common::mosaic(
+        &data,
+        &["--json", "models", "pull", "whisper:tiny.en"],
+        &env,
+    ));
+    let path = std::path::PathBuf::from(pulled["path"].as_str().unwrap());
+    assert_eq!(path, models.join("whisper/ggml-tiny.en.bin"));
+    assert!(std::fs::read(&path).unwrap() == std::fs::read(&installed).unwrap());
+    mosaic::transcribe::Whisper::load(&path).unwrap();
+    let listed = crate::common::ok(&crate::common::mosaic(
+        &data,
+        &["--json", "models", "list"],
+        &env,
+    ));
+    assert!(
+        listed["installed"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["id"] == "whisper:tiny.en"),
+        "{listed}"
+    );
+    let missing = crate::common::mosaic(&data, &["models", "pull", "whisper:huge.xx"], &env);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("ggml-huge.xx.bin"));
+}
+
+#[test]
+fn pull_downloads_from_a_hub_endpoint_and_the_model_loads() {
+    let fixture = fixtures().join("models/tiny-bert-embedder");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let endpoint = hub_stand_in(
+        &runtime,
+        vec![("mosaic-test/tiny-bert".into(), fixture.clone())],
+    );
 
     let dir = tempfile::tempdir().unwrap();
     let hf_home = dir.path().join("hf");

@@ -615,3 +615,42 @@ fn similar_audio_finds_the_recording_and_time_of_an_excerpt() {
         String::from_utf8_lossy(&missing.stderr)
     );
 }
+
+#[test]
+fn bundled_samples_include_a_recording_found_by_time() {
+    real_model(MINILM);
+    tiny_en();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let samples = crate::common::repo().join("samples");
+    let report = ok(&mosaic(
+        &data,
+        &["--json", "ingest", samples.to_str().unwrap()],
+        &[],
+    ));
+    assert_eq!(report["ingested"], 8, "{report}");
+    let found = ok(&mosaic(
+        &data,
+        &[
+            "--json",
+            "search",
+            "When is the lower car park closed for resurfacing?",
+            "-n",
+            "3",
+        ],
+        &[],
+    ));
+    let hit = &found["hits"][0];
+    assert!(
+        hit["source"]["uri"]
+            .as_str()
+            .unwrap()
+            .ends_with("volunteer-briefing.opus"),
+        "{found}"
+    );
+    assert_eq!(hit["anchor"]["kind"], "time", "{found}");
+    assert!(
+        hit["text"].as_str().unwrap().to_lowercase().contains("car park"),
+        "{found}"
+    );
+}
