@@ -650,7 +650,11 @@ fn bundled_samples_include_a_recording_found_by_time() {
     );
     assert_eq!(hit["anchor"]["kind"], "time", "{found}");
     assert!(
-        hit["text"].as_str().unwrap().to_lowercase().contains("car park"),
+        hit["text"]
+            .as_str()
+            .unwrap()
+            .to_lowercase()
+            .contains("car park"),
         "{found}"
     );
 }
