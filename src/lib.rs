@@ -1,6 +1,7 @@
-//! Mosaic: multimodal retrieval-augmented generation. Ingest documents into an embedded
-//! vector store, a BM25 index and a SQL catalog, then answer questions with citations that
-//! map back to the exact page and character span they came from.
+//! Mosaic: multimodal retrieval-augmented generation. Ingest documents and recordings into an
+//! embedded vector store, a BM25 index and a SQL catalog, then answer questions with citations
+//! that map back to the exact page and character span, or time range, they came from, and find
+//! recordings that sound alike.
 
 pub mod app;
 pub mod catalog;

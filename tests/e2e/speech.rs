@@ -273,6 +273,30 @@ fn ingest_ask_and_transcript_cite_true_times_and_bad_audio_is_reported() {
         .args(["-n", "-r", "16000", "-c", "1", "-b", "16"])
         .arg(media.join("silence.flac"))
         .args(["trim", "0", "600"]));
+    // A video: its audio track is transcribed.
+    let video = media.join("standup-recording.mp4");
+    run(Command::new("ffmpeg")
+        .args([
+            "-v",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            "color=c=navy:s=160x120:r=5",
+            "-i",
+        ])
+        .arg(&s.wav)
+        .args([
+            "-shortest",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-c:a",
+            "aac",
+        ])
+        .arg(&video));
 
     let data = dir.path().join("data");
     let out = mosaic(&data, &["--json", "ingest", media.to_str().unwrap()], &[]);
@@ -292,7 +316,7 @@ fn ingest_ask_and_transcript_cite_true_times_and_bad_audio_is_reported() {
     );
     assert_eq!(failed.len(), 2, "{report}");
     // The truncated MP3 decodes up to its cut; the silence is ingested with no speech.
-    assert_eq!(report["ingested"], 3, "{report}");
+    assert_eq!(report["ingested"], 4, "{report}");
     let notices = report["notices"].as_array().unwrap();
     let silent = notices
         .iter()
@@ -315,11 +339,11 @@ fn ingest_ask_and_transcript_cite_true_times_and_bad_audio_is_reported() {
         &[],
     ));
     let cited = &answer["citations"][0];
+    // The recording and the video hold the same speech: either may come first.
+    let uri = cited["source"]["uri"].as_str().unwrap();
+    let file = uri.rsplit('/').next().unwrap();
     assert!(
-        cited["source"]["uri"]
-            .as_str()
-            .unwrap()
-            .ends_with("standup-2026-03-02.m4a"),
+        file == "standup-2026-03-02.m4a" || file == "standup-recording.mp4",
         "{answer}"
     );
     assert_eq!(cited["anchor"]["kind"], "time", "{answer}");
@@ -331,8 +355,7 @@ fn ingest_ask_and_transcript_cite_true_times_and_bad_audio_is_reported() {
     );
     let url = cited["url"].as_str().unwrap();
     assert!(
-        url.starts_with("file://")
-            && url.ends_with(&format!("standup-2026-03-02.m4a#t={a:.1},{b:.1}")),
+        url.starts_with("file://") && url.ends_with(&format!("{file}#t={a:.1},{b:.1}")),
         "{url}"
     );
     assert!(cited["text"]
@@ -377,6 +400,30 @@ fn ingest_ask_and_transcript_cite_true_times_and_bad_audio_is_reported() {
     assert!(text.to_lowercase().contains("safety"), "{shown}");
     assert!(!text.to_lowercase().contains("espresso"), "{shown}");
     assert_eq!(shown["media"]["codec"], "aac");
+    let from_video = ok(&mosaic(
+        &data,
+        &["--json", "transcript", video.to_str().unwrap()],
+        &[],
+    ));
+    assert_eq!(from_video["source"]["media_type"], "video", "{from_video}");
+    assert_eq!(from_video["media"]["has_video"], true, "{from_video}");
+    let spoken: Vec<&str> = from_video["segments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["text"].as_str().unwrap())
+        .collect();
+    assert!(
+        wer(
+            &s.truth
+                .iter()
+                .map(|t| t.0.as_str())
+                .collect::<Vec<_>>()
+                .join(" "),
+            &spoken.join(" ")
+        ) < 0.2,
+        "{from_video}"
+    );
     let human = mosaic(
         &data,
         &["transcript", talk.to_str().unwrap(), "--to", "0:20"],
