@@ -180,10 +180,14 @@ impl Mosaic {
         }
         let (spec, dir) = self.text_spec(id)?;
         let batch_tokens = self.pipelines.text.embedder.batch_tokens;
-        let embedder =
-            tokio::task::spawn_blocking(move || TextEmbedder::load(spec, &dir, batch_tokens))
-                .await
-                .map_err(|_| ModelError::ThreadGone)??;
+        let dtype = self.pipelines.text.embedder.dtype.clone();
+        let embedder = tokio::task::spawn_blocking(move || {
+            let mut embedder = TextEmbedder::load(spec, &dir, batch_tokens)?;
+            embedder.set_dtype(&dtype)?;
+            Ok::<_, ModelError>(embedder)
+        })
+        .await
+        .map_err(|_| ModelError::ThreadGone)??;
         let service = EmbedderService::spawn(embedder);
         cache.insert(id.to_string(), service.clone());
         Ok(service)

@@ -35,6 +35,9 @@ pub enum BenchCommand {
         /// Timed passes over all texts.
         #[arg(long, default_value_t = 1)]
         repeat: usize,
+        /// Number type of the forward pass: f32, or bf16 (AVX512_BF16 CPUs).
+        #[arg(long, default_value = "f32")]
+        dtype: String,
     },
     /// Cross-encoder throughput: score every text against one query.
     Rerank {
@@ -362,6 +365,7 @@ pub async fn run(what: BenchCommand, settings: Settings, as_json: bool) -> Resul
             batch,
             threads,
             repeat,
+            dtype,
         } => {
             set_threads(threads)?;
             let texts = read_texts(&texts)?;
@@ -369,8 +373,9 @@ pub async fn run(what: BenchCommand, settings: Settings, as_json: bool) -> Resul
             let dir = store.require(&model)?;
             let spec = TextModelSpec::load(&model, &dir, None, None)?;
             let report = tokio::task::spawn_blocking(move || -> Result<serde_json::Value> {
-                let embedder =
+                let mut embedder =
                     TextEmbedder::load(spec, &dir, batch_tokens)?.with_max_batch_rows(batch);
+                let dtype = embedder.set_dtype(&dtype)?;
                 let ids = embedder.tokenize(&texts, Purpose::Passage)?;
                 let tokens: usize = ids.iter().map(Vec::len).sum();
                 // Warm-up on a few texts so one-time allocation is not timed.
@@ -387,8 +392,8 @@ pub async fn run(what: BenchCommand, settings: Settings, as_json: bool) -> Resul
                     "seconds": seconds, "chunks_per_s": texts.len() as f64 / seconds,
                     "tokens_per_s": tokens as f64 / seconds, "peak_rss_mib": peak_rss_mib(),
                     "checksum": checksum, "batch_tokens": batch_tokens, "batch": batch,
-                    "threads": rayon::current_num_threads(),
-                    "gemm": crate::embed::kernels::gemm().name(),
+                    "threads": rayon::current_num_threads(), "dtype": dtype,
+                    "gemm": if dtype == "bf16" { "bf16 (AVX512_BF16 kernel)" } else { crate::embed::kernels::gemm().name() },
                 }))
             })
             .await??;

@@ -8,6 +8,7 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use serde::Deserialize;
 
+use super::bf16;
 use super::kernels::{self, Activation};
 
 /// The fields of a Hugging Face `config.json` the encoder needs.
@@ -100,10 +101,12 @@ fn flat(t: Tensor) -> candle_core::Result<Vec<f32>> {
     t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()
 }
 
-/// A linear layer's weight `[out × in]` and bias `[out]`, row-major.
+/// A linear layer's weight `[out × in]` and bias `[out]`, row-major; with a bf16 copy of the
+/// weight packed for [`bf16::matmul`] when the bf16 path is on.
 pub struct Dense {
     pub weight: Vec<f32>,
     pub bias: Vec<f32>,
+    pub packed: Option<bf16::PackedBf16>,
 }
 
 impl Dense {
@@ -111,7 +114,43 @@ impl Dense {
         Ok(Self {
             weight: flat(vb.get((outputs, inputs), "weight")?)?,
             bias: flat(vb.get(outputs, "bias")?)?,
+            packed: None,
         })
+    }
+
+    /// Packs a bf16 copy of the weight; products then run on the bf16 kernel.
+    pub fn use_bf16(&mut self) {
+        self.packed = Some(bf16::PackedBf16::pack(
+            &self.weight,
+            self.bias.len(),
+            self.inputs(),
+        ));
+    }
+
+    /// `activation(x[t × in] · wᵀ + bias)`.
+    pub fn forward_activate(
+        &self,
+        x: &[f32],
+        t: usize,
+        activation: Option<Activation>,
+    ) -> Vec<f32> {
+        let mut out = vec![0f32; t * self.bias.len()];
+        match &self.packed {
+            Some(packed) => {
+                bf16::matmul(x, t, packed, &mut out);
+                kernels::bias_activate(&mut out, &self.bias, activation);
+            }
+            None => kernels::linear_activate(
+                x,
+                t,
+                self.inputs(),
+                &self.weight,
+                &self.bias,
+                activation,
+                &mut out,
+            ),
+        }
+        out
     }
 
     pub fn inputs(&self) -> usize {
@@ -120,9 +159,7 @@ impl Dense {
 
     /// `x[t × in] -> [t × out]`.
     pub fn forward(&self, x: &[f32], t: usize) -> Vec<f32> {
-        let mut out = vec![0f32; t * self.bias.len()];
-        kernels::linear(x, t, self.inputs(), &self.weight, &self.bias, &mut out);
-        out
+        self.forward_activate(x, t, None)
     }
 }
 
@@ -170,6 +207,7 @@ impl Layer {
                 .flat_map(|p| p.weight.iter().copied())
                 .collect(),
             bias: parts.iter().flat_map(|p| p.bias.iter().copied()).collect(),
+            packed: None,
         };
         Ok(Self {
             qkv,
@@ -248,6 +286,25 @@ pub fn normalize(v: &mut [f32]) {
 }
 
 impl Encoder {
+    /// Switches every layer's products to the bf16 kernel (see [`bf16`]). Returns `false`,
+    /// changing nothing, when the CPU lacks AVX512_BF16.
+    pub fn use_bf16(&mut self) -> bool {
+        if !bf16::supported() {
+            return false;
+        }
+        for layer in &mut self.layers {
+            for dense in [
+                &mut layer.qkv,
+                &mut layer.attention_out,
+                &mut layer.intermediate,
+                &mut layer.output,
+            ] {
+                dense.use_bf16();
+            }
+        }
+        true
+    }
+
     /// Loads from a var builder rooted where `embeddings.*` and `encoder.*` live.
     pub fn load(vb: VarBuilder, config: &EncoderConfig) -> candle_core::Result<Self> {
         let c = config;
@@ -360,16 +417,10 @@ impl Encoder {
             let mut attended = layer.attention_out.forward(&context, total);
             let n = &layer.attention_norm;
             kernels::add_layer_norm(&mut attended, &x, &n.gamma, &n.beta, n.eps);
-            let mut inner = vec![0f32; total * layer.intermediate.bias.len()];
-            kernels::linear_activate(
-                &attended,
-                total,
-                h,
-                &layer.intermediate.weight,
-                &layer.intermediate.bias,
-                Some(self.activation),
-                &mut inner,
-            );
+            let inner =
+                layer
+                    .intermediate
+                    .forward_activate(&attended, total, Some(self.activation));
             let mut out = layer.output.forward(&inner, total);
             let n = &layer.output_norm;
             kernels::add_layer_norm(&mut out, &attended, &n.gamma, &n.beta, n.eps);

@@ -222,6 +222,12 @@ pub fn linear_activate(
 ) {
     let n = bias.len();
     sgemm(Route::Threaded, true, t, n, k, x, k, w, k, out, n);
+    bias_activate(out, bias, activation);
+}
+
+/// `out[r] = activation(out[r] + bias)` for every row `r` of `out` (`bias.len()` wide).
+pub fn bias_activate(out: &mut [f32], bias: &[f32], activation: Option<Activation>) {
+    let n = bias.len();
     // Tasks of several rows: one row per task is too little work to share out.
     let rows_per_task = (16_384 / n).max(1);
     out.par_chunks_mut(n * rows_per_task).for_each(|rows| {

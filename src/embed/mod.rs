@@ -3,6 +3,7 @@
 //! async code never runs inference inline.
 
 pub mod audio;
+pub mod bf16;
 pub mod cnn14;
 pub mod cross;
 pub mod encoder;

@@ -4,6 +4,7 @@
 //! of sentence-transformers / transformers stored under tests/fixtures/models.
 
 mod answer;
+mod bf16;
 mod cnn14;
 mod common;
 mod crash;
