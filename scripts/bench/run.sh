@@ -17,6 +17,8 @@ python3 scripts/bench/make_texts.py "$WORK/corpus" "$WORK/texts.json" 512 200
 
 echo "== embedding: mosaic (candle f32)"
 RAYON_NUM_THREADS=2 "$MOSAIC" --json bench embed --texts "$WORK/texts.json" --batch-tokens 8192 | tee "$WORK/embed-mosaic.json"
+echo "== embedding: mosaic (bf16, AVX512_BF16 CPUs; f32 elsewhere)"
+RAYON_NUM_THREADS=2 "$MOSAIC" --json bench embed --texts "$WORK/texts.json" --batch-tokens 8192 --dtype bf16 | tee "$WORK/embed-mosaic-bf16.json"
 if [ -x "$PY" ]; then
   echo "== embedding: sentence-transformers (PyTorch CPU)"
   "$PY" scripts/bench/embed_reference.py "$MINILM" "$WORK/texts.json" 32 2 | tee "$WORK/embed-reference.json"
