@@ -363,7 +363,7 @@ fn activate_row(chunk: &mut [f32], activation: Activation) {
 /// [-87, 88]; inputs below -87 give about 1.6e-38, above 88 saturate.
 #[inline(always)]
 pub fn exp(x: f32) -> f32 {
-    let x = x.max(-87.0).min(88.0);
+    let x = x.clamp(-87.0, 88.0);
     // Round x·log2(e) to the nearest integer with the 1.5·2^23 trick; the integer is then in
     // the low mantissa bits of `t`, so no float-to-int conversion is needed.
     let shifter = 12_582_912.0f32;
