@@ -305,6 +305,28 @@ impl Encoder {
         true
     }
 
+    /// Selects the number type of the products: `"f32"`, or `"bf16"` where the CPU has
+    /// AVX512_BF16 (elsewhere it logs why and stays on f32). Returns the type in use, or why
+    /// `dtype` is not one.
+    pub fn set_dtype(
+        &mut self,
+        model: &str,
+        dtype: &str,
+    ) -> std::result::Result<&'static str, String> {
+        match dtype {
+            "f32" => Ok("f32"),
+            "bf16" => {
+                if self.use_bf16() {
+                    Ok("bf16")
+                } else {
+                    tracing::warn!(%model, "dtype bf16 needs a CPU with AVX512_BF16: using f32");
+                    Ok("f32")
+                }
+            }
+            other => Err(format!("unknown dtype {other:?} (f32 or bf16)")),
+        }
+    }
+
     /// Loads from a var builder rooted where `embeddings.*` and `encoder.*` live.
     pub fn load(vb: VarBuilder, config: &EncoderConfig) -> candle_core::Result<Self> {
         let c = config;

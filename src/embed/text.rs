@@ -111,22 +111,13 @@ impl TextEmbedder {
     /// Selects the number type of the forward pass: `"f32"`, or `"bf16"` on CPUs with
     /// AVX512_BF16 (elsewhere it logs why and stays on f32). Returns the type in use.
     pub fn set_dtype(&mut self, dtype: &str) -> Result<&'static str> {
-        match dtype {
-            "f32" => Ok("f32"),
-            "bf16" => {
-                if self.encoder.use_bf16() {
-                    Ok("bf16")
-                } else {
-                    tracing::warn!(model = %self.spec.id, "dtype bf16 needs a CPU with AVX512_BF16: using f32");
-                    Ok("f32")
-                }
-            }
-            other => Err(ModelError::Invalid {
+        self.encoder
+            .set_dtype(&self.spec.id, dtype)
+            .map_err(|reason| ModelError::Invalid {
                 id: self.spec.id.clone(),
-                path: std::path::PathBuf::new(),
-                reason: format!("unknown dtype {other:?} in pipelines/text.toml (f32 or bf16)"),
-            }),
-        }
+                path: std::path::PathBuf::from("pipelines/text.toml"),
+                reason,
+            })
     }
 
     /// Caps the number of texts per batch (the token budget still applies).
