@@ -241,36 +241,3 @@ mod tests {
         }
     }
 }
-
-#[cfg(test)]
-mod speed {
-    use super::*;
-
-    #[test]
-    #[ignore]
-    fn gflops() {
-        let (t, n, k) = (2048, 1536, 384);
-        let x: Vec<f32> = (0..t * k).map(|i| (i % 7) as f32 * 0.1).collect();
-        let w: Vec<f32> = (0..n * k).map(|i| (i % 5) as f32 * 0.1).collect();
-        let bias = vec![0f32; n];
-        let packed = PackedBf16::pack(&w, n, k);
-        let mut out = vec![0f32; t * n];
-        for (name, bf) in [
-            ("f32", false),
-            ("bf16", true),
-            ("f32", false),
-            ("bf16", true),
-        ] {
-            let start = std::time::Instant::now();
-            for _ in 0..10 {
-                if bf {
-                    matmul(&x, t, &packed, &mut out);
-                } else {
-                    crate::embed::kernels::linear(&x, t, k, &w, &bias, &mut out);
-                }
-            }
-            let s = start.elapsed().as_secs_f64() / 10.0;
-            eprintln!("{name}: {:.1} GFLOP/s", 2.0 * (t * n * k) as f64 / s / 1e9);
-        }
-    }
-}
