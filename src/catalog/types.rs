@@ -59,7 +59,8 @@ impl Anchor {
     }
 }
 
-fn clock(ms: u64) -> String {
+/// `m:ss` (or `h:mm:ss`) of milliseconds.
+pub fn clock(ms: u64) -> String {
     let s = ms / 1000;
     if s >= 3600 {
         format!("{}:{:02}:{:02}", s / 3600, (s / 60) % 60, s % 60)

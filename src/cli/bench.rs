@@ -140,6 +140,15 @@ fn set_threads(threads: Option<usize>) -> Result<()> {
     Ok(())
 }
 
+/// The pipelines a run would use (`--pipelines`, else ./pipelines, else the built-in ones).
+fn load_pipelines(settings: &Settings) -> Result<crate::pipeline::Pipelines> {
+    let dir = settings
+        .pipelines_dir
+        .clone()
+        .or_else(|| Some(PathBuf::from("pipelines")).filter(|p| p.is_dir()));
+    Ok(crate::pipeline::Pipelines::load(dir.as_deref())?)
+}
+
 /// Deterministic pseudo-random values (xorshift) in `center ± width / 2`.
 fn pseudo_random(seed: &mut u64, n: usize, center: f32, width: f32) -> Vec<f32> {
     (0..n)
@@ -217,13 +226,7 @@ pub async fn run(what: BenchCommand, settings: Settings, as_json: bool) -> Resul
             model,
             threads,
         } => {
-            let pipelines = crate::pipeline::Pipelines::load(
-                settings
-                    .pipelines_dir
-                    .clone()
-                    .or_else(|| Some(PathBuf::from("pipelines")).filter(|p| p.is_dir()))
-                    .as_deref(),
-            )?;
+            let pipelines = load_pipelines(&settings)?;
             let name = model.unwrap_or_else(|| pipelines.audio.transcribe.model.clone());
             let store = ModelStore::new(&settings.models.dir);
             let path = store.require_whisper(&name)?;
@@ -285,13 +288,7 @@ pub async fn run(what: BenchCommand, settings: Settings, as_json: bool) -> Resul
             checkpoint,
             random_weights,
         } => {
-            let pipelines = crate::pipeline::Pipelines::load(
-                settings
-                    .pipelines_dir
-                    .clone()
-                    .or_else(|| Some(PathBuf::from("pipelines")).filter(|p| p.is_dir()))
-                    .as_deref(),
-            )?;
+            let pipelines = load_pipelines(&settings)?;
             let similar = pipelines.audio.similar.clone();
             let options = similar.window_options(-200.0);
             let store = ModelStore::new(&settings.models.dir);

@@ -39,15 +39,6 @@ pub struct AudioWindow {
     pub vector: Vec<f32>,
 }
 
-fn peak_dbfs(samples: &[f32]) -> f32 {
-    let frame = (SAMPLE_RATE / 50) as usize;
-    let peak = samples
-        .chunks(frame)
-        .map(|c| (c.iter().map(|&x| x * x).sum::<f32>() / c.len() as f32).sqrt())
-        .fold(0.0f32, f32::max);
-    20.0 * peak.max(1e-10).log10()
-}
-
 fn normalized(mut v: Vec<f32>) -> Vec<f32> {
     let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
     if norm > 0.0 {
@@ -72,7 +63,9 @@ pub fn embed_file(
     let mut failure = None;
     let take =
         |samples: &[f32], at: u64, out: &mut Vec<AudioWindow>| -> Result<(), AudioEmbedError> {
-            if samples.len() < MIN_SAMPLES || peak_dbfs(samples) < options.silence_dbfs {
+            if samples.len() < MIN_SAMPLES
+                || crate::media::peak_dbfs(samples, SAMPLE_RATE) < options.silence_dbfs
+            {
                 return Ok(());
             }
             let vector = normalized(model.embed(samples)?);

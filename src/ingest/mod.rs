@@ -20,8 +20,8 @@ use thiserror::Error;
 
 use crate::app::{AppError, Mosaic};
 use crate::catalog::{
-    self, chunk_id, source_id, Anchor, CatalogError, ChunkRecord, FinishedSource, MediaRecord,
-    Modality,
+    self, chunk_id, clock, source_id, Anchor, CatalogError, ChunkRecord, FinishedSource,
+    MediaRecord, Modality,
 };
 use crate::embed::audio::{AudioEmbedderService, WindowOptions};
 use crate::embed::{EmbedderService, Purpose};
@@ -611,39 +611,13 @@ impl Mosaic {
             .begin_source(&p.source_id, &p.uri, p.media_type, p.bytes)
             .await?;
         self.remove_from_stores(&p.source_id).await?;
-        let points = p
-            .chunks
-            .iter()
-            .zip(&p.vectors)
-            .map(|(c, v)| VectorPoint {
-                id: c.id.clone(),
-                vector: v.clone(),
-                payload: json!({
-                    "source_id": c.source_id,
-                    "modality": c.modality.as_str(),
-                    "anchor": c.anchor,
-                    "text": c.text,
-                }),
-            })
-            .collect();
-        self.vectors.upsert(space, points).await?;
+        self.vectors
+            .upsert(space, vector_points(&p.chunks, &p.vectors))
+            .await?;
         if let Some(extra_space) = &p.extra_space {
-            let points = p
-                .extra
-                .iter()
-                .zip(&p.extra_vectors)
-                .map(|(c, v)| VectorPoint {
-                    id: c.id.clone(),
-                    vector: v.clone(),
-                    payload: json!({
-                        "source_id": c.source_id,
-                        "modality": c.modality.as_str(),
-                        "anchor": c.anchor,
-                        "text": c.text,
-                    }),
-                })
-                .collect();
-            self.vectors.upsert(extra_space, points).await?;
+            self.vectors
+                .upsert(extra_space, vector_points(&p.extra, &p.extra_vectors))
+                .await?;
         }
         let docs: Vec<LexicalDoc> = p
             .chunks
@@ -737,6 +711,24 @@ impl Mosaic {
     }
 }
 
+/// Chunks with their vectors as points, with the payload queries filter and display on.
+fn vector_points(chunks: &[ChunkRecord], vectors: &[Vec<f32>]) -> Vec<VectorPoint> {
+    chunks
+        .iter()
+        .zip(vectors)
+        .map(|(c, v)| VectorPoint {
+            id: c.id.clone(),
+            vector: v.clone(),
+            payload: json!({
+                "source_id": c.source_id,
+                "modality": c.modality.as_str(),
+                "anchor": c.anchor,
+                "text": c.text,
+            }),
+        })
+        .collect()
+}
+
 /// Shared by the recordings of one ingest run.
 struct MediaContext {
     /// Started with the first recording; `Err` holds why it could not be (reported per file).
@@ -752,15 +744,6 @@ struct MediaContext {
     audio_embedder: tokio::sync::OnceCell<Result<(AudioEmbedderService, String), String>>,
     windows: WindowOptions,
     progress: ProgressBar,
-}
-
-fn clock(ms: u64) -> String {
-    let s = ms / 1000;
-    if s >= 3600 {
-        format!("{}:{:02}:{:02}", s / 3600, (s / 60) % 60, s % 60)
-    } else {
-        format!("{}:{:02}", s / 60, s % 60)
-    }
 }
 
 impl Mosaic {

@@ -348,14 +348,9 @@ fn is_non_speech(text: &str) -> bool {
     (t.starts_with('[') && t.ends_with(']')) || (t.starts_with('(') && t.ends_with(')'))
 }
 
-/// Loudest 20 ms frame of `samples`, in dBFS.
+/// Loudest 20 ms frame of 16 kHz `samples`, in dBFS.
 pub fn peak_dbfs(samples: &[f32]) -> f32 {
-    let frame = (SAMPLE_RATE / 50) as usize;
-    let peak = samples
-        .chunks(frame)
-        .map(|c| (c.iter().map(|&x| x * x).sum::<f32>() / c.len() as f32).sqrt())
-        .fold(0.0f32, f32::max);
-    20.0 * peak.max(1e-10).log10()
+    crate::media::peak_dbfs(samples, SAMPLE_RATE)
 }
 
 /// Where to end a window of `samples`: the middle of the quietest 200 ms within its last
