@@ -77,19 +77,24 @@ pub fn embed_file(
             Ok(())
         };
     let mut last_end: u64 = 0;
-    let decoded = decode::decode(path, SAMPLE_RATE, |block| {
-        pending.extend_from_slice(block);
-        while pending.len() >= window {
-            if let Err(e) = take(&pending[..window], start, &mut out) {
-                failure = Some(e);
-                return false;
+    let decoded = decode::decode(
+        path,
+        SAMPLE_RATE,
+        |_| {},
+        |block| {
+            pending.extend_from_slice(block);
+            while pending.len() >= window {
+                if let Err(e) = take(&pending[..window], start, &mut out) {
+                    failure = Some(e);
+                    return false;
+                }
+                last_end = start + window as u64;
+                pending.drain(..hop.min(pending.len()));
+                start += hop as u64;
             }
-            last_end = start + window as u64;
-            pending.drain(..hop.min(pending.len()));
-            start += hop as u64;
-        }
-        true
-    });
+            true
+        },
+    );
     if let Some(e) = failure {
         return Err(e);
     }

@@ -72,10 +72,6 @@ impl PackedBf16 {
             data,
         }
     }
-
-    pub fn rows(&self) -> usize {
-        self.n
-    }
 }
 
 /// `out[t×n] = x[t×k] · wᵀ` (no bias). Panics unless [`supported`].

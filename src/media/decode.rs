@@ -51,13 +51,6 @@ fn init() -> Result<(), DecodeError> {
     .map_err(DecodeError::Open)
 }
 
-/// Reads the container header and the best audio stream's parameters.
-pub fn probe(path: &Path) -> Result<AudioInfo, DecodeError> {
-    init()?;
-    let ictx = ffmpeg::format::input(path).map_err(|e| DecodeError::Open(e.to_string()))?;
-    info_of(&ictx)
-}
-
 fn info_of(ictx: &ffmpeg::format::context::Input) -> Result<AudioInfo, DecodeError> {
     let stream = ictx
         .streams()
@@ -103,15 +96,18 @@ pub struct Decoded {
 
 /// Decodes `path` to mono f32 at `rate` Hz and calls `sink` with consecutive blocks of samples
 /// (in order, no gaps, no overlap; blocks are whatever the decoder produced, typically a few
-/// thousand samples). `sink` returns `false` to stop early.
+/// thousand samples). `sink` returns `false` to stop early. `on_open` sees what the container
+/// header says (duration for progress, codec) before the first block.
 pub fn decode(
     path: &Path,
     rate: u32,
+    on_open: impl FnOnce(&AudioInfo),
     mut sink: impl FnMut(&[f32]) -> bool,
 ) -> Result<Decoded, DecodeError> {
     init()?;
     let mut ictx = ffmpeg::format::input(path).map_err(|e| DecodeError::Open(e.to_string()))?;
     let info = info_of(&ictx)?;
+    on_open(&info);
     let stream = ictx
         .streams()
         .best(ffmpeg::media::Type::Audio)
@@ -254,9 +250,14 @@ pub fn decode(
 /// Decodes a whole (short) file into memory: mono f32 at `rate`.
 pub fn decode_all(path: &Path, rate: u32) -> Result<(Vec<f32>, Decoded), DecodeError> {
     let mut all = Vec::new();
-    let decoded = decode(path, rate, |block| {
-        all.extend_from_slice(block);
-        true
-    })?;
+    let decoded = decode(
+        path,
+        rate,
+        |_| {},
+        |block| {
+            all.extend_from_slice(block);
+            true
+        },
+    )?;
     Ok((all, decoded))
 }

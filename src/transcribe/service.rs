@@ -22,7 +22,6 @@ struct Job {
 #[derive(Clone)]
 pub struct TranscriberService {
     sender: mpsc::SyncSender<Job>,
-    model: PathBuf,
 }
 
 impl TranscriberService {
@@ -56,14 +55,7 @@ impl TranscriberService {
         ready_rx
             .await
             .map_err(|_| TranscribeError::Whisper("the Whisper thread stopped".into()))??;
-        Ok(TranscriberService {
-            sender,
-            model: model.to_path_buf(),
-        })
-    }
-
-    pub fn model(&self) -> &Path {
-        &self.model
+        Ok(TranscriberService { sender })
     }
 
     /// Decodes and transcribes `path` on the Whisper thread.

@@ -206,8 +206,8 @@ impl Whisper {
         options: &TranscribeOptions,
         progress: &mut dyn FnMut(u64, Option<u64>),
     ) -> Result<Transcript, TranscribeError> {
-        let info = decode::probe(path)?;
-        let total = info.duration_ms;
+        // The container's duration, for progress, once the file is open.
+        let total = std::cell::Cell::new(None);
         let window = options.window_secs.max(30) as usize * SAMPLE_RATE as usize;
         let mut pending: Vec<f32> = Vec::with_capacity(window + SAMPLE_RATE as usize * 10);
         let mut offset_samples: u64 = 0;
@@ -235,20 +235,25 @@ impl Whisper {
             Ok(())
         };
 
-        let decoded = decode::decode(path, SAMPLE_RATE, |block| {
-            pending.extend_from_slice(block);
-            while pending.len() >= window {
-                let cut = quiet_cut(&pending[..window], SAMPLE_RATE as usize * 15);
-                if let Err(e) = run_window(&pending[..cut], offset_samples, &mut segments) {
-                    failure = Some(e);
-                    return false;
+        let decoded = decode::decode(
+            path,
+            SAMPLE_RATE,
+            |info| total.set(info.duration_ms),
+            |block| {
+                pending.extend_from_slice(block);
+                while pending.len() >= window {
+                    let cut = quiet_cut(&pending[..window], SAMPLE_RATE as usize * 15);
+                    if let Err(e) = run_window(&pending[..cut], offset_samples, &mut segments) {
+                        failure = Some(e);
+                        return false;
+                    }
+                    pending.drain(..cut);
+                    offset_samples += cut as u64;
+                    progress(offset_samples * 1000 / SAMPLE_RATE as u64, total.get());
                 }
-                pending.drain(..cut);
-                offset_samples += cut as u64;
-                progress(offset_samples * 1000 / SAMPLE_RATE as u64, total);
-            }
-            true
-        });
+                true
+            },
+        );
         if let Some(e) = failure {
             return Err(e);
         }
@@ -257,7 +262,7 @@ impl Whisper {
             run_window(&pending, offset_samples, &mut segments)?;
         }
         let duration_ms = decoded.samples * 1000 / SAMPLE_RATE as u64;
-        progress(duration_ms, total);
+        progress(duration_ms, total.get());
         Ok(Transcript {
             info: decoded.info,
             duration_ms,

@@ -211,11 +211,20 @@ fn whisper_transcribes_known_speech_with_true_times() {
     let whisper = Whisper::load(&tiny_en()).unwrap();
     let s = speech();
     let options = TranscribeOptions::default();
-    let mut ticks = 0;
+    let mut ticks = Vec::new();
     let transcript = whisper
-        .transcribe_file(&s.m4a, &options, &mut |_, _| ticks += 1)
+        .transcribe_file(&s.m4a, &options, &mut |done, total| {
+            ticks.push((done, total))
+        })
         .unwrap();
-    assert!(ticks >= 1);
+    // Progress reports the container's duration as the total, and ends at the decoded length.
+    let (done, total) = *ticks.last().expect("progress was reported");
+    assert_eq!(done, transcript.duration_ms);
+    let total = total.expect("the container states its duration") as i64;
+    assert!(
+        (total - done as i64).abs() < 200,
+        "total {total} ms, decoded {done} ms"
+    );
     assert_eq!(transcript.info.codec, "aac");
     assert_eq!(transcript.info.channels, 2);
     assert_eq!(transcript.info.sample_rate, 44100);
