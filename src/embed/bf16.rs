@@ -6,6 +6,8 @@
 
 use rayon::prelude::*;
 
+use super::kernels::{self, Activation};
+
 /// Output columns per packed panel (two 16-lane vectors).
 const NR: usize = 32;
 /// Rows per micro-kernel call.
@@ -74,12 +76,31 @@ impl PackedBf16 {
     }
 }
 
-/// `out[t×n] = x[t×k] · wᵀ` (no bias). Panics unless [`supported`].
-pub fn matmul(x: &[f32], t: usize, w: &PackedBf16, out: &mut [f32]) {
+/// `out[t×n] = activation(x[t×k] · wᵀ + bias)`; the bias and activation are applied to each
+/// register tile as it is stored. Panics unless [`supported`].
+pub fn matmul(
+    x: &[f32],
+    t: usize,
+    w: &PackedBf16,
+    bias: Option<&[f32]>,
+    activation: Option<Activation>,
+    out: &mut [f32],
+) {
     assert!(supported(), "bf16 kernels need AVX512_BF16");
     let (n, k) = (w.n, w.k);
     assert_eq!(x.len(), t * k);
     assert_eq!(out.len(), t * n);
+    let zeros;
+    let bias = match bias {
+        Some(b) => {
+            assert_eq!(b.len(), n, "bias size");
+            b
+        }
+        None => {
+            zeros = vec![0f32; n];
+            &zeros
+        }
+    };
     x.par_chunks(ROWS_PER_TASK * k)
         .zip(out.par_chunks_mut(ROWS_PER_TASK * n))
         .for_each(|(xs, outs)| {
@@ -95,7 +116,7 @@ pub fn matmul(x: &[f32], t: usize, w: &PackedBf16, out: &mut [f32]) {
             }
             // SAFETY: `supported()` was checked; the kernel reads `a` and the panels within
             // their lengths and writes only `outs`.
-            unsafe { block(&a, rows, row_pairs, w, outs) };
+            unsafe { block(&a, rows, row_pairs, w, bias, activation, outs) };
         });
 }
 
@@ -125,7 +146,15 @@ unsafe fn convert_row(_: &[f32], _: &mut [u32]) {
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
-unsafe fn block(a: &[u32], rows: usize, row_pairs: usize, w: &PackedBf16, out: &mut [f32]) {
+unsafe fn block(
+    a: &[u32],
+    rows: usize,
+    row_pairs: usize,
+    w: &PackedBf16,
+    bias: &[f32],
+    activation: Option<Activation>,
+    out: &mut [f32],
+) {
     let n = w.n;
     let panels = n.div_ceil(NR);
     let mut tile = [0f32; MR * NR];
@@ -146,9 +175,15 @@ unsafe fn block(a: &[u32], rows: usize, row_pairs: usize, w: &PackedBf16, out: &
                 2 => micro::<2>(rest, row_pairs, panel, w.k_pairs, &mut tile),
                 _ => micro::<1>(rest, row_pairs, panel, w.k_pairs, &mut tile),
             }
+            let bias = &bias[p * NR..p * NR + cols];
             for i in 0..mr {
                 let dst = &mut out[(r + i) * n + p * NR..(r + i) * n + p * NR + cols];
-                dst.copy_from_slice(&tile[i * NR..i * NR + cols]);
+                for ((d, t), b) in dst.iter_mut().zip(&tile[i * NR..i * NR + cols]).zip(bias) {
+                    *d = t + b;
+                }
+                if let Some(activation) = activation {
+                    kernels::activate_row(dst, activation);
+                }
             }
             r += mr;
         }
@@ -156,7 +191,15 @@ unsafe fn block(a: &[u32], rows: usize, row_pairs: usize, w: &PackedBf16, out: &
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-unsafe fn block(_: &[u32], _: usize, _: usize, _: &PackedBf16, _: &mut [f32]) {
+unsafe fn block(
+    _: &[u32],
+    _: usize,
+    _: usize,
+    _: &PackedBf16,
+    _: &[f32],
+    _: Option<Activation>,
+    _: &mut [f32],
+) {
     unreachable!("bf16 kernels are x86_64 only")
 }
 
@@ -219,7 +262,7 @@ mod tests {
             let w = data(n * k, 2);
             let packed = PackedBf16::pack(&w, n, k);
             let mut out = vec![0f32; t * n];
-            matmul(&x, t, &packed, &mut out);
+            matmul(&x, t, &packed, None, None, &mut out);
             for i in 0..t {
                 for j in 0..n {
                     let exact: f64 = (0..k)

@@ -8,8 +8,33 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use serde::Deserialize;
 
-use super::bf16;
+use std::cell::RefCell;
+
 use super::kernels::{self, Activation};
+use super::{attention, bf16};
+
+/// Intermediate buffers of the forward pass, kept per thread and reused across layers and
+/// batches: the largest is `[tokens × intermediate]` (50 MB for 8,192 MiniLM tokens), and
+/// allocating it afresh per layer cost a page fault per 4 KiB written.
+#[derive(Default)]
+struct Workspace {
+    qkv: Vec<f32>,
+    context: Vec<f32>,
+    attended: Vec<f32>,
+    inner: Vec<f32>,
+}
+
+thread_local! {
+    static WORKSPACE: RefCell<Workspace> = RefCell::new(Workspace::default());
+}
+
+/// The first `n` values of `buf`, growing it if needed (contents unspecified).
+fn grow(buf: &mut Vec<f32>, n: usize) -> &mut [f32] {
+    if buf.len() < n {
+        buf.resize(n, 0.0);
+    }
+    &mut buf[..n]
+}
 
 /// The fields of a Hugging Face `config.json` the encoder needs.
 #[derive(Debug, Clone, Deserialize)]
@@ -127,19 +152,16 @@ impl Dense {
         ));
     }
 
-    /// `activation(x[t × in] · wᵀ + bias)`.
-    pub fn forward_activate(
+    /// `out[t × out] = activation(x[t × in] · wᵀ + bias)`.
+    pub fn forward_into(
         &self,
         x: &[f32],
         t: usize,
         activation: Option<Activation>,
-    ) -> Vec<f32> {
-        let mut out = vec![0f32; t * self.bias.len()];
+        out: &mut [f32],
+    ) {
         match &self.packed {
-            Some(packed) => {
-                bf16::matmul(x, t, packed, &mut out);
-                kernels::bias_activate(&mut out, &self.bias, activation);
-            }
+            Some(packed) => bf16::matmul(x, t, packed, Some(&self.bias), activation, out),
             None => kernels::linear_activate(
                 x,
                 t,
@@ -147,10 +169,9 @@ impl Dense {
                 &self.weight,
                 &self.bias,
                 activation,
-                &mut out,
+                out,
             ),
         }
-        out
     }
 
     pub fn inputs(&self) -> usize {
@@ -159,7 +180,9 @@ impl Dense {
 
     /// `x[t × in] -> [t × out]`.
     pub fn forward(&self, x: &[f32], t: usize) -> Vec<f32> {
-        self.forward_activate(x, t, None)
+        let mut out = vec![0f32; t * self.bias.len()];
+        self.forward_into(x, t, None, &mut out);
+        out
     }
 }
 
@@ -426,28 +449,42 @@ impl Encoder {
         let n = &self.embedding_norm;
         kernels::layer_norm(&mut x, &n.gamma, &n.beta, n.eps);
 
-        let mut context = vec![0f32; total * h];
-        for layer in &self.layers {
-            let qkv = layer.qkv.forward(&x, total);
-            kernels::attention(
-                &qkv,
-                h,
-                self.config.num_attention_heads,
-                &spans,
-                &mut context,
-            );
-            let mut attended = layer.attention_out.forward(&context, total);
-            let n = &layer.attention_norm;
-            kernels::add_layer_norm(&mut attended, &x, &n.gamma, &n.beta, n.eps);
-            let inner =
+        WORKSPACE.with(|ws| {
+            let mut ws = ws.borrow_mut();
+            let Workspace {
+                qkv,
+                context,
+                attended,
+                inner,
+            } = &mut *ws;
+            let heads = self.config.num_attention_heads;
+            let fused = attention::supported(h / heads);
+            for layer in &self.layers {
+                let qkv = grow(qkv, total * 3 * h);
+                layer.qkv.forward_into(&x, total, None, qkv);
+                let context = grow(context, total * h);
+                if fused {
+                    attention::attention(qkv, h, heads, &spans, context);
+                } else {
+                    kernels::attention(qkv, h, heads, &spans, context);
+                }
+                let attended = grow(attended, total * h);
+                layer
+                    .attention_out
+                    .forward_into(context, total, None, attended);
+                let n = &layer.attention_norm;
+                kernels::add_layer_norm(attended, &x, &n.gamma, &n.beta, n.eps);
+                let inner = grow(inner, total * self.config.intermediate_size);
                 layer
                     .intermediate
-                    .forward_activate(&attended, total, Some(self.activation));
-            let mut out = layer.output.forward(&inner, total);
-            let n = &layer.output_norm;
-            kernels::add_layer_norm(&mut out, &attended, &n.gamma, &n.beta, n.eps);
-            x = out;
-        }
+                    .forward_into(attended, total, Some(self.activation), inner);
+                // The layer's input is not needed past the first residual: the output
+                // overwrites it.
+                layer.output.forward_into(inner, total, None, &mut x);
+                let n = &layer.output_norm;
+                kernels::add_layer_norm(&mut x, attended, &n.gamma, &n.beta, n.eps);
+            }
+        });
         Ok(Hidden {
             data: x,
             hidden: h,

@@ -160,11 +160,12 @@ enum Route {
     OnThisThread,
 }
 
-/// Row-major `c[m×n] = a[m×k] · b` where `b` is `[k×n]` (or `[n×k]` read transposed), with
-/// leading dimensions.
+/// Row-major `c[m×n] = a[m×k] · b` (or `c += a · b` when `accumulate`) where `b` is `[k×n]`
+/// (or `[n×k]` read transposed), with leading dimensions.
 #[allow(clippy::too_many_arguments)]
 fn sgemm(
     route: Route,
+    accumulate: bool,
     transpose_b: bool,
     m: usize,
     n: usize,
@@ -199,7 +200,7 @@ fn sgemm(
                 lda as i32,
                 b.as_ptr(),
                 ldb as i32,
-                0.0,
+                if accumulate { 1.0 } else { 0.0 },
                 c.as_mut_ptr(),
                 ldc as i32,
             )
@@ -231,9 +232,9 @@ fn sgemm(
             b.as_ptr(),
             rhs_cs,
             rhs_rs,
-            0.0,
+            if accumulate { 1.0 } else { 0.0 },
             1.0,
-            false,
+            accumulate,
             false,
             false,
             parallelism,
@@ -257,27 +258,20 @@ pub fn linear_activate(
     out: &mut [f32],
 ) {
     let n = bias.len();
-    sgemm(Route::Threaded, true, t, n, k, x, k, w, k, out, n);
-    bias_activate(out, bias, activation);
-}
-
-/// `out[r] = activation(out[r] + bias)` for every row `r` of `out` (`bias.len()` wide).
-pub fn bias_activate(out: &mut [f32], bias: &[f32], activation: Option<Activation>) {
-    let n = bias.len();
-    // Tasks of several rows: one row per task is too little work to share out.
+    assert_eq!(out.len(), t * n, "output size");
+    // The bias goes in first and the product is accumulated onto it: one pass over the
+    // output fewer than zeroing (which BLAS does for beta = 0) and adding it after.
     let rows_per_task = (16_384 / n).max(1);
     out.par_chunks_mut(n * rows_per_task).for_each(|rows| {
-        wide!({
-            for row in rows.chunks_mut(n) {
-                for (v, b) in row.iter_mut().zip(bias) {
-                    *v += b;
-                }
-                if let Some(activation) = activation {
-                    activate_row(row, activation);
-                }
-            }
-        })
+        for row in rows.chunks_mut(n) {
+            row.copy_from_slice(bias);
+        }
     });
+    sgemm(Route::Threaded, true, true, t, n, k, x, k, w, k, out, n);
+    if let Some(activation) = activation {
+        out.par_chunks_mut(n * rows_per_task)
+            .for_each(|rows| wide!(activate_row(rows, activation)));
+    }
 }
 
 /// `x = layer_norm(x + residual) · gamma + beta`, row by row.
@@ -287,16 +281,20 @@ pub fn add_layer_norm(x: &mut [f32], residual: &[f32], gamma: &[f32], beta: &[f3
     x.par_chunks_mut(n * rows_per_task)
         .zip(residual.par_chunks(n * rows_per_task))
         .flat_map_iter(|(rows, res)| rows.chunks_mut(n).zip(res.chunks(n)))
-        .for_each(|(row, res)| wide!(norm_row(row, res, gamma, beta, eps)));
+        .for_each(|(row, res)| wide!(norm_row(row, Some(res), gamma, beta, eps)));
 }
 
 /// One row of [`add_layer_norm`]; sums in 16 lanes so the loops vectorise.
 #[inline(always)]
-fn norm_row(row: &mut [f32], res: &[f32], gamma: &[f32], beta: &[f32], eps: f32) {
+fn norm_row(row: &mut [f32], res: Option<&[f32]>, gamma: &[f32], beta: &[f32], eps: f32) {
     let n = row.len();
     let mut lanes = [0f32; 16];
-    for (i, (v, r)) in row.iter_mut().zip(res).enumerate() {
-        *v += r;
+    if let Some(res) = res {
+        for (v, r) in row.iter_mut().zip(res) {
+            *v += r;
+        }
+    }
+    for (i, v) in row.iter().enumerate() {
         lanes[i % 16] += *v;
     }
     let mean = lanes.iter().sum::<f32>() / n as f32;
@@ -314,8 +312,10 @@ fn norm_row(row: &mut [f32], res: &[f32], gamma: &[f32], beta: &[f32], eps: f32)
 
 /// Layer norm without a residual.
 pub fn layer_norm(x: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
-    let zeros = vec![0f32; x.len()];
-    add_layer_norm(x, &zeros, gamma, beta, eps);
+    let n = gamma.len();
+    x.par_chunks_mut(n * (16_384 / n).max(1))
+        .flat_map_iter(|rows| rows.chunks_mut(n))
+        .for_each(|row| wide!(norm_row(row, None, gamma, beta, eps)));
 }
 
 /// Activation functions of BERT-family models, in place.
@@ -326,8 +326,9 @@ pub enum Activation {
     Relu,
 }
 
+/// `activation` over a slice, in place (AVX-512 GELU where the CPU has it).
 #[inline(always)]
-fn activate_row(chunk: &mut [f32], activation: Activation) {
+pub fn activate_row(chunk: &mut [f32], activation: Activation) {
     match activation {
         Activation::GeluErf => {
             #[cfg(target_arch = "x86_64")]
@@ -382,7 +383,7 @@ pub fn exp(x: f32) -> f32 {
 /// The same `exp` and GELU written with AVX-512 intrinsics, 16 lanes at a time (the
 /// compiler does not vectorise the scalar forms on its own).
 #[cfg(target_arch = "x86_64")]
-mod simd {
+pub(crate) mod simd {
     use std::arch::x86_64::*;
 
     pub fn available() -> bool {
@@ -391,7 +392,7 @@ mod simd {
 
     #[target_feature(enable = "avx512f")]
     #[inline]
-    unsafe fn exp16(x: __m512) -> __m512 {
+    pub unsafe fn exp16(x: __m512) -> __m512 {
         let x = _mm512_min_ps(
             _mm512_max_ps(x, _mm512_set1_ps(-87.0)),
             _mm512_set1_ps(88.0),
@@ -558,6 +559,7 @@ pub fn attention(
         let mut scores = vec![0f32; len * len];
         sgemm(
             Route::OnThisThread,
+            false,
             true,
             len,
             len,
@@ -579,6 +581,7 @@ pub fn attention(
             unsafe { std::slice::from_raw_parts_mut(shared.ptr().add(offset), out_len - offset) };
         sgemm(
             Route::OnThisThread,
+            false,
             false,
             len,
             d,

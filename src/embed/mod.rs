@@ -2,6 +2,7 @@
 //! reranking, and the service that keeps a model on its own thread behind a bounded channel so
 //! async code never runs inference inline.
 
+pub mod attention;
 pub mod audio;
 pub mod bf16;
 pub mod cnn14;
