@@ -25,6 +25,7 @@ pub fn supported(head_dim: usize) -> bool {
     {
         head_dim.is_multiple_of(16)
             && matches!(head_dim / 16, 1 | 2 | 4 | 8)
+            && super::kernels::simd_allowed()
             && std::arch::is_x86_feature_detected!("avx512f")
     }
     #[cfg(not(target_arch = "x86_64"))]

@@ -27,12 +27,15 @@ macro_rules! wide {
             unsafe fn avx2<R>(f: impl FnOnce() -> R) -> R {
                 f()
             }
-            if std::arch::is_x86_feature_detected!("avx512f")
+            let simd = $crate::embed::kernels::simd_allowed();
+            if simd
+                && std::arch::is_x86_feature_detected!("avx512f")
                 && std::arch::is_x86_feature_detected!("avx512dq")
             {
                 // SAFETY: the features were detected on this CPU.
                 unsafe { avx512(|| $body) }
-            } else if std::arch::is_x86_feature_detected!("avx2")
+            } else if simd
+                && std::arch::is_x86_feature_detected!("avx2")
                 && std::arch::is_x86_feature_detected!("fma")
             {
                 // SAFETY: as above.
@@ -46,6 +49,20 @@ macro_rules! wide {
             $body
         }
     }};
+}
+
+/// Whether the CPU-specific kernels (AVX-512 / AVX2 row kernels, fused attention, bf16
+/// products) may be used. `MOSAIC_CPU=generic` turns them off so the portable code paths can be
+/// run and tested on any machine; they are what a CPU without those features runs.
+pub fn simd_allowed() -> bool {
+    static ALLOWED: OnceLock<bool> = OnceLock::new();
+    *ALLOWED.get_or_init(|| {
+        let generic = std::env::var("MOSAIC_CPU").is_ok_and(|v| v == "generic");
+        if generic {
+            tracing::info!("MOSAIC_CPU=generic: CPU-specific kernels are off, portable ones run");
+        }
+        !generic
+    })
 }
 
 type CblasSgemm = unsafe extern "C" fn(
@@ -225,7 +242,7 @@ fn sgemm(
             c.as_mut_ptr(),
             1,
             ldc as isize,
-            false,
+            accumulate,
             a.as_ptr(),
             1,
             lda as isize,
@@ -234,7 +251,7 @@ fn sgemm(
             rhs_rs,
             if accumulate { 1.0 } else { 0.0 },
             1.0,
-            accumulate,
+            false,
             false,
             false,
             parallelism,
@@ -387,7 +404,7 @@ pub(crate) mod simd {
     use std::arch::x86_64::*;
 
     pub fn available() -> bool {
-        std::arch::is_x86_feature_detected!("avx512f")
+        super::simd_allowed() && std::arch::is_x86_feature_detected!("avx512f")
     }
 
     #[target_feature(enable = "avx512f")]
@@ -632,6 +649,36 @@ mod tests {
         for i in 0..t {
             for j in 0..n {
                 assert!((out[i * n + j] - want[i * n + j] - bias[j]).abs() < 1e-4);
+            }
+        }
+    }
+
+    #[test]
+    fn pure_rust_products_overwrite_or_accumulate() {
+        // The route the encoder takes without a BLAS library (and for attention's products).
+        let (m, k, n) = (5, 17, 11);
+        let a = data(m * k, 7);
+        let b_t = data(n * k, 8);
+        let want = naive(&a, &b_t, m, n, k);
+        for accumulate in [false, true] {
+            let mut c = vec![1.0f32; m * n];
+            sgemm(
+                Route::OnThisThread,
+                accumulate,
+                true,
+                m,
+                n,
+                k,
+                &a,
+                k,
+                &b_t,
+                k,
+                &mut c,
+                n,
+            );
+            let base = if accumulate { 1.0 } else { 0.0 };
+            for (got, want) in c.iter().zip(&want) {
+                assert!((got - want - base).abs() < 1e-4, "accumulate {accumulate}");
             }
         }
     }
