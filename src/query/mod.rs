@@ -18,7 +18,7 @@ use crate::lexical::LexicalError;
 use crate::llm::{GenerationParams, LlmError, Message, Role};
 use crate::models::ModelError;
 use crate::store::{SearchFilter, StoreError};
-use fuse::{reciprocal_rank_fusion, RankedList};
+use fuse::{ranked_ids, reciprocal_rank_fusion, RankedList};
 
 #[derive(Debug, Error)]
 pub enum QueryError {
@@ -256,7 +256,7 @@ impl Mosaic {
                 lists.push(RankedList {
                     name: space.name.clone(),
                     weight: settings.fusion.dense_weight,
-                    ids: hits.into_iter().map(|h| h.id).collect(),
+                    ids: ranked_ids(hits.into_iter().map(|h| (h.id, h.score)).collect()),
                 });
             }
         }
@@ -271,7 +271,7 @@ impl Mosaic {
             lists.push(RankedList {
                 name: "bm25".into(),
                 weight: settings.fusion.bm25_weight,
-                ids: hits.into_iter().map(|h| h.id).collect(),
+                ids: ranked_ids(hits.into_iter().map(|h| (h.id, h.score)).collect()),
             });
         }
 
