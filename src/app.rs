@@ -219,8 +219,11 @@ impl Mosaic {
         let owned = id.to_string();
         let batch_tokens = self.pipelines.text.embedder.batch_tokens;
         let max_tokens = self.pipelines.query.rerank.max_tokens;
+        let dtype = self.pipelines.query.rerank.dtype.clone();
         let model = tokio::task::spawn_blocking(move || {
-            CrossEncoder::load(&owned, &dir, max_tokens, batch_tokens)
+            let mut model = CrossEncoder::load(&owned, &dir, max_tokens, batch_tokens)?;
+            model.set_dtype(&dtype)?;
+            Ok::<_, ModelError>(model)
         })
         .await
         .map_err(|_| ModelError::ThreadGone)??;

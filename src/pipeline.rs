@@ -97,6 +97,13 @@ pub struct RerankSection {
     #[serde(default)]
     pub max_tokens: Option<usize>,
     pub enabled: bool,
+    /// Number type of the forward pass: "f32", or "bf16" on CPUs with AVX512_BF16.
+    #[serde(default = "default_dtype")]
+    pub dtype: String,
+}
+
+fn default_dtype() -> String {
+    "f32".into()
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

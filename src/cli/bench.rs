@@ -52,6 +52,9 @@ pub enum BenchCommand {
         batch_tokens: usize,
         #[arg(long)]
         threads: Option<usize>,
+        /// Number type of the forward pass: f32, or bf16 (AVX512_BF16 CPUs).
+        #[arg(long, default_value = "f32")]
+        dtype: String,
     },
     /// Speech: decode+resample, raw whisper.cpp on the whole decoded buffer (as the whisper-rs
     /// example runs it), and Mosaic's pipeline (stream, windows, time snapping), as real-time
@@ -333,13 +336,15 @@ pub async fn run(what: BenchCommand, settings: Settings, as_json: bool) -> Resul
             texts,
             batch_tokens,
             threads,
+            dtype,
         } => {
             set_threads(threads)?;
             let texts = read_texts(&texts)?;
             let store = ModelStore::new(&settings.models.dir);
             let dir = store.require(&model)?;
             let report = tokio::task::spawn_blocking(move || -> Result<serde_json::Value> {
-                let reranker = crate::embed::CrossEncoder::load(&model, &dir, None, batch_tokens)?;
+                let mut reranker = crate::embed::CrossEncoder::load(&model, &dir, None, batch_tokens)?;
+                let dtype = reranker.set_dtype(&dtype)?;
                 let tokens: usize = reranker.tokenize(&query, &texts)?.iter().map(|(ids, _)| ids.len()).sum();
                 reranker.score(&query, &texts[..texts.len().min(4)])?;
                 let start = Instant::now();
@@ -349,7 +354,8 @@ pub async fn run(what: BenchCommand, settings: Settings, as_json: bool) -> Resul
                     "model": model, "pairs": texts.len(), "tokens": tokens, "seconds": seconds,
                     "pairs_per_s": texts.len() as f64 / seconds, "tokens_per_s": tokens as f64 / seconds,
                     "peak_rss_mib": peak_rss_mib(), "checksum": scores.iter().map(|&s| s as f64).sum::<f64>(),
-                    "threads": rayon::current_num_threads(), "gemm": crate::embed::kernels::gemm().name(),
+                    "threads": rayon::current_num_threads(), "dtype": dtype,
+                    "gemm": if dtype == "bf16" { "bf16 (AVX512_BF16 kernel)" } else { crate::embed::kernels::gemm().name() },
                 }))
             })
             .await??;

@@ -113,6 +113,20 @@ impl CrossEncoder {
         &self.id
     }
 
+    /// Selects the number type of the encoder's products (`"f32"`, or `"bf16"` on CPUs with
+    /// AVX512_BF16; elsewhere it logs why and stays on f32). The small classification head
+    /// stays f32. Returns the type in use.
+    pub fn set_dtype(&mut self, dtype: &str) -> Result<&'static str> {
+        let id = self.id.clone();
+        self.encoder
+            .set_dtype(&id, dtype)
+            .map_err(|reason| ModelError::Invalid {
+                id,
+                path: std::path::PathBuf::from("pipelines/query.toml"),
+                reason,
+            })
+    }
+
     /// Token ids and type ids of each (query, passage) pair.
     pub fn tokenize(&self, query: &str, passages: &[String]) -> Result<Vec<(Vec<u32>, Vec<u32>)>> {
         let pairs: Vec<(String, String)> = passages
@@ -154,10 +168,14 @@ impl CrossEncoder {
         Ok(out)
     }
 
+    /// The encoder's first-token state of each pair: what the classification head reads.
+    pub fn first_token_states(&self, batch: &TokenBatch) -> Result<Vec<Vec<f32>>> {
+        Ok(self.encoder.forward(batch)?.first_token())
+    }
+
     /// Raw classifier logits `[batch][labels]`.
     pub fn logits(&self, batch: &TokenBatch) -> Result<Vec<Vec<f32>>> {
-        let hidden = self.encoder.forward(batch)?;
-        let rows = hidden.first_token();
+        let rows = self.first_token_states(batch)?;
         let b = rows.len();
         let first: Vec<f32> = rows.into_iter().flatten().collect();
         let mut pooled = self.head.first.forward(&first, b);

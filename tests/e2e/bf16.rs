@@ -168,3 +168,87 @@ fn bf16_keeps_every_top_hit_of_the_test_questions() {
         questions.len()
     );
 }
+
+/// A cross-encoder of ms-marco-MiniLM-L-6-v2's shape (BERT, 6 layers, 384 wide) on real
+/// trained weights: all-MiniLM-L6-v2's encoder and pooler with a fixed classification head.
+/// No trained cross-encoder can be fetched offline; the encoder is where bf16 acts.
+fn minilm_cross_encoder(out: &std::path::Path) {
+    use candle_core::{Device, Tensor};
+    let src = real_model(MINILM);
+    std::fs::create_dir_all(out).unwrap();
+    for name in ["config.json", "tokenizer.json", "tokenizer_config.json"] {
+        std::fs::copy(src.join(name), out.join(name)).unwrap();
+    }
+    let mut tensors =
+        candle_core::safetensors::load(src.join("model.safetensors"), &Device::Cpu).unwrap();
+    let w: Vec<f32> = (0..384u32)
+        .map(|i| ((i.wrapping_mul(2654435761) >> 20) % 1000) as f32 / 5000.0 - 0.1)
+        .collect();
+    tensors.insert(
+        "classifier.weight".into(),
+        Tensor::from_vec(w, (1, 384), &Device::Cpu).unwrap(),
+    );
+    tensors.insert(
+        "classifier.bias".into(),
+        Tensor::new(&[0.0f32], &Device::Cpu).unwrap(),
+    );
+    candle_core::safetensors::save(&tensors, out.join("model.safetensors")).unwrap();
+}
+
+#[test]
+fn bf16_cross_encoder_states_stay_within_cosine_0999_of_f32() {
+    if !mosaic::embed::bf16::supported() {
+        eprintln!("this CPU has no AVX512_BF16: the bf16 path is not available here");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    minilm_cross_encoder(dir.path());
+    let load = |dtype: &str| {
+        let mut m =
+            mosaic::embed::CrossEncoder::load("minilm-cross", dir.path(), None, 8192).unwrap();
+        assert_eq!(m.set_dtype(dtype).unwrap(), dtype);
+        m
+    };
+    let (f, b) = (load("f32"), load("bf16"));
+    let texts = passages();
+    let questions: Vec<serde_json::Value> = serde_json::from_str(
+        &std::fs::read_to_string(fixtures().join("corpus/questions.json")).unwrap(),
+    )
+    .unwrap();
+    let mut worst = 1.0f64;
+    let mut worst_score = 0.0f64;
+    // Six questions against every passage (600+ pairs) keep the test under half a minute.
+    let questions = &questions[..6];
+    for item in questions {
+        let q = item["question"].as_str().unwrap();
+        let pairs = f.tokenize(q, &texts).unwrap();
+        let batch = mosaic::embed::encoder::TokenBatch {
+            ids: pairs.iter().map(|p| p.0.clone()).collect(),
+            type_ids: pairs.iter().map(|p| p.1.clone()).collect(),
+        };
+        let (sf, sb) = (
+            f.first_token_states(&batch).unwrap(),
+            b.first_token_states(&batch).unwrap(),
+        );
+        for (x, y) in sf.iter().zip(&sb) {
+            worst = worst.min(cosine(x, y));
+        }
+        let (lf, lb) = (f.score(q, &texts).unwrap(), b.score(q, &texts).unwrap());
+        let spread = lf.iter().cloned().fold(f32::MIN, f32::max)
+            - lf.iter().cloned().fold(f32::MAX, f32::min);
+        for (x, y) in lf.iter().zip(&lb) {
+            worst_score = worst_score.max(((x - y) / spread).abs() as f64);
+        }
+    }
+    eprintln!(
+        "cross-encoder bf16 vs f32 on {} pairs: worst first-token cosine {worst:.6}, worst score \
+         change {:.4}% of the score range",
+        questions.len() * texts.len(),
+        worst_score * 100.0
+    );
+    assert!(worst >= 0.999, "worst cosine {worst}");
+    assert!(
+        worst_score < 0.01,
+        "a score moved by {worst_score} of the range"
+    );
+}
