@@ -24,6 +24,9 @@ use std::path::{Path, PathBuf};
 
 use candle_core::pickle::{Object, PthTensors, Stack};
 use candle_core::{DType, Device, Tensor};
+use rayon::prelude::*;
+
+use super::kernels;
 
 /// Sample rate the network expects, in Hz.
 pub const SAMPLE_RATE: u32 = 32_000;
@@ -53,10 +56,6 @@ const NUM_BLOCKS: usize = 6;
 /// Windows stacked into one forward pass by [`Cnn14::embed_batch`] on accelerators.
 /// On CPU, stacking measured slower than one window at a time, so it is not done.
 const MAX_BATCH: usize = 8;
-/// Feature maps with at most this many positions use an explicit im2col + matmul,
-/// which beats candle's tiled CPU conv2d for the deep, narrow layers (blocks 4..6 of
-/// a 10 s window); larger maps keep candle's conv2d.
-const IM2COL_MAX_POSITIONS: usize = 2048;
 
 /// Errors from loading or running CNN14.
 #[derive(Debug, thiserror::Error)]
@@ -556,9 +555,10 @@ impl Weights {
 struct ConvBnRelu {
     /// `[c_out, c_in, 3, 3]`
     weight: Tensor,
-    /// The same weights as a `[c_out, c_in * 9]` matrix for the im2col path.
-    weight_mat: Tensor,
     bias: Tensor,
+    /// On CPU: the weights as a `[c_out, c_in * 9]` matrix and the bias, as plain rows for
+    /// [`ConvBnRelu::forward_cpu`].
+    cpu: Option<(Vec<f32>, Vec<f32>)>,
 }
 
 impl ConvBnRelu {
@@ -572,9 +572,17 @@ impl ConvBnRelu {
             .broadcast_mul(&scale.reshape((c_out, 1, 1, 1))?)?
             .to_dtype(DType::F32)?
             .to_device(device)?;
+        let cpu = if device.is_cpu() {
+            Some((
+                weight.flatten_all()?.to_vec1::<f32>()?,
+                shift.to_dtype(DType::F32)?.to_vec1::<f32>()?,
+            ))
+        } else {
+            None
+        };
         Ok(Self {
-            weight_mat: weight.reshape((c_out, c_in * 9))?,
             weight,
+            cpu,
             bias: shift
                 .reshape((1, c_out, 1, 1))?
                 .to_dtype(DType::F32)?
@@ -586,33 +594,103 @@ impl ConvBnRelu {
         self.weight.dims()[0]
     }
 
+    /// On accelerators (CPU runs [`ConvBnRelu::forward_cpu`]).
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let (b, c_in, h, w) = x.dims4()?;
-        let y = if h * w <= IM2COL_MAX_POSITIONS && self.weight.device().is_cpu() {
-            // cols[b, ci * 9 + ky * 3 + kx, y * w + x] = padded[b, ci, y + ky, x + kx]
-            let padded = x.pad_with_zeros(2, 1, 1)?.pad_with_zeros(3, 1, 1)?;
-            let mut taps = Vec::with_capacity(9);
-            for ky in 0..3 {
-                for kx in 0..3 {
-                    taps.push(padded.narrow(2, ky, h)?.narrow(3, kx, w)?);
-                }
-            }
-            // One matmul for the whole batch: [c_out, c_in * 9] x [c_in * 9, b * h * w].
-            let cols = Tensor::stack(&taps, 2)?
-                .reshape((b, c_in * 9, h * w))?
-                .transpose(0, 1)?
-                .contiguous()?
-                .reshape((c_in * 9, b * h * w))?;
-            self.weight_mat
-                .matmul(&cols)?
-                .reshape((self.c_out(), b, h, w))?
-                .transpose(0, 1)?
-                .contiguous()?
-        } else {
-            x.conv2d(&self.weight, 1, 1, 1, 1)?
-        };
+        let y = x.conv2d(&self.weight, 1, 1, 1, 1)?;
         Ok(y.broadcast_add(&self.bias)?.relu()?)
     }
+}
+
+impl ConvBnRelu {
+    /// CPU path for one input `[c_in, h, w]`: im2col over column chunks that stay in cache,
+    /// the encoder's GEMM (BLAS when present) accumulating onto the bias, then ReLU.
+    /// Returns `[c_out, h, w]`.
+    fn forward_cpu(&self, x: &[f32], c_in: usize, h: usize, w: usize) -> Vec<f32> {
+        // About 4 MB of columns per chunk.
+        self.forward_cpu_chunked(x, c_in, h, w, (1 << 20) / (c_in * 9))
+    }
+
+    /// [`ConvBnRelu::forward_cpu`] with im2col chunks of `chunk` positions.
+    fn forward_cpu_chunked(
+        &self,
+        x: &[f32],
+        c_in: usize,
+        h: usize,
+        w: usize,
+        chunk: usize,
+    ) -> Vec<f32> {
+        let (weight, bias) = self.cpu.as_ref().expect("CPU weights");
+        let c_out = bias.len();
+        let k = c_in * 9;
+        let positions = h * w;
+        let mut out = vec![0f32; c_out * positions];
+        out.par_chunks_mut(positions)
+            .zip(bias.par_iter())
+            .for_each(|(row, &b)| row.fill(b));
+        let chunk = chunk.clamp(1, positions.max(1));
+        let mut cols = vec![0f32; k * chunk];
+        let mut p0 = 0;
+        while p0 < positions {
+            let n = chunk.min(positions - p0);
+            let cols = &mut cols[..k * n];
+            cols.par_chunks_mut(n).enumerate().for_each(|(r, dst)| {
+                let (ci, ky, kx) = (r / 9, r % 9 / 3, r % 3);
+                let plane = &x[ci * positions..(ci + 1) * positions];
+                im2col_row(plane, h, w, ky, kx, p0, dst);
+            });
+            let dst = &mut out[p0..];
+            kernels::matmul(true, c_out, n, k, weight, k, cols, n, dst, positions);
+            p0 += n;
+        }
+        out.par_chunks_mut(1 << 14)
+            .for_each(|c| c.iter_mut().for_each(|v| *v = v.max(0.0)));
+        out
+    }
+}
+
+/// One im2col row for tap `(ky, kx)` of a 3×3 convolution with padding 1:
+/// `dst[j] = plane[y + ky - 1][x + kx - 1]` (zero outside) for positions `p0 + j = y·w + x`.
+fn im2col_row(plane: &[f32], h: usize, w: usize, ky: usize, kx: usize, p0: usize, dst: &mut [f32]) {
+    let mut j = 0;
+    while j < dst.len() {
+        let p = p0 + j;
+        let (y, x0) = (p / w, p % w);
+        let run = (w - x0).min(dst.len() - j);
+        let seg = &mut dst[j..j + run];
+        let iy = y as isize + ky as isize - 1;
+        if iy < 0 || iy >= h as isize {
+            seg.fill(0.0);
+        } else {
+            let src = &plane[iy as usize * w..(iy as usize + 1) * w];
+            // seg[i] = src[x0 + i + kx - 1] where that index is inside the row.
+            let lo = 1usize.saturating_sub(x0 + kx).min(run);
+            let hi = (w + 1).saturating_sub(x0 + kx).min(run).max(lo);
+            seg[..lo].fill(0.0);
+            seg[lo..hi].copy_from_slice(&src[x0 + lo + kx - 1..x0 + hi + kx - 1]);
+            seg[hi..].fill(0.0);
+        }
+        j += run;
+    }
+}
+
+/// 2×2 average pooling, stride 2, odd edges dropped (as `avg_pool2d((2, 2))`), of
+/// `[c, h, w]`.
+fn avg_pool_cpu(x: &[f32], c: usize, h: usize, w: usize) -> Vec<f32> {
+    let (ho, wo) = (h / 2, w / 2);
+    let mut out = vec![0f32; c * ho * wo];
+    out.par_chunks_mut(ho * wo)
+        .enumerate()
+        .for_each(|(ch, dst)| {
+            let plane = &x[ch * h * w..(ch + 1) * h * w];
+            for y in 0..ho {
+                let (r0, r1) = (&plane[2 * y * w..], &plane[(2 * y + 1) * w..]);
+                for xo in 0..wo {
+                    dst[y * wo + xo] =
+                        (r0[2 * xo] + r0[2 * xo + 1] + r1[2 * xo] + r1[2 * xo + 1]) * 0.25;
+                }
+            }
+        });
+    out
 }
 
 struct ConvBlock {
@@ -824,11 +902,44 @@ impl Cnn14 {
         )?)
     }
 
+    /// The conv blocks on CPU ([`ConvBnRelu::forward_cpu`]), one input at a time.
+    fn trunk_cpu(&self, x: &Tensor) -> Result<Tensor> {
+        let (b, c0, h0, w0) = x.dims4()?;
+        let data = x.flatten_all()?.to_vec1::<f32>()?;
+        let mut outs = Vec::with_capacity(b);
+        let mut shape = (c0, h0, w0);
+        for item in data.chunks(c0 * h0 * w0) {
+            let (mut c, mut h, mut w) = (c0, h0, w0);
+            let mut y = item.to_vec();
+            for block in &self.blocks {
+                y = block.conv1.forward_cpu(&y, c, h, w);
+                c = block.conv1.c_out();
+                y = block.conv2.forward_cpu(&y, c, h, w);
+                c = block.conv2.c_out();
+                if block.pool {
+                    y = avg_pool_cpu(&y, c, h, w);
+                    (h, w) = (h / 2, w / 2);
+                }
+            }
+            shape = (c, h, w);
+            outs.extend(y);
+        }
+        Ok(Tensor::from_vec(
+            outs,
+            (b, shape.0, shape.1, shape.2),
+            &self.device,
+        )?)
+    }
+
     /// Conv trunk + pooling + `fc1` + ReLU: `[batch, 1, frames, mel]` -> `[batch, dim]`.
     fn embedding(&self, x: &Tensor) -> Result<Tensor> {
         let mut x = x.clone();
-        for block in &self.blocks {
-            x = block.forward(&x)?;
+        if self.device.is_cpu() {
+            x = self.trunk_cpu(&x)?;
+        } else {
+            for block in &self.blocks {
+                x = block.forward(&x)?;
+            }
         }
         let x = x.mean(3)?; // over mel: [batch, channels, time]
         let x = (x.max(2)? + x.mean(2)?)?;
@@ -839,6 +950,50 @@ impl Cnn14 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cpu_convolution_matches_candle_conv2d() {
+        // Odd sizes: edges on every side, a width that does not divide the column chunks.
+        let (c_in, c_out, h, w) = (3, 5, 37, 11);
+        let val = |i: usize, s: usize| ((i * 2654435761 + s) % 1000) as f32 / 500.0 - 1.0;
+        let weight: Vec<f32> = (0..c_out * c_in * 9).map(|i| val(i, 1)).collect();
+        let bias: Vec<f32> = (0..c_out).map(|i| val(i, 2) * 0.1).collect();
+        let x: Vec<f32> = (0..c_in * h * w).map(|i| val(i, 3)).collect();
+        let dev = Device::Cpu;
+        let wt = Tensor::from_vec(weight.clone(), (c_out, c_in, 3, 3), &dev).unwrap();
+        let conv = ConvBnRelu {
+            weight: wt,
+            bias: Tensor::from_vec(bias.clone(), (1, c_out, 1, 1), &dev).unwrap(),
+            cpu: Some((weight, bias)),
+        };
+        let xt = Tensor::from_vec(x.clone(), (1, c_in, h, w), &dev).unwrap();
+        let want = xt
+            .conv2d(&conv.weight, 1, 1, 1, 1)
+            .unwrap()
+            .broadcast_add(&conv.bias)
+            .unwrap()
+            .relu()
+            .unwrap();
+        let want_v = want.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        // One chunk, and chunks that end mid-row.
+        let got = conv.forward_cpu(&x, c_in, h, w);
+        for chunk in [h * w, 50, 7] {
+            let got = conv.forward_cpu_chunked(&x, c_in, h, w, chunk);
+            for (i, (g, e)) in got.iter().zip(&want_v).enumerate() {
+                assert!(
+                    (g - e).abs() < 1e-4,
+                    "chunk {chunk}, element {i}: {g} vs {e}"
+                );
+            }
+        }
+        let pooled = avg_pool_cpu(&got, c_out, h, w);
+        let want_pool = want.avg_pool2d((2, 2)).unwrap();
+        assert_eq!(want_pool.dims4().unwrap(), (1, c_out, h / 2, w / 2));
+        let want_pool = want_pool.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        for (g, e) in pooled.iter().zip(&want_pool) {
+            assert!((g - e).abs() < 1e-5);
+        }
+    }
 
     #[test]
     fn fft_matches_naive_dft() {

@@ -259,6 +259,37 @@ fn sgemm(
     }
 }
 
+/// `c[m×n] (+)= a[m×k] · b[k×n]`, row-major with leading dimensions, on the threaded GEMM
+/// (BLAS when loaded). Accumulates onto `c` when `accumulate`, else overwrites it.
+#[allow(clippy::too_many_arguments)]
+pub fn matmul(
+    accumulate: bool,
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[f32],
+    lda: usize,
+    b: &[f32],
+    ldb: usize,
+    c: &mut [f32],
+    ldc: usize,
+) {
+    sgemm(
+        Route::Threaded,
+        accumulate,
+        false,
+        m,
+        n,
+        k,
+        a,
+        lda,
+        b,
+        ldb,
+        c,
+        ldc,
+    );
+}
+
 /// `out[t×n] = x[t×k] · w[n×k]ᵀ + bias`.
 pub fn linear(x: &[f32], t: usize, k: usize, w: &[f32], bias: &[f32], out: &mut [f32]) {
     linear_activate(x, t, k, w, bias, None, out)
