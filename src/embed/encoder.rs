@@ -449,14 +449,21 @@ impl Encoder {
         let n = &self.embedding_norm;
         kernels::layer_norm(&mut x, &n.gamma, &n.beta, n.eps);
 
-        WORKSPACE.with(|ws| {
-            let mut ws = ws.borrow_mut();
+        WORKSPACE.with(|cell| {
+            // A forward pass started on this thread while another is in progress (a rayon
+            // worker that stole an encoder call while waiting) gets buffers of its own.
+            let mut own = None;
+            let mut shared = cell.try_borrow_mut().ok();
+            let ws = match shared.as_deref_mut() {
+                Some(ws) => ws,
+                None => own.insert(Workspace::default()),
+            };
             let Workspace {
                 qkv,
                 context,
                 attended,
                 inner,
-            } = &mut *ws;
+            } = ws;
             let heads = self.config.num_attention_heads;
             let fused = attention::supported(h / heads);
             for layer in &self.layers {
