@@ -15,8 +15,9 @@ use std::cell::RefCell;
 use rayon::prelude::*;
 
 thread_local! {
-    /// Per-thread scratch: packed keys, values and one block of scores.
-    static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    /// Per-thread scratch: packed keys, values and one block of scores (f32), and the bf16
+    /// pairs of the bf16 variant.
+    static SCRATCH: RefCell<(Vec<f32>, Vec<u32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
 }
 
 /// Whether [`attention`] runs on this CPU for heads of `head_dim`.
@@ -49,15 +50,19 @@ impl Out {
 }
 
 /// Same contract as [`super::kernels::attention`]: `qkv` is `[t × 3h]`, `spans` the
-/// `(first row, length)` of each sequence; writes the context `[t × h]` into `out`. Panics
-/// unless [`supported`] for `hidden / heads`.
+/// `(first row, length)` of each sequence; writes the context `[t × h]` into `out`. With
+/// `bf16` (and a CPU with AVX512_BF16) the two products take bf16 operands (queries, keys,
+/// probabilities and values rounded to bf16, f32 accumulation, softmax in f32). Panics unless
+/// [`supported`] for `hidden / heads`.
 pub fn attention(
     qkv: &[f32],
     hidden: usize,
     heads: usize,
     spans: &[(usize, usize)],
+    bf16: bool,
     out: &mut [f32],
 ) {
+    let bf16 = bf16 && super::bf16::supported();
     let d = hidden / heads;
     assert!(
         supported(d),
@@ -77,15 +82,21 @@ pub fn attention(
     tasks.par_iter().for_each(|&(start, len, head)| {
         SCRATCH.with(|scratch| {
             let mut scratch = scratch.borrow_mut();
-            // SAFETY: AVX-512F was checked by `supported`; the spans lie inside `qkv` and
-            // `out` (asserted above) and this task writes only its (rows, head) block.
+            let (f, u) = &mut *scratch;
+            // SAFETY: AVX-512F (and AVX512_BF16 for `bf16`) was checked; the spans lie inside
+            // `qkv` and `out` (asserted above) and this task writes only its (rows, head)
+            // block.
             #[cfg(target_arch = "x86_64")]
             unsafe {
-                x86::head(qkv, hidden, d, start, len, head, shared.ptr(), &mut scratch)
+                if bf16 {
+                    x86::head_bf16(qkv, hidden, d, start, len, head, shared.ptr(), f, u)
+                } else {
+                    x86::head(qkv, hidden, d, start, len, head, shared.ptr(), f)
+                }
             };
             #[cfg(not(target_arch = "x86_64"))]
             {
-                let _ = (&mut scratch, shared, start, len, head);
+                let _ = (f, u, shared, start, len, head, bf16);
                 unreachable!("fused attention is x86_64 only")
             }
         })
@@ -174,6 +185,215 @@ mod x86 {
                 _ => values_block::<8, 2>(scores, padded, v, len, &inv, dst, hidden, valid),
             }
             r0 += ROWS;
+        }
+    }
+
+    /// f32 -> bf16 bits, round to nearest even (what `vcvtne2ps2bf16` does).
+    fn to_bf16(v: f32) -> u32 {
+        half::bf16::from_f32(v).to_bits() as u32
+    }
+
+    /// `dst[i] = bf16(src[2i]) | bf16(src[2i + 1]) << 16`, `src` read as zero past its end.
+    #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+    #[inline]
+    unsafe fn pairs(src: &[f32], dst: &mut [u32]) {
+        let full = (src.len() / 32).min(dst.len() / 16);
+        for c in 0..full {
+            let lo = _mm512_loadu_ps(src.as_ptr().add(c * 32));
+            let hi = _mm512_loadu_ps(src.as_ptr().add(c * 32 + 16));
+            let packed: __m512i = std::mem::transmute(_mm512_cvtne2ps_pbh(hi, lo));
+            _mm512_storeu_si512(dst.as_mut_ptr().add(c * 16) as *mut _, packed);
+        }
+        for (i, d) in dst.iter_mut().enumerate().skip(full * 16) {
+            let lo = src.get(2 * i).map_or(0, |&v| to_bf16(v));
+            let hi = src.get(2 * i + 1).map_or(0, |&v| to_bf16(v));
+            *d = lo | (hi << 16);
+        }
+    }
+
+    /// [`head`] with bf16 products (`vdpbf16ps`): keys packed as pairs along the head
+    /// dimension in panels of 16 keys, values as pairs of consecutive keys per column.
+    #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+    #[allow(clippy::too_many_arguments)]
+    pub unsafe fn head_bf16(
+        qkv: &[f32],
+        hidden: usize,
+        d: usize,
+        start: usize,
+        len: usize,
+        head: usize,
+        out: *mut f32,
+        scratch: &mut Vec<f32>,
+        pairs_scratch: &mut Vec<u32>,
+    ) {
+        let stride = 3 * hidden;
+        let padded = len.div_ceil(32) * 32;
+        let half = d / 2;
+        let key_pairs = padded / 2;
+        if scratch.len() < ROWS * padded {
+            scratch.resize(ROWS * padded, 0.0);
+        }
+        let need = padded * half + key_pairs * d + ROWS * half + ROWS * key_pairs;
+        if pairs_scratch.len() < need {
+            pairs_scratch.resize(need, 0);
+        }
+        let scores = &mut scratch[..ROWS * padded];
+        let (kt, rest) = pairs_scratch.split_at_mut(padded * half);
+        let (vp, rest) = rest.split_at_mut(key_pairs * d);
+        let (qp, rest) = rest.split_at_mut(ROWS * half);
+        let pp = &mut rest[..ROWS * key_pairs];
+        let q0 = start * stride + head * d;
+        let k0 = q0 + hidden;
+        let v0 = q0 + 2 * hidden;
+        // kt[(panel * half + c) * 16 + lane] = pair c of key panel * 16 + lane (zero past len).
+        let mut key = vec![0u32; half];
+        for j in 0..padded {
+            let (panel, lane) = (j / 16, j % 16);
+            if j < len {
+                pairs(&qkv[k0 + j * stride..k0 + j * stride + d], &mut key);
+            } else {
+                key.fill(0);
+            }
+            for (c, &k) in key.iter().enumerate() {
+                kt[(panel * half + c) * 16 + lane] = k;
+            }
+        }
+        // vp[jp * d + c] = bf16(v[2jp][c]) | bf16(v[2jp + 1][c]) << 16 (zero past len),
+        // 16 columns per step.
+        for jp in 0..key_pairs {
+            let row = |j: usize| (j < len).then(|| qkv.as_ptr().add(v0 + j * stride));
+            let (a, b) = (row(2 * jp), row(2 * jp + 1));
+            for c in (0..d).step_by(16) {
+                let half16 = |r: Option<*const f32>| match r {
+                    Some(p) => _mm512_cvtepu16_epi32(std::mem::transmute::<__m256bh, __m256i>(
+                        _mm512_cvtneps_pbh(_mm512_loadu_ps(p.add(c))),
+                    )),
+                    None => _mm512_setzero_si512(),
+                };
+                let packed = _mm512_or_si512(half16(a), _mm512_slli_epi32::<16>(half16(b)));
+                _mm512_storeu_si512(vp.as_mut_ptr().add(jp * d + c) as *mut _, packed);
+            }
+        }
+        let scale = 1.0 / (d as f32).sqrt();
+        let mut inv = [0f32; ROWS];
+        let used_pairs = len.div_ceil(2);
+        let mut r0 = 0;
+        while r0 < len {
+            for i in 0..ROWS {
+                let r = (r0 + i).min(len - 1);
+                pairs(
+                    &qkv[q0 + r * stride..q0 + r * stride + d],
+                    &mut qp[i * half..(i + 1) * half],
+                );
+            }
+            let mut p = 0;
+            while p < padded {
+                scores_block_bf16(
+                    qp,
+                    half,
+                    kt.as_ptr().add(p * half),
+                    scores.as_mut_ptr().add(p),
+                    padded,
+                );
+                p += 32;
+            }
+            for (i, inv) in inv.iter_mut().enumerate() {
+                let row = &mut scores[i * padded..(i + 1) * padded];
+                *inv = 1.0 / exp_row(&mut row[..len], scale);
+                pairs(
+                    &row[..len],
+                    &mut pp[i * key_pairs..i * key_pairs + used_pairs],
+                );
+            }
+            let dst = out.add((start + r0) * hidden + head * d);
+            let valid = ROWS.min(len - r0);
+            match d / 16 {
+                1 => values_block_bf16::<1, 8>(
+                    pp, key_pairs, vp, used_pairs, &inv, dst, hidden, valid,
+                ),
+                2 => values_block_bf16::<2, 8>(
+                    pp, key_pairs, vp, used_pairs, &inv, dst, hidden, valid,
+                ),
+                4 => values_block_bf16::<4, 4>(
+                    pp, key_pairs, vp, used_pairs, &inv, dst, hidden, valid,
+                ),
+                _ => values_block_bf16::<8, 2>(
+                    pp, key_pairs, vp, used_pairs, &inv, dst, hidden, valid,
+                ),
+            }
+            r0 += ROWS;
+        }
+    }
+
+    /// bf16 [`scores_block`]: `qp` holds `ROWS` query rows of `half` pairs.
+    #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+    #[inline]
+    unsafe fn scores_block_bf16(
+        qp: &[u32],
+        half: usize,
+        kt: *const u32,
+        scores: *mut f32,
+        ld: usize,
+    ) {
+        let mut acc = [[_mm512_setzero_ps(); 2]; ROWS];
+        let second = kt.add(half * 16);
+        for c in 0..half {
+            let b0: __m512bh = std::mem::transmute(_mm512_loadu_si512(kt.add(c * 16) as *const _));
+            let b1: __m512bh =
+                std::mem::transmute(_mm512_loadu_si512(second.add(c * 16) as *const _));
+            for (i, acc) in acc.iter_mut().enumerate() {
+                let a: __m512bh =
+                    std::mem::transmute(_mm512_set1_epi32(*qp.get_unchecked(i * half + c) as i32));
+                acc[0] = _mm512_dpbf16_ps(acc[0], a, b0);
+                acc[1] = _mm512_dpbf16_ps(acc[1], a, b1);
+            }
+        }
+        for (i, acc) in acc.iter().enumerate() {
+            _mm512_storeu_ps(scores.add(i * ld), acc[0]);
+            _mm512_storeu_ps(scores.add(i * ld + 16), acc[1]);
+        }
+    }
+
+    /// bf16 [`values_block`]: probabilities `pp` as pairs of consecutive keys (`ld` pairs per
+    /// row), values `vp` as `[pair][d]`.
+    #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+    #[inline]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn values_block_bf16<const V: usize, const R: usize>(
+        pp: &[u32],
+        ld: usize,
+        vp: &[u32],
+        used_pairs: usize,
+        inv: &[f32; ROWS],
+        dst: *mut f32,
+        hidden: usize,
+        valid: usize,
+    ) {
+        let d = 16 * V;
+        let mut i0 = 0;
+        while i0 < valid {
+            let mut acc = [[_mm512_setzero_ps(); V]; R];
+            let pr = pp.as_ptr().add(i0 * ld);
+            for jp in 0..used_pairs {
+                let vr = vp.as_ptr().add(jp * d);
+                let vv: [__m512bh; V] = std::array::from_fn(|c| {
+                    std::mem::transmute(_mm512_loadu_si512(vr.add(16 * c) as *const _))
+                });
+                for (i, acc) in acc.iter_mut().enumerate() {
+                    let a: __m512bh =
+                        std::mem::transmute(_mm512_set1_epi32(*pr.add(i * ld + jp) as i32));
+                    for c in 0..V {
+                        acc[c] = _mm512_dpbf16_ps(acc[c], a, vv[c]);
+                    }
+                }
+            }
+            for (i, acc) in acc.iter().enumerate().take(valid - i0) {
+                let k = _mm512_set1_ps(inv[i0 + i]);
+                for (c, a) in acc.iter().enumerate() {
+                    _mm512_storeu_ps(dst.add((i0 + i) * hidden + 16 * c), _mm512_mul_ps(*a, k));
+                }
+            }
+            i0 += R;
         }
     }
 
@@ -346,13 +566,24 @@ mod tests {
             let total = 113;
             let qkv = data(total * 3 * hidden, hidden as u32);
             let mut out = vec![f32::NAN; total * hidden];
-            attention(&qkv, hidden, heads, &spans, &mut out);
+            attention(&qkv, hidden, heads, &spans, false, &mut out);
             let want = reference(&qkv, hidden, heads, &spans);
             for (i, (g, w)) in out.iter().zip(&want).enumerate() {
                 assert!(
                     (*g as f64 - w).abs() < 1e-4 * w.abs().max(1.0),
                     "hidden {hidden} heads {heads} element {i}: {g} vs {w}"
                 );
+            }
+            // bf16 products: within bf16 rounding of the reference.
+            if super::super::bf16::supported() {
+                let mut low = vec![f32::NAN; total * hidden];
+                attention(&qkv, hidden, heads, &spans, true, &mut low);
+                for (i, (g, w)) in low.iter().zip(&want).enumerate() {
+                    assert!(
+                        (*g as f64 - w).abs() < 2e-2 * w.abs().max(1.0),
+                        "bf16, hidden {hidden} heads {heads} element {i}: {g} vs {w}"
+                    );
+                }
             }
             // The general path gives the same.
             let mut general = vec![0f32; total * hidden];

@@ -254,6 +254,8 @@ pub struct Encoder {
     embedding_norm: Norm,
     layers: Vec<Layer>,
     activation: Activation,
+    /// Products in bf16 (projections and attention); see [`Encoder::use_bf16`].
+    bf16: bool,
 }
 
 /// A batch of (unpadded) token sequences.
@@ -325,6 +327,7 @@ impl Encoder {
                 dense.use_bf16();
             }
         }
+        self.bf16 = true;
         true
     }
 
@@ -384,6 +387,7 @@ impl Encoder {
             embedding_norm: norm(c.hidden_size, c.layer_norm_eps, emb.pp("LayerNorm"))?,
             layers,
             activation: activation(&c.hidden_act)?,
+            bf16: false,
         })
     }
 
@@ -471,7 +475,7 @@ impl Encoder {
                 layer.qkv.forward_into(&x, total, None, qkv);
                 let context = grow(context, total * h);
                 if fused {
-                    attention::attention(qkv, h, heads, &spans, context);
+                    attention::attention(qkv, h, heads, &spans, self.bf16, context);
                 } else {
                     kernels::attention(qkv, h, heads, &spans, context);
                 }
