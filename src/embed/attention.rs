@@ -107,6 +107,8 @@ pub fn attention(
 mod x86 {
     use std::arch::x86_64::*;
 
+    use super::super::bf16::convert_row as pairs;
+
     /// Query rows per block.
     const ROWS: usize = 8;
 
@@ -185,29 +187,6 @@ mod x86 {
                 _ => values_block::<8, 2>(scores, padded, v, len, &inv, dst, hidden, valid),
             }
             r0 += ROWS;
-        }
-    }
-
-    /// f32 -> bf16 bits, round to nearest even (what `vcvtne2ps2bf16` does).
-    fn to_bf16(v: f32) -> u32 {
-        half::bf16::from_f32(v).to_bits() as u32
-    }
-
-    /// `dst[i] = bf16(src[2i]) | bf16(src[2i + 1]) << 16`, `src` read as zero past its end.
-    #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
-    #[inline]
-    unsafe fn pairs(src: &[f32], dst: &mut [u32]) {
-        let full = (src.len() / 32).min(dst.len() / 16);
-        for c in 0..full {
-            let lo = _mm512_loadu_ps(src.as_ptr().add(c * 32));
-            let hi = _mm512_loadu_ps(src.as_ptr().add(c * 32 + 16));
-            let packed: __m512i = std::mem::transmute(_mm512_cvtne2ps_pbh(hi, lo));
-            _mm512_storeu_si512(dst.as_mut_ptr().add(c * 16) as *mut _, packed);
-        }
-        for (i, d) in dst.iter_mut().enumerate().skip(full * 16) {
-            let lo = src.get(2 * i).map_or(0, |&v| to_bf16(v));
-            let hi = src.get(2 * i + 1).map_or(0, |&v| to_bf16(v));
-            *d = lo | (hi << 16);
         }
     }
 
@@ -387,13 +366,26 @@ mod x86 {
                     }
                 }
             }
-            for (i, acc) in acc.iter().enumerate().take(valid - i0) {
-                let k = _mm512_set1_ps(inv[i0 + i]);
-                for (c, a) in acc.iter().enumerate() {
-                    _mm512_storeu_ps(dst.add((i0 + i) * hidden + 16 * c), _mm512_mul_ps(*a, k));
-                }
-            }
+            store_rows(&acc, &inv[i0..], valid - i0, dst.add(i0 * hidden), hidden);
             i0 += R;
+        }
+    }
+
+    /// `dst[i][..] = acc[i] · inv[i]` for the first `rows` rows (row stride `hidden`).
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn store_rows<const V: usize, const R: usize>(
+        acc: &[[__m512; V]; R],
+        inv: &[f32],
+        rows: usize,
+        dst: *mut f32,
+        hidden: usize,
+    ) {
+        for (i, acc) in acc.iter().enumerate().take(rows) {
+            let k = _mm512_set1_ps(inv[i]);
+            for (c, a) in acc.iter().enumerate() {
+                _mm512_storeu_ps(dst.add(i * hidden + 16 * c), _mm512_mul_ps(*a, k));
+            }
         }
     }
 
@@ -495,12 +487,7 @@ mod x86 {
                     }
                 }
             }
-            for (i, acc) in acc.iter().enumerate().take(valid - i0) {
-                let k = _mm512_set1_ps(inv[i0 + i]);
-                for (c, a) in acc.iter().enumerate() {
-                    _mm512_storeu_ps(dst.add((i0 + i) * hidden + 16 * c), _mm512_mul_ps(*a, k));
-                }
-            }
+            store_rows(&acc, &inv[i0..], valid - i0, dst.add(i0 * hidden), hidden);
             i0 += R;
         }
     }

@@ -121,12 +121,13 @@ pub fn matmul(
         });
 }
 
-/// f32 row -> bf16 pairs (round to nearest even), 32 values per instruction.
+/// f32 row -> bf16 pairs (round to nearest even), 32 values per instruction:
+/// `dst[i] = bf16(src[2i]) | bf16(src[2i + 1]) << 16`, `src` read as zero past its end.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
-unsafe fn convert_row(src: &[f32], dst: &mut [u32]) {
+pub(crate) unsafe fn convert_row(src: &[f32], dst: &mut [u32]) {
     use std::arch::x86_64::*;
-    let full = src.len() / 32;
+    let full = (src.len() / 32).min(dst.len() / 16);
     for c in 0..full {
         let lo = _mm512_loadu_ps(src.as_ptr().add(c * 32));
         let hi = _mm512_loadu_ps(src.as_ptr().add(c * 32 + 16));
@@ -134,14 +135,14 @@ unsafe fn convert_row(src: &[f32], dst: &mut [u32]) {
         _mm512_storeu_si512(dst.as_mut_ptr().add(c * 16) as *mut _, packed);
     }
     for (i, d) in dst.iter_mut().enumerate().skip(full * 16) {
-        let lo = to_bf16(src[2 * i]) as u32;
+        let lo = src.get(2 * i).map_or(0, |&v| to_bf16(v) as u32);
         let hi = src.get(2 * i + 1).map_or(0, |&v| to_bf16(v) as u32);
         *d = lo | (hi << 16);
     }
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-unsafe fn convert_row(_: &[f32], _: &mut [u32]) {
+pub(crate) unsafe fn convert_row(_: &[f32], _: &mut [u32]) {
     unreachable!("bf16 kernels are x86_64 only")
 }
 
