@@ -212,7 +212,7 @@ mod x86 {
         if scratch.len() < ROWS * padded {
             scratch.resize(ROWS * padded, 0.0);
         }
-        let need = padded * half + key_pairs * d + ROWS * half + ROWS * key_pairs;
+        let need = padded * half + key_pairs * d + ROWS * half + ROWS * key_pairs + half;
         if pairs_scratch.len() < need {
             pairs_scratch.resize(need, 0);
         }
@@ -220,16 +220,16 @@ mod x86 {
         let (kt, rest) = pairs_scratch.split_at_mut(padded * half);
         let (vp, rest) = rest.split_at_mut(key_pairs * d);
         let (qp, rest) = rest.split_at_mut(ROWS * half);
-        let pp = &mut rest[..ROWS * key_pairs];
+        let (pp, rest) = rest.split_at_mut(ROWS * key_pairs);
+        let key = &mut rest[..half];
         let q0 = start * stride + head * d;
         let k0 = q0 + hidden;
         let v0 = q0 + 2 * hidden;
         // kt[(panel * half + c) * 16 + lane] = pair c of key panel * 16 + lane (zero past len).
-        let mut key = vec![0u32; half];
         for j in 0..padded {
             let (panel, lane) = (j / 16, j % 16);
             if j < len {
-                pairs(&qkv[k0 + j * stride..k0 + j * stride + d], &mut key);
+                pairs(&qkv[k0 + j * stride..k0 + j * stride + d], key);
             } else {
                 key.fill(0);
             }

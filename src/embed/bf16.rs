@@ -83,7 +83,7 @@ pub fn matmul(
     x: &[f32],
     t: usize,
     w: &PackedBf16,
-    bias: Option<&[f32]>,
+    bias: &[f32],
     activation: Option<Activation>,
     out: &mut [f32],
 ) {
@@ -91,17 +91,7 @@ pub fn matmul(
     let (n, k) = (w.n, w.k);
     assert_eq!(x.len(), t * k);
     assert_eq!(out.len(), t * n);
-    let zeros;
-    let bias = match bias {
-        Some(b) => {
-            assert_eq!(b.len(), n, "bias size");
-            b
-        }
-        None => {
-            zeros = vec![0f32; n];
-            &zeros
-        }
-    };
+    assert_eq!(bias.len(), n, "bias size");
     x.par_chunks(ROWS_PER_TASK * k)
         .zip(out.par_chunks_mut(ROWS_PER_TASK * n))
         .for_each(|(xs, outs)| {
@@ -264,7 +254,7 @@ mod tests {
             let w = data(n * k, 2);
             let packed = PackedBf16::pack(&w, n, k);
             let mut out = vec![0f32; t * n];
-            matmul(&x, t, &packed, None, None, &mut out);
+            matmul(&x, t, &packed, &vec![0.0; n], None, &mut out);
             for i in 0..t {
                 for j in 0..n {
                     let exact: f64 = (0..k)

@@ -161,7 +161,7 @@ impl Dense {
         out: &mut [f32],
     ) {
         match &self.packed {
-            Some(packed) => bf16::matmul(x, t, packed, Some(&self.bias), activation, out),
+            Some(packed) => bf16::matmul(x, t, packed, &self.bias, activation, out),
             None => kernels::linear_activate(
                 x,
                 t,
