@@ -143,6 +143,15 @@ fn set_threads(threads: Option<usize>) -> Result<()> {
     Ok(())
 }
 
+/// What runs the matrix products for a forward pass in `dtype`.
+fn products(dtype: &str) -> &'static str {
+    if dtype == "bf16" {
+        "bf16 (AVX512_BF16 kernel)"
+    } else {
+        crate::embed::kernels::gemm().name()
+    }
+}
+
 /// The pipelines a run would use (`--pipelines`, else ./pipelines, else the built-in ones).
 fn load_pipelines(settings: &Settings) -> Result<crate::pipeline::Pipelines> {
     let dir = settings
@@ -355,7 +364,7 @@ pub async fn run(what: BenchCommand, settings: Settings, as_json: bool) -> Resul
                     "pairs_per_s": texts.len() as f64 / seconds, "tokens_per_s": tokens as f64 / seconds,
                     "peak_rss_mib": peak_rss_mib(), "checksum": scores.iter().map(|&s| s as f64).sum::<f64>(),
                     "threads": rayon::current_num_threads(), "dtype": dtype,
-                    "gemm": if dtype == "bf16" { "bf16 (AVX512_BF16 kernel)" } else { crate::embed::kernels::gemm().name() },
+                    "gemm": products(dtype),
                 }))
             })
             .await??;
@@ -396,7 +405,7 @@ pub async fn run(what: BenchCommand, settings: Settings, as_json: bool) -> Resul
                     "tokens_per_s": tokens as f64 / seconds, "peak_rss_mib": peak_rss_mib(),
                     "checksum": checksum, "batch_tokens": batch_tokens, "batch": batch,
                     "threads": rayon::current_num_threads(), "dtype": dtype,
-                    "gemm": if dtype == "bf16" { "bf16 (AVX512_BF16 kernel)" } else { crate::embed::kernels::gemm().name() },
+                    "gemm": products(dtype),
                 }))
             })
             .await??;

@@ -279,10 +279,9 @@ mod x86 {
             for (i, inv) in inv.iter_mut().enumerate() {
                 let row = &mut scores[i * padded..(i + 1) * padded];
                 *inv = 1.0 / exp_row(&mut row[..len], scale);
-                pairs(
-                    &row[..len],
-                    &mut pp[i * key_pairs..i * key_pairs + used_pairs],
-                );
+                // Zeros past the end, so the row converts in whole blocks of 32.
+                row[len..].fill(0.0);
+                pairs(row, &mut pp[i * key_pairs..(i + 1) * key_pairs]);
             }
             let dst = out.add((start + r0) * hidden + head * d);
             let valid = ROWS.min(len - r0);

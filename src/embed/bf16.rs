@@ -45,6 +45,11 @@ pub struct PackedBf16 {
 }
 
 impl PackedBf16 {
+    /// Width `k` of the packed weight's rows (the product's inputs).
+    pub fn inputs(&self) -> usize {
+        self.k
+    }
+
     /// Packs row-major `w[n × k]`.
     pub fn pack(w: &[f32], n: usize, k: usize) -> Self {
         assert_eq!(w.len(), n * k);

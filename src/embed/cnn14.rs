@@ -553,12 +553,16 @@ impl Weights {
 
 /// 3x3 convolution (padding 1, no bias) with its batch norm folded in, then ReLU.
 struct ConvBnRelu {
-    /// `[c_out, c_in, 3, 3]`
-    weight: Tensor,
-    bias: Tensor,
-    /// On CPU: the weights as a `[c_out, c_in * 9]` matrix and the bias, as plain rows for
-    /// [`ConvBnRelu::forward_cpu`].
-    cpu: Option<(Vec<f32>, Vec<f32>)>,
+    c_out: usize,
+    weights: ConvWeights,
+}
+
+/// A convolution's weights in the form its device runs: one copy, not both.
+enum ConvWeights {
+    /// Accelerators, for candle's conv2d: `[c_out, c_in, 3, 3]` and a `[1, c_out, 1, 1]` bias.
+    Device { weight: Tensor, bias: Tensor },
+    /// CPU, for [`ConvBnRelu::forward_cpu`]: `[c_out, c_in * 9]` rows and the bias.
+    Cpu { weight: Vec<f32>, bias: Vec<f32> },
 }
 
 impl ConvBnRelu {
@@ -570,34 +574,33 @@ impl ConvBnRelu {
         let (scale, shift) = w.batch_norm(bn, c_out)?;
         let weight = kernel
             .broadcast_mul(&scale.reshape((c_out, 1, 1, 1))?)?
-            .to_dtype(DType::F32)?
-            .to_device(device)?;
-        let cpu = if device.is_cpu() {
-            Some((
-                weight.flatten_all()?.to_vec1::<f32>()?,
-                shift.to_dtype(DType::F32)?.to_vec1::<f32>()?,
-            ))
+            .to_dtype(DType::F32)?;
+        let bias = shift.to_dtype(DType::F32)?;
+        let weights = if device.is_cpu() {
+            ConvWeights::Cpu {
+                weight: weight.flatten_all()?.to_vec1::<f32>()?,
+                bias: bias.to_vec1::<f32>()?,
+            }
         } else {
-            None
+            ConvWeights::Device {
+                weight: weight.to_device(device)?,
+                bias: bias.reshape((1, c_out, 1, 1))?.to_device(device)?,
+            }
         };
-        Ok(Self {
-            weight,
-            cpu,
-            bias: shift
-                .reshape((1, c_out, 1, 1))?
-                .to_dtype(DType::F32)?
-                .to_device(device)?,
-        })
+        Ok(Self { c_out, weights })
     }
 
     fn c_out(&self) -> usize {
-        self.weight.dims()[0]
+        self.c_out
     }
 
     /// On accelerators (CPU runs [`ConvBnRelu::forward_cpu`]).
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let y = x.conv2d(&self.weight, 1, 1, 1, 1)?;
-        Ok(y.broadcast_add(&self.bias)?.relu()?)
+        let ConvWeights::Device { weight, bias } = &self.weights else {
+            unreachable!("CPU convolutions run forward_cpu");
+        };
+        let y = x.conv2d(weight, 1, 1, 1, 1)?;
+        Ok(y.broadcast_add(bias)?.relu()?)
     }
 }
 
@@ -619,8 +622,10 @@ impl ConvBnRelu {
         w: usize,
         chunk: usize,
     ) -> Vec<f32> {
-        let (weight, bias) = self.cpu.as_ref().expect("CPU weights");
-        let c_out = bias.len();
+        let ConvWeights::Cpu { weight, bias } = &self.weights else {
+            unreachable!("accelerator convolutions run forward");
+        };
+        let c_out = self.c_out;
         let k = c_in * 9;
         let positions = h * w;
         let mut out = vec![0f32; c_out * positions];
@@ -961,16 +966,16 @@ mod tests {
         let x: Vec<f32> = (0..c_in * h * w).map(|i| val(i, 3)).collect();
         let dev = Device::Cpu;
         let wt = Tensor::from_vec(weight.clone(), (c_out, c_in, 3, 3), &dev).unwrap();
+        let bt = Tensor::from_vec(bias.clone(), (1, c_out, 1, 1), &dev).unwrap();
         let conv = ConvBnRelu {
-            weight: wt,
-            bias: Tensor::from_vec(bias.clone(), (1, c_out, 1, 1), &dev).unwrap(),
-            cpu: Some((weight, bias)),
+            c_out,
+            weights: ConvWeights::Cpu { weight, bias },
         };
         let xt = Tensor::from_vec(x.clone(), (1, c_in, h, w), &dev).unwrap();
         let want = xt
-            .conv2d(&conv.weight, 1, 1, 1, 1)
+            .conv2d(&wt, 1, 1, 1, 1)
             .unwrap()
-            .broadcast_add(&conv.bias)
+            .broadcast_add(&bt)
             .unwrap()
             .relu()
             .unwrap();

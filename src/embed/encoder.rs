@@ -4,11 +4,11 @@
 //! checkpoint layouts (bare or `bert.`/`roberta.` prefixed) and the classification heads, and so
 //! the hot path can be tuned in one place.
 
+use std::cell::RefCell;
+
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use serde::Deserialize;
-
-use std::cell::RefCell;
 
 use super::kernels::{self, Activation};
 use super::{attention, bf16};
@@ -126,12 +126,12 @@ fn flat(t: Tensor) -> candle_core::Result<Vec<f32>> {
     t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()
 }
 
-/// A linear layer's weight `[out × in]` and bias `[out]`, row-major; with a bf16 copy of the
-/// weight packed for [`bf16::matmul`] when the bf16 path is on.
+/// A linear layer's weight `[out × in]` and bias `[out]`, row-major; on the bf16 path the
+/// weight is packed for [`bf16::matmul`] instead (and the f32 copy freed).
 pub struct Dense {
-    pub weight: Vec<f32>,
+    weight: Vec<f32>,
     pub bias: Vec<f32>,
-    pub packed: Option<bf16::PackedBf16>,
+    packed: Option<bf16::PackedBf16>,
 }
 
 impl Dense {
@@ -143,13 +143,14 @@ impl Dense {
         })
     }
 
-    /// Packs a bf16 copy of the weight; products then run on the bf16 kernel.
+    /// Packs the weight as bf16 and frees the f32 copy; products then run on the bf16
+    /// kernel. Once packed, calling it again changes nothing.
     pub fn use_bf16(&mut self) {
-        self.packed = Some(bf16::PackedBf16::pack(
-            &self.weight,
-            self.bias.len(),
-            self.inputs(),
-        ));
+        if self.packed.is_none() {
+            let packed = bf16::PackedBf16::pack(&self.weight, self.bias.len(), self.inputs());
+            self.packed = Some(packed);
+            self.weight = Vec::new();
+        }
     }
 
     /// `out[t × out] = activation(x[t × in] · wᵀ + bias)`.
@@ -175,7 +176,10 @@ impl Dense {
     }
 
     pub fn inputs(&self) -> usize {
-        self.weight.len() / self.bias.len()
+        match &self.packed {
+            Some(packed) => packed.inputs(),
+            None => self.weight.len() / self.bias.len(),
+        }
     }
 
     /// `x[t × in] -> [t × out]`.
@@ -254,8 +258,6 @@ pub struct Encoder {
     embedding_norm: Norm,
     layers: Vec<Layer>,
     activation: Activation,
-    /// Products in bf16 (projections and attention); see [`Encoder::use_bf16`].
-    bf16: bool,
 }
 
 /// A batch of (unpadded) token sequences.
@@ -327,8 +329,12 @@ impl Encoder {
                 dense.use_bf16();
             }
         }
-        self.bf16 = true;
         true
+    }
+
+    /// Whether the products run on the bf16 kernels (projections and attention).
+    fn uses_bf16(&self) -> bool {
+        self.layers.iter().any(|l| l.qkv.packed.is_some())
     }
 
     /// Selects the number type of the products: `"f32"`, or `"bf16"` where the CPU has
@@ -340,6 +346,9 @@ impl Encoder {
         dtype: &str,
     ) -> std::result::Result<&'static str, String> {
         match dtype {
+            "f32" if self.uses_bf16() => {
+                Err("the model is already packed as bf16: load it again for f32".into())
+            }
             "f32" => Ok("f32"),
             "bf16" => {
                 if self.use_bf16() {
@@ -387,7 +396,6 @@ impl Encoder {
             embedding_norm: norm(c.hidden_size, c.layer_norm_eps, emb.pp("LayerNorm"))?,
             layers,
             activation: activation(&c.hidden_act)?,
-            bf16: false,
         })
     }
 
@@ -470,12 +478,13 @@ impl Encoder {
             } = ws;
             let heads = self.config.num_attention_heads;
             let fused = attention::supported(h / heads);
+            let bf16 = self.uses_bf16();
             for layer in &self.layers {
                 let qkv = grow(qkv, total * 3 * h);
                 layer.qkv.forward_into(&x, total, None, qkv);
                 let context = grow(context, total * h);
                 if fused {
-                    attention::attention(qkv, h, heads, &spans, self.bf16, context);
+                    attention::attention(qkv, h, heads, &spans, bf16, context);
                 } else {
                     kernels::attention(qkv, h, heads, &spans, context);
                 }

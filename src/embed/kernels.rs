@@ -290,12 +290,7 @@ pub fn matmul(
     );
 }
 
-/// `out[t×n] = x[t×k] · w[n×k]ᵀ + bias`.
-pub fn linear(x: &[f32], t: usize, k: usize, w: &[f32], bias: &[f32], out: &mut [f32]) {
-    linear_activate(x, t, k, w, bias, None, out)
-}
-
-/// `out = activation(x · wᵀ + bias)`, the bias and activation in one pass over the output.
+/// `out[t×n] = activation(x[t×k] · w[n×k]ᵀ + bias)`.
 pub fn linear_activate(
     x: &[f32],
     t: usize,
@@ -675,7 +670,7 @@ mod tests {
         let w = data(n * k, 2);
         let bias = data(n, 3);
         let mut out = vec![0f32; t * n];
-        linear(&x, t, k, &w, &bias, &mut out);
+        linear_activate(&x, t, k, &w, &bias, None, &mut out);
         let want = naive(&x, &w, t, n, k);
         for i in 0..t {
             for j in 0..n {

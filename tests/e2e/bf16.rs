@@ -209,7 +209,10 @@ fn bf16_cross_encoder_states_stay_within_cosine_0999_of_f32() {
         assert_eq!(m.set_dtype(dtype).unwrap(), dtype);
         m
     };
-    let (f, b) = (load("f32"), load("bf16"));
+    let (f, mut b) = (load("f32"), load("bf16"));
+    // The f32 weights are freed once packed: going back needs a fresh load, and says so.
+    assert!(b.set_dtype("f32").is_err());
+    assert_eq!(b.set_dtype("bf16").unwrap(), "bf16");
     let texts = passages();
     let questions: Vec<serde_json::Value> = serde_json::from_str(
         &std::fs::read_to_string(fixtures().join("corpus/questions.json")).unwrap(),
