@@ -193,11 +193,18 @@ impl Mosaic {
         Ok(service)
     }
 
-    /// The embedding space a text model writes to.
-    pub fn text_space(spec: &TextModelSpec) -> SpaceSpec {
+    /// The embedding space a text model writes to. With sentence vectors each chunk is a
+    /// multivector point (its own vector and one per sentence), in a space of its own name.
+    pub fn text_space(spec: &TextModelSpec, sentence_vectors: bool) -> SpaceSpec {
+        let name = format!("text/{}/{}", spec.id, spec.dims());
         SpaceSpec {
-            name: format!("text/{}/{}", spec.id, spec.dims()),
+            name: if sentence_vectors {
+                format!("{name}/sentences")
+            } else {
+                name
+            },
             dims: spec.dims(),
+            multivector: sentence_vectors,
         }
     }
 
@@ -206,6 +213,7 @@ impl Mosaic {
         SpaceSpec {
             name: format!("audio/cnn14/{dims}"),
             dims,
+            multivector: false,
         }
     }
 

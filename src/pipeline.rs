@@ -48,6 +48,10 @@ pub struct EmbedderSection {
     pub passage_prefix: Option<String>,
     pub batch_tokens: usize,
     pub dtype: String,
+    /// Also embed every sentence of a chunk (with the chunk's context line); the chunk then
+    /// scores as the best of its vectors against the question.
+    #[serde(default)]
+    pub sentence_vectors: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -247,6 +247,78 @@ fn trim_range(text: &str, start: usize, end: usize) -> (usize, usize) {
     (s, e.max(s))
 }
 
+/// A fragment with fewer words than this (a list marker, "Fixed", a lone number) is joined
+/// to the next sentence: alone it carries little more than the context line.
+const MIN_SENTENCE_WORDS: usize = 3;
+
+/// At most this many sentence vectors per chunk (a chunk holds at most a few hundred tokens,
+/// so only a chunk of very short lines reaches it; later sentences are then left to the
+/// chunk's own vector).
+pub const MAX_SENTENCES: usize = 64;
+
+/// Byte ranges of the sentences of a chunk's text: Unicode sentence boundaries, where a
+/// blank line (a paragraph or heading break) also ends a sentence but a single line break
+/// (hard-wrapped plain text) does not. Trimmed, with fragments under [`MIN_SENTENCE_WORDS`]
+/// words joined to their neighbour. Empty when the text is a single sentence: the chunk's own
+/// vector already covers it.
+pub fn sentence_spans(text: &str) -> Vec<(usize, usize)> {
+    let flat = unwrap_lines(text);
+    let mut spans: Vec<(usize, usize)> = Vec::new();
+    let mut pending: Option<(usize, usize)> = None;
+    for (offset, piece) in flat.split_sentence_bound_indices() {
+        let (s, e) = trim_range(&flat, offset, offset + piece.len());
+        if s >= e {
+            continue;
+        }
+        let (s, e) = match pending.take() {
+            Some((ps, _)) => (ps, e),
+            None => (s, e),
+        };
+        if flat[s..e].split_whitespace().count() < MIN_SENTENCE_WORDS {
+            pending = Some((s, e));
+        } else {
+            spans.push((s, e));
+        }
+    }
+    if let Some((s, e)) = pending {
+        match spans.last_mut() {
+            Some(last) => last.1 = e,
+            None => spans.push((s, e)),
+        }
+    }
+    if spans.len() <= 1 {
+        return Vec::new();
+    }
+    spans.truncate(MAX_SENTENCES);
+    spans
+}
+
+/// `text` with each line break that is not part of a blank line turned into a space (byte for
+/// byte, so offsets carry over).
+fn unwrap_lines(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let blank_next = |i: usize| {
+        bytes[i + 1..]
+            .iter()
+            .find(|b| !matches!(b, b' ' | b'\t' | b'\r'))
+            .is_none_or(|&b| b == b'\n')
+    };
+    let blank_before = |i: usize| {
+        bytes[..i]
+            .iter()
+            .rev()
+            .find(|b| !matches!(b, b' ' | b'\t' | b'\r'))
+            .is_none_or(|&b| b == b'\n')
+    };
+    let mut out = bytes.to_vec();
+    for (i, &b) in bytes.iter().enumerate() {
+        if (b == b'\n' || b == b'\r') && !blank_next(i) && !blank_before(i) {
+            out[i] = b' ';
+        }
+    }
+    String::from_utf8(out).expect("only ASCII bytes were replaced")
+}
+
 /// Converts byte offsets of `text` to character (Unicode scalar) offsets.
 pub struct CharIndex {
     starts: Vec<usize>,
@@ -300,6 +372,50 @@ mod tests {
 
     fn md(text: &str) -> Extracted {
         extract(DocumentKind::Markdown, text.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn sentences_split_on_boundaries_and_lines_and_join_fragments() {
+        let text = "Punctuality and cancellations\n\nAcross all routes, 96.8 percent of sailings\n\
+                    departed on time. We cancelled 143 sailings.\n\n- Fixed\n\n- Vehicles carried: 96,400";
+        let got: Vec<&str> = sentence_spans(text)
+            .into_iter()
+            .map(|(s, e)| &text[s..e])
+            .collect();
+        assert_eq!(
+            got,
+            [
+                "Punctuality and cancellations",
+                // A hard-wrapped line does not end the sentence.
+                "Across all routes, 96.8 percent of sailings\ndeparted on time.",
+                "We cancelled 143 sailings.",
+                "- Fixed\n\n- Vehicles carried: 96,400",
+            ]
+        );
+        // One sentence (or one plus a fragment): nothing beyond the chunk's own vector.
+        assert!(sentence_spans("A single sentence here.").is_empty());
+        assert!(sentence_spans("A single sentence here. Yes.").is_empty());
+        assert!(sentence_spans("").is_empty());
+        // A trailing fragment joins the sentence before it.
+        let text = "First full sentence here. Second full sentence here. Ok.";
+        let last = *sentence_spans(text).last().unwrap();
+        assert_eq!(&text[last.0..last.1], "Second full sentence here. Ok.");
+    }
+
+    proptest! {
+        /// Sentence spans are ordered, disjoint, trimmed, on char boundaries, and bounded.
+        #[test]
+        fn sentence_spans_are_ordered_slices(text in "[a-zé .!?\n-]{0,400}") {
+            let spans = sentence_spans(&text);
+            prop_assert!(spans.len() <= MAX_SENTENCES);
+            let mut end = 0;
+            for (s, e) in spans {
+                prop_assert!(s >= end && s < e && e <= text.len());
+                prop_assert!(text.is_char_boundary(s) && text.is_char_boundary(e));
+                prop_assert_eq!(text[s..e].trim(), &text[s..e]);
+                end = e;
+            }
+        }
     }
 
     #[test]

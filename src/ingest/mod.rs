@@ -20,8 +20,8 @@ use thiserror::Error;
 
 use crate::app::{AppError, Mosaic};
 use crate::catalog::{
-    self, chunk_id, clock, source_id, Anchor, CatalogError, ChunkRecord, FinishedSource,
-    MediaRecord, Modality,
+    self, chunk_id, clock, source_id, with_context, Anchor, CatalogError, ChunkRecord,
+    FinishedSource, MediaRecord, Modality,
 };
 use crate::embed::audio::{AudioEmbedderService, WindowOptions};
 use crate::embed::{EmbedderService, Purpose};
@@ -108,6 +108,8 @@ struct Prepared {
     title: Option<String>,
     chunks: Vec<ChunkRecord>,
     vectors: Vec<Vec<f32>>,
+    /// Per chunk, the vectors of its sentences (empty without sentence vectors).
+    sentence_vectors: Vec<Vec<Vec<f32>>>,
     /// Version of the pipeline that made the chunks (text or audio).
     version: String,
     /// Audio windows: chunks and vectors for the audio space (not in BM25).
@@ -393,6 +395,7 @@ fn read_and_chunk(
         title,
         chunks,
         vectors: Vec::new(),
+        sentence_vectors: Vec::new(),
         version: pipeline_version.to_string(),
         extra: Vec::new(),
         extra_vectors: Vec::new(),
@@ -418,7 +421,8 @@ impl Mosaic {
         let model_id = self.pipelines.text.embedder.model.clone();
         let embedder = self.text_embedder(&model_id).await?;
         let spec = embedder.spec().clone();
-        let space = Mosaic::text_space(&spec);
+        let sentence_vectors = self.pipelines.text.embedder.sentence_vectors;
+        let space = Mosaic::text_space(&spec, sentence_vectors);
         self.vectors.ensure_space(&space).await?;
         self.catalog
             .ensure_space(&space.name, &spec.id, space.dims, "text")
@@ -536,7 +540,7 @@ impl Mosaic {
                         }
                         other => other,
                     };
-                    embed_outcome(outcome, &embedder).await
+                    embed_outcome(outcome, &embedder, sentence_vectors).await
                 }
             })
             .buffered(self.settings.ingest.parallel_files.max(1));
@@ -581,7 +585,13 @@ impl Mosaic {
         report.chunks += self.commit_batch(&mut batch, &space.name).await?;
         report.ingested += last;
         if report.ingested > 0 || report.removed > 0 {
+            progress.set_message("building vector indexes");
+            let started = std::time::Instant::now();
             self.vectors.optimize().await?;
+            tracing::info!(
+                secs = started.elapsed().as_secs_f64(),
+                "vector indexes built"
+            );
         }
         self.lexical.run(|l| l.close_writer()).await?;
         progress.finish_and_clear();
@@ -612,11 +622,14 @@ impl Mosaic {
             .await?;
         self.remove_from_stores(&p.source_id).await?;
         self.vectors
-            .upsert(space, vector_points(&p.chunks, &p.vectors))
+            .upsert(
+                space,
+                vector_points(&p.chunks, &p.vectors, &p.sentence_vectors),
+            )
             .await?;
         if let Some(extra_space) = &p.extra_space {
             self.vectors
-                .upsert(extra_space, vector_points(&p.extra, &p.extra_vectors))
+                .upsert(extra_space, vector_points(&p.extra, &p.extra_vectors, &[]))
                 .await?;
         }
         let docs: Vec<LexicalDoc> = p
@@ -711,14 +724,21 @@ impl Mosaic {
     }
 }
 
-/// Chunks with their vectors as points, with the payload queries filter and display on.
-fn vector_points(chunks: &[ChunkRecord], vectors: &[Vec<f32>]) -> Vec<VectorPoint> {
+/// Chunks with their vectors (and sentence vectors, when given: one list per chunk) as
+/// points, with the payload queries filter and display on.
+fn vector_points(
+    chunks: &[ChunkRecord],
+    vectors: &[Vec<f32>],
+    sentence_vectors: &[Vec<Vec<f32>>],
+) -> Vec<VectorPoint> {
     chunks
         .iter()
         .zip(vectors)
-        .map(|(c, v)| VectorPoint {
+        .enumerate()
+        .map(|(i, (c, v))| VectorPoint {
             id: c.id.clone(),
             vector: v.clone(),
+            parts: sentence_vectors.get(i).cloned().unwrap_or_default(),
             payload: json!({
                 "source_id": c.source_id,
                 "modality": c.modality.as_str(),
@@ -939,6 +959,7 @@ impl Mosaic {
             title: Some(name),
             chunks,
             vectors: Vec::new(),
+            sentence_vectors: Vec::new(),
             version,
             extra,
             extra_vectors,
@@ -953,15 +974,32 @@ impl Mosaic {
     }
 }
 
-/// Embeds a prepared file's chunks on the model thread.
+/// Embeds a prepared file's chunks on the model thread, and with `sentences` each sentence
+/// of each chunk, under the chunk's context line as the chunk itself is embedded.
 async fn embed_outcome(
     outcome: Outcome,
     embedder: &EmbedderService,
+    sentences: bool,
 ) -> Result<Outcome, IngestError> {
     let Outcome::Prepared(mut p) = outcome else {
         return Ok(outcome);
     };
-    let texts: Vec<String> = p.chunks.iter().map(|c| c.indexed_text()).collect();
-    p.vectors = embedder.embed(texts, Purpose::Passage).await?;
+    let mut texts: Vec<String> = p.chunks.iter().map(|c| c.indexed_text()).collect();
+    let mut owners = Vec::new();
+    if sentences {
+        for (i, c) in p.chunks.iter().enumerate() {
+            for (s, e) in chunk::sentence_spans(&c.text) {
+                texts.push(with_context(&c.context, &c.text[s..e]));
+                owners.push(i);
+            }
+        }
+    }
+    let mut vectors = embedder.embed(texts, Purpose::Passage).await?;
+    let sentence_vectors = vectors.split_off(p.chunks.len());
+    p.vectors = vectors;
+    p.sentence_vectors = vec![Vec::new(); p.chunks.len()];
+    for (owner, v) in owners.into_iter().zip(sentence_vectors) {
+        p.sentence_vectors[owner].push(v);
+    }
     Ok(Outcome::Prepared(p))
 }

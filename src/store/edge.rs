@@ -13,9 +13,9 @@ use futures::FutureExt;
 use qdrant_edge::{
     Condition, CountRequest, CreateIndex, Distance, EdgeConfigBuilder, EdgeShard,
     EdgeVectorParamsBuilder, FieldCondition, FieldIndexOperations, Filter, JsonPath, Match,
-    NamedQuery, NamedVectors, PayloadFieldSchema, PayloadSchemaType, PointId,
-    PointInsertOperations, PointOperations, PointStruct, QueryEnum, SearchRequest, UpdateOperation,
-    Vector, WithPayloadInterface,
+    MultiVectorComparator, MultiVectorConfig, NamedQuery, NamedVectors, PayloadFieldSchema,
+    PayloadSchemaType, PointId, PointInsertOperations, PointOperations, PointStruct, QueryEnum,
+    SearchRequest, UpdateOperation, Vector, WithPayloadInterface,
 };
 
 use super::{Result, SearchFilter, SpaceSpec, StoreError, VectorHit, VectorPoint, VectorStore};
@@ -23,9 +23,13 @@ use super::{Result, SearchFilter, SpaceSpec, StoreError, VectorHit, VectorPoint,
 /// The vector inside each per-space shard is named after the space's last part.
 const VECTOR_NAME: &str = "dense";
 
+/// Marker file of a multivector space (its points score by `max_sim`).
+const MULTIVECTOR_MARKER: &str = "multivector";
+
 struct Space {
     shard: EdgeShard,
     dims: usize,
+    multivector: bool,
 }
 
 /// qdrant-edge shards, one per embedding space.
@@ -78,7 +82,15 @@ impl EdgeStore {
             };
             let shard = EdgeShard::load(&path, None).map_err(engine)?;
             let dims = read_dims(&path)?;
-            spaces.insert(name.trim().to_string(), Arc::new(Space { shard, dims }));
+            let multivector = path.join(MULTIVECTOR_MARKER).exists();
+            spaces.insert(
+                name.trim().to_string(),
+                Arc::new(Space {
+                    shard,
+                    dims,
+                    multivector,
+                }),
+            );
         }
         Ok(Self {
             root: root.to_path_buf(),
@@ -117,6 +129,12 @@ impl EdgeStore {
                     got: spec.dims,
                 });
             }
+            if existing.multivector != spec.multivector {
+                return Err(StoreError::Layout {
+                    space: spec.name.clone(),
+                    existing: existing.multivector,
+                });
+            }
             return Ok(());
         }
         let path = self.root.join(folder_name(&spec.name));
@@ -129,11 +147,14 @@ impl EdgeStore {
             std::fs::remove_dir_all(&path).map_err(io)?;
         }
         std::fs::create_dir_all(&path).map_err(io)?;
+        let mut params = EdgeVectorParamsBuilder::new(spec.dims, Distance::Cosine);
+        if spec.multivector {
+            params = params.multivector_config(MultiVectorConfig {
+                comparator: MultiVectorComparator::MaxSim,
+            });
+        }
         let config = EdgeConfigBuilder::new()
-            .vector(
-                VECTOR_NAME,
-                EdgeVectorParamsBuilder::new(spec.dims, Distance::Cosine).build(),
-            )
+            .vector(VECTOR_NAME, params.build())
             .build();
         let shard = EdgeShard::new(&path, config).map_err(engine)?;
         for field in ["source_id", "modality"] {
@@ -150,6 +171,9 @@ impl EdgeStore {
         }
         shard.flush();
         std::fs::write(path.join("dims"), spec.dims.to_string()).map_err(io)?;
+        if spec.multivector {
+            std::fs::write(path.join(MULTIVECTOR_MARKER), "max_sim").map_err(io)?;
+        }
         // Written last: its presence means the space is complete.
         std::fs::write(path.join("space-name"), &spec.name).map_err(io)?;
         spaces.insert(
@@ -157,6 +181,7 @@ impl EdgeStore {
             Arc::new(Space {
                 shard,
                 dims: spec.dims,
+                multivector: spec.multivector,
             }),
         );
         Ok(())
@@ -228,15 +253,31 @@ impl VectorStore for EdgeStore {
             blocking(move || {
                 let mut batch = Vec::with_capacity(points.len());
                 for point in points {
-                    if point.vector.len() != target.dims {
+                    if let Some(wrong) = std::iter::once(&point.vector)
+                        .chain(&point.parts)
+                        .find(|v| v.len() != target.dims)
+                    {
                         return Err(StoreError::Dimensions {
                             space: space_name.clone(),
                             expected: target.dims,
-                            got: point.vector.len(),
+                            got: wrong.len(),
                         });
                     }
-                    let vectors = NamedVectors::default()
-                        .add_vector(VECTOR_NAME, Vector::new_dense(point.vector));
+                    let vector = if target.multivector {
+                        let mut all = Vec::with_capacity(1 + point.parts.len());
+                        all.push(point.vector);
+                        all.extend(point.parts);
+                        Vector::new_multi(all).map_err(engine)?
+                    } else if point.parts.is_empty() {
+                        Vector::new_dense(point.vector)
+                    } else {
+                        return Err(StoreError::NotMultivector {
+                            space: space_name.clone(),
+                            id: point.id,
+                            parts: point.parts.len(),
+                        });
+                    };
+                    let vectors = NamedVectors::default().add_vector(VECTOR_NAME, vector);
                     batch.push(
                         PointStruct::new(point_id(&point.id)?, vectors, point.payload).into(),
                     );
@@ -302,9 +343,16 @@ impl VectorStore for EdgeStore {
                 });
             }
             blocking(move || {
+                // A multivector space takes the query as a one-vector multivector: its score
+                // against a point is then the best of the point's vectors.
+                let query = if target.multivector {
+                    Vector::new_multi(vec![vector]).map_err(engine)?
+                } else {
+                    Vector::new_dense(vector)
+                };
                 let request = SearchRequest {
                     query: QueryEnum::Nearest(NamedQuery {
-                        query: Vector::new_dense(vector).into(),
+                        query: query.into(),
                         using: Some(VECTOR_NAME.into()),
                     }),
                     filter: build_filter(&filter),
@@ -401,6 +449,7 @@ mod tests {
         let space = SpaceSpec {
             name: "text/test/8".into(),
             dims: 8,
+            multivector: false,
         };
         store.ensure_space(&space).await.unwrap();
         store.ensure_space(&space).await.unwrap();
@@ -413,6 +462,7 @@ mod tests {
             .map(|(i, id)| VectorPoint {
                 id: id.clone(),
                 vector: unit(8, i),
+                parts: Vec::new(),
                 payload: json!({"source_id": if i < 2 { "a" } else { "b" }, "modality": "text"}),
             })
             .collect();
@@ -424,6 +474,7 @@ mod tests {
                 vec![VectorPoint {
                     id: ids[0].clone(),
                     vector: unit(8, 0),
+                    parts: Vec::new(),
                     payload: json!({"source_id": "a", "modality": "text"}),
                 }],
             )
@@ -462,7 +513,81 @@ mod tests {
         let wrong = SpaceSpec {
             name: space.name.clone(),
             dims: 4,
+            multivector: false,
         };
         assert!(reopened.ensure_space(&wrong).await.is_err());
+        let other_layout = SpaceSpec {
+            multivector: true,
+            ..space.clone()
+        };
+        assert!(matches!(
+            reopened.ensure_space(&other_layout).await,
+            Err(StoreError::Layout { .. })
+        ));
+        // A one-vector space refuses sentence vectors instead of dropping them.
+        let refused = reopened
+            .upsert(
+                &space.name,
+                vec![VectorPoint {
+                    id: ids[3].clone(),
+                    vector: unit(8, 3),
+                    parts: vec![unit(8, 4)],
+                    payload: json!({"source_id": "b", "modality": "text"}),
+                }],
+            )
+            .await;
+        assert!(matches!(refused, Err(StoreError::NotMultivector { .. })));
+    }
+
+    /// A multivector point scores as the best of its vectors: a point whose own vector points
+    /// elsewhere is still found first through one of its parts, and outranks a point that
+    /// matches only moderately. The layout survives a reload.
+    #[tokio::test]
+    async fn multivector_points_score_by_their_best_vector() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EdgeStore::open(dir.path()).unwrap();
+        let space = SpaceSpec {
+            name: "text/test/8/sentences".into(),
+            dims: 8,
+            multivector: true,
+        };
+        store.ensure_space(&space).await.unwrap();
+        let a = uuid::Uuid::from_u128(1).to_string();
+        let b = uuid::Uuid::from_u128(2).to_string();
+        let mut moderate = unit(8, 5);
+        moderate[6] = 0.9;
+        let points = vec![
+            VectorPoint {
+                id: a.clone(),
+                vector: unit(8, 0),
+                parts: vec![unit(8, 1), unit(8, 6)],
+                payload: json!({"source_id": "a", "modality": "text"}),
+            },
+            VectorPoint {
+                id: b.clone(),
+                vector: moderate,
+                parts: Vec::new(),
+                payload: json!({"source_id": "b", "modality": "text"}),
+            },
+        ];
+        store.upsert(&space.name, points).await.unwrap();
+        store.optimize().await.unwrap();
+        store.flush().await.unwrap();
+        drop(store);
+
+        let store = EdgeStore::open(dir.path()).unwrap();
+        assert_eq!(store.count(&space.name).await.unwrap(), 2);
+        let hits = store
+            .search(&space.name, unit(8, 6), 2, SearchFilter::default())
+            .await
+            .unwrap();
+        let ids: Vec<&str> = hits.iter().map(|h| h.id.as_str()).collect();
+        assert_eq!(ids, [a.as_str(), b.as_str()]);
+        // The best part's cosine (an identical vector: 1), not a mean over the point's
+        // vectors (about 0.35 here, below the other point's 0.67).
+        assert!((hits[0].score - 1.0).abs() < 1e-4, "{}", hits[0].score);
+        assert!(hits[1].score < 0.7, "{}", hits[1].score);
+        store.delete_source("a").await.unwrap();
+        assert_eq!(store.count(&space.name).await.unwrap(), 1);
     }
 }

@@ -26,6 +26,14 @@ pub enum StoreError {
         expected: usize,
         got: usize,
     },
+    #[error("space {space} holds one vector per point; got {parts} more for point {id}")]
+    NotMultivector {
+        space: String,
+        id: String,
+        parts: usize,
+    },
+    #[error("space {space} exists with another vector layout (multivector: {existing})")]
+    Layout { space: String, existing: bool },
     #[error("blocking task failed: {0}")]
     Join(String),
 }
@@ -33,7 +41,10 @@ pub enum StoreError {
 impl HasFault for StoreError {
     fn fault(&self) -> Fault {
         match self {
-            StoreError::UnknownSpace(_) | StoreError::Dimensions { .. } => Fault::User,
+            StoreError::UnknownSpace(_)
+            | StoreError::Dimensions { .. }
+            | StoreError::NotMultivector { .. }
+            | StoreError::Layout { .. } => Fault::User,
             _ => Fault::Internal,
         }
     }
@@ -46,6 +57,9 @@ pub type Result<T> = std::result::Result<T, StoreError>;
 pub struct SpaceSpec {
     pub name: String,
     pub dims: usize,
+    /// Each point holds several vectors (a text chunk's own vector and one per sentence) and
+    /// scores as the best of them against the query (Qdrant's multivector `max_sim`).
+    pub multivector: bool,
 }
 
 /// One point to upsert: a chunk's vector plus the payload queries filter and display on.
@@ -54,6 +68,9 @@ pub struct VectorPoint {
     /// Chunk id (a UUID string).
     pub id: String,
     pub vector: Vec<f32>,
+    /// Further vectors of the same point (a text chunk's sentences), scored together with
+    /// `vector` by best match. Only multivector spaces take them.
+    pub parts: Vec<Vec<f32>>,
     /// Must include `source_id` and `modality`.
     pub payload: serde_json::Value,
 }

@@ -71,14 +71,14 @@ pub fn ok(output: &Output) -> serde_json::Value {
     json(output)
 }
 
-/// Copies the test corpus (documents only) into a fresh folder.
+/// Copies the test corpus (documents only: no README, no question sets) into a fresh folder.
 pub fn corpus_copy(into: &Path) -> PathBuf {
     let dir = into.join("corpus");
     std::fs::create_dir_all(&dir).unwrap();
     for entry in std::fs::read_dir(fixtures().join("corpus")).unwrap() {
         let path = entry.unwrap().path();
         let name = path.file_name().unwrap().to_string_lossy().to_string();
-        if name == "README.md" || name == "questions.json" {
+        if name == "README.md" || name.ends_with(".json") {
             continue;
         }
         std::fs::copy(&path, dir.join(&name)).unwrap();
