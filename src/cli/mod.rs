@@ -284,7 +284,12 @@ async fn run(cli: Cli, settings: Settings) -> Result<ExitCode> {
             }
             if cli.json {
                 let hits: Vec<_> = outcome.hits.iter().map(|h| h.to_json()).collect();
-                print_json(&json!({ "query": query, "hits": hits }));
+                print_json(&json!({
+                    "query": query,
+                    "hits": hits,
+                    "reranker": outcome.reranker,
+                    "notices": outcome.notices,
+                }));
             } else {
                 if outcome.hits.is_empty() {
                     println!("no results");

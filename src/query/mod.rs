@@ -10,7 +10,7 @@ use thiserror::Error;
 use tokio::sync::mpsc;
 
 use crate::app::Mosaic;
-use crate::catalog::{Anchor, CatalogError, SourceRef, StoredChunk};
+use crate::catalog::{with_context, Anchor, CatalogError, SourceRef, StoredChunk};
 use crate::embed::Purpose;
 use crate::fault::{Fault, HasFault};
 use crate::ingest::uri_path;
@@ -98,6 +98,8 @@ pub struct HitJson {
     /// Opens the source at the anchor (`#page=3`, `#t=751.0,785.0`).
     pub url: String,
     pub text: String,
+    /// Title and section headings above the passage (`Report > Finances`); empty when none.
+    pub context: String,
 }
 
 impl Hit {
@@ -111,6 +113,7 @@ impl Hit {
             anchor: self.chunk.anchor.clone(),
             url: citation_url(&self.chunk),
             text: self.chunk.text.clone(),
+            context: self.chunk.context.clone(),
         }
     }
 }
@@ -298,8 +301,12 @@ impl Mosaic {
             match self.reranker(&settings.rerank.model).await {
                 Ok(reranker) => {
                     let n = settings.rerank.top_n.min(ranked.len());
-                    let passages: Vec<String> =
-                        ranked[..n].iter().map(|(_, c)| c.text.clone()).collect();
+                    // The cross-encoder reads a passage as the embedder and BM25 do: under its
+                    // title > section line.
+                    let passages: Vec<String> = ranked[..n]
+                        .iter()
+                        .map(|(_, c)| with_context(&c.context, &c.text))
+                        .collect();
                     let scores = reranker.score(query.to_string(), passages).await?;
                     let mut head: Vec<(f64, StoredChunk)> = ranked
                         .drain(..n)

@@ -134,3 +134,119 @@ fn sentence_vectors_rank_the_answers_higher() {
         "sentence vectors must raise dense MRR: {with:.2} vs {without:.2} (sums over 44 questions)"
     );
 }
+
+/// The rerank stage end to end: with a cross-encoder installed (the random-weight BERT
+/// fixture, named in a `query.toml` override), `search` scores the fused candidates with it,
+/// reading each passage under its context line, and orders them by that score; without one it
+/// keeps the fused order and says reranking was skipped.
+#[test]
+fn search_reranks_the_fused_candidates_with_the_installed_cross_encoder() {
+    let index = shared_index();
+    let dir = tempfile::tempdir().unwrap();
+    let models = dir.path().join("models");
+    std::fs::create_dir_all(&models).unwrap();
+    std::os::unix::fs::symlink(
+        crate::common::real_model(crate::common::MINILM),
+        models.join("sentence-transformers--all-MiniLM-L6-v2"),
+    )
+    .unwrap();
+    let fixture = fixtures().join("models/tiny-bert-cross-encoder");
+    let models_env = ("MOSAIC__MODELS__DIR", models.to_str().unwrap());
+    ok(&mosaic(
+        &dir.path().join("import-data"),
+        &[
+            "--json",
+            "models",
+            "import",
+            fixture.to_str().unwrap(),
+            "--id",
+            "mosaic-test/tiny-ce",
+        ],
+        &[models_env],
+    ));
+    let pipelines = dir.path().join("pipelines");
+    std::fs::create_dir_all(&pipelines).unwrap();
+    let query_toml =
+        std::fs::read_to_string(crate::common::repo().join("pipelines/query.toml")).unwrap();
+    let configured = "model = \"cross-encoder/ms-marco-MiniLM-L-6-v2\"";
+    assert!(query_toml.contains(configured));
+    std::fs::write(
+        pipelines.join("query.toml"),
+        query_toml
+            .replace(configured, "model = \"mosaic-test/tiny-ce\"")
+            .replace("top_n = 20", "top_n = 12"),
+    )
+    .unwrap();
+    let env = [
+        models_env,
+        ("MOSAIC_PIPELINES", pipelines.to_str().unwrap()),
+    ];
+
+    let question = "How much energy can the batteries of the new electric ferry store?";
+    let search = |extra: &[&str], env: &[(&str, &str)]| {
+        let mut args = vec!["--json", "search", question, "-n", "12"];
+        args.extend_from_slice(extra);
+        ok(&mosaic(&index.data, &args, env))
+    };
+    let fused = search(&["--no-rerank"], &env);
+    let reranked = search(&[], &env);
+    assert_eq!(reranked["reranker"], "mosaic-test/tiny-ce", "{reranked}");
+    let ids = |v: &serde_json::Value| -> Vec<String> {
+        v["hits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["chunk_id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    // The same 12 fused candidates, reordered.
+    let mut a = ids(&fused);
+    let mut b = ids(&reranked);
+    assert_eq!(a.len(), 12);
+    a.sort();
+    b.sort();
+    assert_eq!(a, b);
+
+    // Each hit's score is the cross-encoder's score of (question, context + passage), and the
+    // hits come in descending order of it.
+    let hits = reranked["hits"].as_array().unwrap();
+    let passages: Vec<String> = hits
+        .iter()
+        .map(|h| {
+            mosaic::catalog::with_context(
+                h["context"].as_str().unwrap(),
+                h["text"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert!(hits.iter().any(|h| h["context"] != ""), "{reranked}");
+    let model = mosaic::embed::CrossEncoder::load(
+        "mosaic-test/tiny-ce",
+        &models.join("mosaic-test--tiny-ce"),
+        None,
+        8192,
+    )
+    .unwrap();
+    let expected = model.score(question, &passages).unwrap();
+    for (hit, want) in hits.iter().zip(&expected) {
+        let got = hit["score"].as_f64().unwrap();
+        assert!((got - *want as f64).abs() < 1e-4, "{got} vs {want}");
+    }
+    assert!(expected.windows(2).all(|w| w[0] >= w[1]), "{expected:?}");
+    assert_ne!(
+        ids(&fused),
+        ids(&reranked),
+        "random weights reorder 12 passages"
+    );
+
+    // The configured reranker is not installed in the test setup: fused order, and a notice.
+    let plain = search(&[], &[]);
+    assert_eq!(plain["reranker"], serde_json::Value::Null);
+    let notices = plain["notices"].as_array().unwrap();
+    assert!(
+        notices
+            .iter()
+            .any(|n| n.as_str().unwrap().contains("reranking skipped")),
+        "{plain}"
+    );
+}
