@@ -1,6 +1,6 @@
 //! Retrieval quality on the test corpus, with two question sets whose answers each live in one
 //! passage: `questions.json` (20, written with the corpus) and `questions-heldout.json` (24,
-//! written later, before sentence vectors were measured, and never tuned to). Hybrid,
+//! written later, before anything was measured on them, and never tuned to). Hybrid,
 //! dense-only and BM25-only are measured side by side and printed; the numbers are reported in
 //! docs/performance.md, not tuned to.
 //!
