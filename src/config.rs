@@ -175,9 +175,45 @@ pub fn resolve(
         set_path(&mut merged, &keys, value.clone());
     }
 
-    merged
+    let settings = merged
         .try_into::<Settings>()
-        .map_err(|e| ConfigError::Invalid(e.to_string()))
+        .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+    validate(settings)
+}
+
+/// Checks what parsing cannot: an empty LLM URL means "not set", any other must be an http(s)
+/// URL, and a pipelines folder that was named must exist.
+fn validate(mut settings: Settings) -> Result<Settings, ConfigError> {
+    settings.llm.base_url = settings
+        .llm
+        .base_url
+        .map(|u| u.trim().to_string())
+        .filter(|u| !u.is_empty());
+    if let Some(url) = &settings.llm.base_url {
+        match reqwest::Url::parse(url) {
+            Ok(parsed) if matches!(parsed.scheme(), "http" | "https") => {}
+            Ok(parsed) => {
+                return Err(ConfigError::Invalid(format!(
+                    "llm.base_url {url:?} must be an http or https URL, not {}",
+                    parsed.scheme()
+                )))
+            }
+            Err(e) => {
+                return Err(ConfigError::Invalid(format!(
+                "llm.base_url {url:?} is not a URL ({e}); expected e.g. http://127.0.0.1:8080/v1"
+            )))
+            }
+        }
+    }
+    if let Some(dir) = &settings.pipelines_dir {
+        if !dir.is_dir() {
+            return Err(ConfigError::Invalid(format!(
+                "pipelines folder {} does not exist",
+                dir.display()
+            )));
+        }
+    }
+    Ok(settings)
 }
 
 /// Environment values are strings; read one as the type of the setting it replaces
@@ -297,6 +333,43 @@ mod tests {
         .unwrap();
         assert_eq!(settings.data_dir, PathBuf::from("from-flag"));
         assert_eq!(settings.llm.model, "file-model");
+    }
+
+    #[test]
+    fn llm_urls_and_pipeline_folders_are_checked() {
+        let url = |value: &str| {
+            resolve(
+                Some(Path::new("/dev/null")),
+                env(&[("MOSAIC__LLM__BASE_URL", value)]),
+                &[],
+            )
+        };
+        // Empty means "not set" (an unset variable in a compose file, say).
+        assert!(url("").unwrap().llm.base_url.is_none());
+        assert!(url("  ").unwrap().llm.base_url.is_none());
+        assert_eq!(
+            url(" http://127.0.0.1:8080/v1 ")
+                .unwrap()
+                .llm
+                .base_url
+                .as_deref(),
+            Some("http://127.0.0.1:8080/v1")
+        );
+        for bad in ["notaurl", "ftp://host/v1", "127.0.0.1:8080"] {
+            let err = url(bad).unwrap_err().to_string();
+            assert!(err.contains("llm.base_url") && err.contains(bad), "{err}");
+        }
+        let missing = resolve(
+            Some(Path::new("/dev/null")),
+            env(&[]),
+            &[(
+                "pipelines_dir",
+                toml::Value::String("/nonexistent/pipelines".into()),
+            )],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(missing.contains("/nonexistent/pipelines"), "{missing}");
     }
 
     #[test]

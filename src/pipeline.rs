@@ -24,6 +24,11 @@ pub enum PipelineError {
         path: String,
         source: toml::de::Error,
     },
+    #[error("pipeline setting {setting} {problem}")]
+    Value {
+        setting: &'static str,
+        problem: String,
+    },
 }
 
 impl HasFault for PipelineError {
@@ -216,11 +221,67 @@ pub struct Pipelines {
 impl Pipelines {
     /// Reads `text.toml` and `query.toml` from `dir` where present, else the built-in copies.
     pub fn load(dir: Option<&Path>) -> Result<Self, PipelineError> {
-        Ok(Self {
+        let pipelines = Self {
             text: load_one(dir, "text.toml", TEXT_DEFAULT)?,
             query: load_one(dir, "query.toml", QUERY_DEFAULT)?,
             audio: load_one(dir, "audio.toml", AUDIO_DEFAULT)?,
-        })
+        };
+        pipelines.validate()?;
+        Ok(pipelines)
+    }
+
+    /// Values the types allow but the pipelines cannot run with.
+    fn validate(&self) -> Result<(), PipelineError> {
+        let fail =
+            |setting: &'static str, problem: String| Err(PipelineError::Value { setting, problem });
+        let chunking = &self.text.chunking;
+        if chunking.max_tokens < 8 {
+            return fail(
+                "[chunking] max_tokens",
+                format!("is {}; it must be at least 8", chunking.max_tokens),
+            );
+        }
+        if chunking.overlap_tokens >= chunking.max_tokens {
+            return fail(
+                "[chunking] overlap_tokens",
+                format!(
+                    "is {}; it must be below max_tokens ({})",
+                    chunking.overlap_tokens, chunking.max_tokens
+                ),
+            );
+        }
+        let fusion = &self.query.fusion;
+        if !(fusion.k.is_finite() && fusion.k > 0.0) {
+            return fail(
+                "[fusion] k",
+                format!(
+                    "is {}; it must be a positive number (60 is usual)",
+                    fusion.k
+                ),
+            );
+        }
+        for (setting, weight) in [
+            ("[fusion] dense_weight", fusion.dense_weight),
+            ("[fusion] bm25_weight", fusion.bm25_weight),
+        ] {
+            if !(weight.is_finite() && weight >= 0.0) {
+                return fail(setting, format!("is {weight}; it must be 0 or more"));
+            }
+        }
+        if fusion.dense_weight + fusion.bm25_weight <= 0.0 {
+            return fail(
+                "[fusion] dense_weight and bm25_weight",
+                "are both 0; at least one retriever must count".into(),
+            );
+        }
+        let retrieve = &self.query.retrieve;
+        if retrieve.dense_top_k == 0 || retrieve.bm25_top_k == 0 {
+            return fail(
+                "[retrieve] dense_top_k and bm25_top_k",
+                "must be at least 1".into(),
+            );
+        }
+        Ok(())
     }
 }
 
@@ -274,6 +335,43 @@ mod tests {
         );
         other.transcribe.model = "base".into();
         assert_ne!(p.audio.version(&p.text, true), other.version(&p.text, true));
+    }
+
+    #[test]
+    fn unusable_values_are_refused_with_the_setting_named() {
+        let dir = tempfile::tempdir().unwrap();
+        for (file, from, to, named) in [
+            ("query.toml", "k = 60.0", "k = -5.0", "[fusion] k"),
+            (
+                "query.toml",
+                "bm25_weight = 1.0",
+                "bm25_weight = -1.0",
+                "bm25_weight",
+            ),
+            (
+                "query.toml",
+                "dense_top_k = 40",
+                "dense_top_k = 0",
+                "dense_top_k",
+            ),
+            (
+                "text.toml",
+                "overlap_tokens = 32",
+                "overlap_tokens = 300",
+                "overlap_tokens",
+            ),
+        ] {
+            let default = match file {
+                "query.toml" => QUERY_DEFAULT,
+                _ => TEXT_DEFAULT,
+            };
+            assert!(default.contains(from), "{from}");
+            std::fs::write(dir.path().join(file), default.replace(from, to)).unwrap();
+            let err = Pipelines::load(Some(dir.path())).unwrap_err().to_string();
+            assert!(err.contains(named), "{err}");
+            std::fs::remove_file(dir.path().join(file)).unwrap();
+        }
+        assert!(Pipelines::load(Some(dir.path())).is_ok());
     }
 
     #[test]

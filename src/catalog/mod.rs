@@ -53,6 +53,9 @@ pub struct CatalogCounts {
     pub sources: i64,
     pub complete: i64,
     pub failed: i64,
+    /// Complete sources whose file failed its last ingestion: the version indexed before is
+    /// still what search finds.
+    pub stale: i64,
     pub indexing: i64,
     pub chunks: i64,
     /// Chunks with text, which BM25 indexes (all but audio windows).
@@ -256,6 +259,15 @@ impl Catalog {
         Ok(())
     }
 
+    /// Clears a source's recorded error (its file is back to the version that is indexed).
+    pub async fn clear_error(&self, id: &str) -> Result<()> {
+        sqlx::query("UPDATE sources SET error = NULL WHERE id = ?")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     /// Deletes a source and (by cascade) its chunks. Call after removing them from the stores.
     pub async fn remove_source(&self, id: &str) -> Result<()> {
         sqlx::query("DELETE FROM sources WHERE id = ?")
@@ -339,6 +351,7 @@ impl Catalog {
                COALESCE(SUM(status = 'complete'), 0) AS complete,
                COALESCE(SUM(status = 'failed'), 0) AS failed,
                COALESCE(SUM(status = 'indexing'), 0) AS indexing,
+               COALESCE(SUM(status = 'complete' AND error IS NOT NULL), 0) AS stale,
                (SELECT COUNT(*) FROM chunks) AS chunks,
                (SELECT COUNT(*) FROM chunks WHERE modality != 'audio') AS lexical_chunks
              FROM sources",
@@ -350,6 +363,7 @@ impl Catalog {
             complete: row.get("complete"),
             failed: row.get("failed"),
             indexing: row.get("indexing"),
+            stale: row.get("stale"),
             chunks: row.get("chunks"),
             lexical_chunks: row.get("lexical_chunks"),
         })

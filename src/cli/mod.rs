@@ -62,10 +62,15 @@ pub enum Command {
     /// Hybrid search: dense + BM25, fused, reranked.
     Search {
         query: String,
-        #[arg(long, short = 'n')]
+        /// Hits to show (at least 1).
+        #[arg(long, short = 'n', value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
         limit: Option<usize>,
-        /// Restrict to modalities (text, transcript, caption, image, frame, audio).
-        #[arg(long)]
+        /// Restrict to modalities: repeat the flag or separate with commas.
+        #[arg(
+            long,
+            value_delimiter = ',',
+            value_parser = ["text", "transcript", "caption", "image", "frame", "audio"]
+        )]
         modality: Vec<String>,
         #[arg(long, value_enum, default_value = "hybrid")]
         mode: RetrievalMode,
@@ -443,7 +448,7 @@ async fn run(cli: Cli, settings: Settings) -> Result<ExitCode> {
             if cli.json {
                 print_json(&status);
             } else {
-                println!("{}", serde_json::to_string_pretty(&status)?);
+                print_status(&status);
             }
             ExitCode::SUCCESS
         }
@@ -496,6 +501,46 @@ fn print_citations(citations: &[crate::query::Citation]) {
     }
 }
 
+/// `status` for people: sources by state, each store's count, and whether they agree.
+fn print_status(s: &serde_json::Value) {
+    let n = |key: &str| s[key].as_i64().unwrap_or_default();
+    println!(
+        "data directory  {}",
+        s["data_dir"].as_str().unwrap_or_default()
+    );
+    println!(
+        "sources         {} ({} complete, {} failed, {} stale, {} being indexed)",
+        n("sources"),
+        n("complete"),
+        n("failed"),
+        n("stale"),
+        n("indexing")
+    );
+    println!("chunks          {}", n("chunks"));
+    for space in s["spaces"].as_array().into_iter().flatten() {
+        println!(
+            "space           {}: {} chunks, {} vectors",
+            space["name"].as_str().unwrap_or_default(),
+            space["chunks"],
+            space["vectors"]
+        );
+    }
+    println!("BM25 documents  {}", n("lexical_docs"));
+    if s["consistent"].as_bool() == Some(true) {
+        println!("stores agree");
+    } else {
+        println!(
+            "stores disagree: `mosaic ingest` repairs sources a stopped run left half-written"
+        );
+    }
+    if n("stale") > 0 {
+        println!(
+            "stale: {} file(s) failed their last ingestion; their previous version is still searched",
+            n("stale")
+        );
+    }
+}
+
 /// Counts in every store and whether they agree.
 pub async fn status(mosaic: &Mosaic) -> Result<serde_json::Value> {
     let counts = mosaic.catalog.counts().await?;
@@ -516,6 +561,7 @@ pub async fn status(mosaic: &Mosaic) -> Result<serde_json::Value> {
         "sources": counts.sources,
         "complete": counts.complete,
         "failed": counts.failed,
+        "stale": counts.stale,
         "indexing": counts.indexing,
         "chunks": counts.chunks,
         "spaces": spaces,

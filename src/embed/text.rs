@@ -40,26 +40,31 @@ impl TokenCounter {
     /// Byte offsets in `text` where each run of at most `max` tokens ends (the last is `text.len()`).
     pub fn split_points(&self, text: &str, max: usize) -> Vec<usize> {
         let max = max.max(1);
-        let Ok(encoding) = self.tokenizer.encode_fast(text, false) else {
+        // `encode`, not `encode_fast`: the fast path leaves every offset at (0, 0).
+        let Ok(encoding) = self.tokenizer.encode(text, false) else {
             return vec![text.len()];
         };
         let offsets = encoding.get_offsets();
         let mut points = Vec::new();
-        let mut i = max;
-        while i < offsets.len() {
-            // Cut before token i, at its start offset (never inside a word piece run: walk back
-            // to a whitespace boundary when there is one in the window).
-            let mut cut = offsets[i].0;
-            let window_start = points.last().copied().unwrap_or(0);
-            if let Some(ws) = text[window_start..cut].rfind(char::is_whitespace) {
+        // First token of the current window, and where the window starts in `text`.
+        let mut first = 0;
+        let mut window_start = 0;
+        while offsets.len() - first > max {
+            // Cut before token first + max, walking back to a whitespace boundary when the
+            // window has one, so no word is split; the next window starts at the cut.
+            let at = offsets[first + max].0;
+            let mut cut = at;
+            if let Some(ws) = text[window_start..at].rfind(char::is_whitespace) {
                 if ws > 0 {
                     cut = window_start + ws + 1;
                 }
             }
-            if cut > window_start {
-                points.push(cut);
+            if cut <= window_start {
+                break;
             }
-            i += max;
+            points.push(cut);
+            window_start = cut;
+            first += offsets[first..].partition_point(|o| o.0 < cut);
         }
         points.push(text.len());
         points.dedup();
@@ -195,5 +200,42 @@ impl TextEmbedder {
             pooled.iter_mut().for_each(|v| normalize(v));
         }
         Ok(pooled)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture_counter() -> TokenCounter {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/models/tiny-bert-embedder/tokenizer.json"
+        );
+        let mut tokenizer = Tokenizer::from_file(path).unwrap();
+        let _ = tokenizer.with_truncation(None);
+        TokenCounter::new(tokenizer)
+    }
+
+    /// A run of text with no sentence boundary is cut into windows of at most `max` tokens at
+    /// word boundaries, with a real WordPiece tokenizer.
+    #[test]
+    fn split_points_cut_unpunctuated_text_into_windows() {
+        let counter = fixture_counter();
+        let text = ["canal lock towpath"; 300].join(" ");
+        let total = counter.count(&text);
+        assert!(total >= 900, "{total}");
+        let points = counter.split_points(&text, 100);
+        assert_eq!(*points.last().unwrap(), text.len());
+        assert!(points.len() >= total / 100, "{points:?}");
+        let mut start = 0;
+        for &end in &points {
+            assert!(end > start);
+            let piece = &text[start..end];
+            assert!(counter.count(piece) <= 100, "{piece}");
+            // Cuts fall after a space: no word is split.
+            assert!(start == 0 || text[..start].ends_with(' '));
+            start = end;
+        }
     }
 }

@@ -129,12 +129,11 @@ pub fn detect(path: &Path, bytes: &[u8]) -> Result<DocumentKind, Rejection> {
     if MEDIA_EXTENSIONS.contains(&ext.as_str()) {
         return Err(Rejection::NotMedia(ext));
     }
-    if !looks_like_text(bytes) {
+    let Some(encoding) = text_encoding(bytes) else {
         return Err(Rejection::Binary);
-    }
-    let start = String::from_utf8_lossy(&bytes[..bytes.len().min(512)])
-        .trim_start()
-        .to_ascii_lowercase();
+    };
+    let (head, _) = encoding.decode(&bytes[..bytes.len().min(1024)]);
+    let start = head.trim_start().to_ascii_lowercase();
     Ok(match ext.as_str() {
         "md" | "markdown" | "mdown" | "mkd" => DocumentKind::Markdown,
         "html" | "htm" | "xhtml" => DocumentKind::Html,
@@ -151,25 +150,65 @@ fn zip_has(bytes: &[u8], name: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// Valid UTF-8 (a truncated final character is tolerated) with no NULs and few control
-/// characters.
-fn looks_like_text(bytes: &[u8]) -> bool {
+/// How a text file's bytes are read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TextEncoding {
+    Utf8,
+    /// Marked by a byte order mark (Windows "Unicode" text).
+    Utf16Le,
+    Utf16Be,
+    /// Not UTF-8 and no byte order mark: legacy 8-bit text, read as Windows-1252 (a superset
+    /// of ISO-8859-1 for printable text).
+    Windows1252,
+}
+
+impl TextEncoding {
+    pub fn name(self) -> &'static str {
+        match self {
+            TextEncoding::Utf8 => "UTF-8",
+            TextEncoding::Utf16Le => "UTF-16LE",
+            TextEncoding::Utf16Be => "UTF-16BE",
+            TextEncoding::Windows1252 => "Windows-1252",
+        }
+    }
+
+    /// The text of `bytes` (a byte order mark dropped); malformed sequences become U+FFFD.
+    pub fn decode(self, bytes: &[u8]) -> (String, bool) {
+        let encoding = match self {
+            TextEncoding::Utf8 => encoding_rs::UTF_8,
+            TextEncoding::Utf16Le => encoding_rs::UTF_16LE,
+            TextEncoding::Utf16Be => encoding_rs::UTF_16BE,
+            TextEncoding::Windows1252 => encoding_rs::WINDOWS_1252,
+        };
+        let (text, had_errors) = encoding.decode_with_bom_removal(bytes);
+        (text.into_owned(), had_errors)
+    }
+}
+
+/// The encoding of text bytes, or `None` when they are not text: NULs (outside UTF-16), or
+/// more than 1% control characters in the first 64 KiB.
+pub fn text_encoding(bytes: &[u8]) -> Option<TextEncoding> {
     let sample = &bytes[..bytes.len().min(64 * 1024)];
-    if sample.contains(&0) {
-        return false;
-    }
-    let valid = match std::str::from_utf8(sample) {
-        Ok(_) => true,
-        Err(e) => e.error_len().is_none() && sample.len() < bytes.len() || e.error_len().is_none(),
+    let encoding = if sample.starts_with(b"\xff\xfe") {
+        TextEncoding::Utf16Le
+    } else if sample.starts_with(b"\xfe\xff") {
+        TextEncoding::Utf16Be
+    } else if sample.contains(&0) {
+        return None;
+    } else {
+        match std::str::from_utf8(sample) {
+            Ok(_) => TextEncoding::Utf8,
+            // A character cut by the 64 KiB sample, or by the end of a truncated file.
+            Err(e) if e.error_len().is_none() => TextEncoding::Utf8,
+            Err(_) => TextEncoding::Windows1252,
+        }
     };
-    if !valid {
-        return false;
-    }
-    let control = sample
-        .iter()
-        .filter(|&&b| b < 0x20 && !matches!(b, b'\n' | b'\r' | b'\t' | 0x0c))
+    let (text, _) = encoding.decode(sample);
+    let control = text
+        .chars()
+        .filter(|&c| c.is_control() && !matches!(c, '\n' | '\r' | '\t' | '\u{c}'))
         .count();
-    control * 100 <= sample.len()
+    (control * 100 <= text.chars().count()).then_some(encoding)
 }
 
 #[cfg(test)]
@@ -216,6 +255,40 @@ mod tests {
             detect(Path::new("talk.WAV"), b"just some text"),
             Err(Rejection::NotMedia("wav".into()))
         );
+    }
+
+    #[test]
+    fn legacy_and_utf16_text_is_text() {
+        let latin1 = b"Caf\xe9 cr\xe8me, 12\xb0C in the cellar.\n";
+        assert_eq!(text_encoding(latin1), Some(TextEncoding::Windows1252));
+        assert_eq!(
+            TextEncoding::Windows1252.decode(latin1).0,
+            "Café crème, 12°C in the cellar.\n"
+        );
+        assert_eq!(
+            detect(Path::new("notes.txt"), latin1),
+            Ok(DocumentKind::Text)
+        );
+        let mut utf16: Vec<u8> = vec![0xff, 0xfe];
+        for unit in "<!DOCTYPE html><p>Grüße</p>".encode_utf16() {
+            utf16.extend_from_slice(&unit.to_le_bytes());
+        }
+        assert_eq!(text_encoding(&utf16), Some(TextEncoding::Utf16Le));
+        assert_eq!(detect(Path::new("page"), &utf16), Ok(DocumentKind::Html));
+        assert_eq!(
+            TextEncoding::Utf16Le.decode(&utf16).0,
+            "<!DOCTYPE html><p>Grüße</p>"
+        );
+        // UTF-8 cut inside a character is still UTF-8.
+        assert_eq!(
+            text_encoding("Grüße".as_bytes()[..3].as_ref()),
+            Some(TextEncoding::Utf8)
+        );
+        // Random bytes are not text in any of these encodings.
+        let noise: Vec<u8> = (0..4096u32)
+            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+            .collect();
+        assert_eq!(text_encoding(&noise), None);
     }
 
     #[test]

@@ -30,6 +30,8 @@ pub struct Extracted {
     pub text: String,
     pub title: Option<String>,
     pub blocks: Vec<Block>,
+    /// Something the user should know about how the text was read (a legacy encoding).
+    pub notice: Option<String>,
 }
 
 impl Extracted {
@@ -77,25 +79,41 @@ impl std::fmt::Display for ExtractError {
 
 /// Extracts text and structure from a document's bytes.
 pub fn extract(kind: DocumentKind, bytes: &[u8]) -> Result<Extracted, ExtractError> {
-    let extracted = match kind {
-        DocumentKind::Text => plain(&decode(bytes)?),
-        DocumentKind::Markdown => markdown(&decode(bytes)?),
-        DocumentKind::Html => html(&decode(bytes)?),
+    let mut notice = None;
+    let mut text = || {
+        let (text, note) = decode(bytes)?;
+        notice = note;
+        Ok::<_, ExtractError>(text)
+    };
+    let mut extracted = match kind {
+        DocumentKind::Text => plain(&text()?),
+        DocumentKind::Markdown => markdown(&text()?),
+        DocumentKind::Html => html(&text()?),
         DocumentKind::Pdf => pdf(bytes)?,
         DocumentKind::Docx => docx(bytes)?,
     };
+    extracted.notice = notice;
     if extracted.text.trim().is_empty() {
         return Err(ExtractError("no text found in the document".into()));
     }
     Ok(extracted)
 }
 
-fn decode(bytes: &[u8]) -> Result<String, ExtractError> {
-    let text = String::from_utf8_lossy(bytes);
-    Ok(text
-        .strip_prefix('\u{feff}')
-        .unwrap_or(&text)
-        .replace("\r\n", "\n"))
+/// The text of a text file, in the encoding detection found, with a notice when it was not
+/// UTF-8 (or had malformed bytes, shown as U+FFFD).
+fn decode(bytes: &[u8]) -> Result<(String, Option<String>), ExtractError> {
+    let encoding = super::detect::text_encoding(bytes)
+        .ok_or_else(|| ExtractError("binary content that is not text".into()))?;
+    let (text, had_errors) = encoding.decode(bytes);
+    let notice = match (encoding, had_errors) {
+        (super::detect::TextEncoding::Utf8, false) => None,
+        (super::detect::TextEncoding::Windows1252, _) => Some(
+            "not valid UTF-8: read as Windows-1252 (Latin-1); check accented characters".into(),
+        ),
+        (e, false) => Some(format!("read as {}", e.name())),
+        (e, true) => Some(format!("malformed {} bytes replaced with U+FFFD", e.name())),
+    };
+    Ok((text.replace("\r\n", "\n"), notice))
 }
 
 /// Splits text into paragraphs at blank lines; offsets point into `text` itself.
@@ -138,6 +156,7 @@ fn plain(text: &str) -> Extracted {
         text: text.to_string(),
         title: None,
         blocks,
+        notice: None,
     };
     mark_headings(&mut out);
     out
@@ -220,6 +239,7 @@ fn markdown(text: &str) -> Extracted {
         text: text.to_string(),
         title: None,
         blocks,
+        notice: None,
     };
     out.title = out.first_heading();
     out

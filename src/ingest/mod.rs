@@ -133,7 +133,10 @@ struct MediaJob {
 enum Outcome {
     Prepared(Box<Prepared>),
     Media(Box<MediaJob>),
-    Skipped,
+    /// Unchanged since it was indexed.
+    Skipped {
+        uri: String,
+    },
     Failed {
         uri: String,
         media_type: String,
@@ -193,8 +196,10 @@ fn collect_files(paths: &[PathBuf], data_dir: &Path) -> (Vec<PathBuf>, Vec<Failu
                                 .path()
                                 .map(Path::to_path_buf)
                                 .unwrap_or_else(|| path.clone());
+                            // Recorded under the entry's own path (a link loop's link, not the
+                            // folder it points to), so `--prune` drops it once it is gone.
                             failures.push(Failure {
-                                uri: file_uri(&p),
+                                uri: entry_uri(&p),
                                 error: format!("cannot read {}: {e}", p.display()),
                             });
                         }
@@ -204,9 +209,27 @@ fn collect_files(paths: &[PathBuf], data_dir: &Path) -> (Vec<PathBuf>, Vec<Failu
             Ok(_) => files.push(path.clone()),
         }
     }
+    // One entry per file however it was reached (relative and absolute paths, overlapping
+    // folders, links): the canonical path, which is also what its uri names.
+    let mut files: Vec<PathBuf> = files
+        .into_iter()
+        .map(|p| std::fs::canonicalize(&p).unwrap_or(p))
+        .collect();
     files.sort();
     files.dedup();
     (files, failures)
+}
+
+/// The uri of a directory entry without resolving the entry itself: its folder is made
+/// canonical, its name kept.
+fn entry_uri(path: &Path) -> String {
+    match (path.parent(), path.file_name()) {
+        (Some(parent), Some(name)) if !parent.as_os_str().is_empty() => {
+            let parent = std::fs::canonicalize(parent).unwrap_or_else(|_| parent.to_path_buf());
+            format!("file://{}", parent.join(name).display())
+        }
+        _ => file_uri(path),
+    }
 }
 
 /// What the blocking read stage needs to know.
@@ -308,7 +331,7 @@ fn read_and_chunk(
             }
         };
         if unchanged(known, &content_hash, &limits.audio_version) {
-            return Outcome::Skipped;
+            return Outcome::Skipped { uri };
         }
         return Outcome::Media(Box::new(MediaJob {
             path: path.to_path_buf(),
@@ -342,7 +365,7 @@ fn read_and_chunk(
     let size = bytes.len() as i64;
     let content_hash = blake3::hash(&bytes).to_hex().to_string();
     if unchanged(known, &content_hash, pipeline_version) {
-        return Outcome::Skipped;
+        return Outcome::Skipped { uri };
     }
     let kind = match detect::detect(path, &bytes) {
         Ok(k) => k,
@@ -401,7 +424,7 @@ fn read_and_chunk(
         extra_vectors: Vec::new(),
         extra_space: None,
         media: None,
-        notice: None,
+        notice: extracted.notice.clone(),
     }))
 }
 
@@ -550,7 +573,13 @@ impl Mosaic {
         while let Some(outcome) = prepared.next().await {
             progress.inc(1);
             match outcome? {
-                Outcome::Skipped => report.skipped += 1,
+                Outcome::Skipped { uri } => {
+                    report.skipped += 1;
+                    // Back to the version that is indexed: no longer stale.
+                    if known.get(&uri).is_some_and(|s| s.error.is_some()) {
+                        self.catalog.clear_error(&source_id(&uri)).await?;
+                    }
+                }
                 Outcome::Media(_) => unreachable!("recordings are transcribed before this point"),
                 Outcome::Failed {
                     uri,
@@ -558,6 +587,17 @@ impl Mosaic {
                     bytes,
                     error,
                 } => {
+                    // A file that was indexed before keeps its last good version (nothing
+                    // already indexed is lost to a bad write); say so, and `status` counts it
+                    // as stale until the file is fixed or removed.
+                    let kept = known.get(&uri).is_some_and(|s| {
+                        s.status == catalog::status::COMPLETE && s.chunk_count > 0
+                    });
+                    let error = if kept {
+                        format!("{error} (the version indexed before stays searchable until the file is fixed or removed)")
+                    } else {
+                        error
+                    };
                     tracing::warn!(%uri, %error, "file not ingested");
                     self.record_failure(&uri, &media_type, bytes, &error)
                         .await?;
@@ -588,7 +628,7 @@ impl Mosaic {
             progress.set_message("building vector indexes");
             let started = std::time::Instant::now();
             self.vectors.optimize().await?;
-            tracing::info!(
+            tracing::debug!(
                 secs = started.elapsed().as_secs_f64(),
                 "vector indexes built"
             );

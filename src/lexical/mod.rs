@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use tantivy::collector::TopDocs;
 use tantivy::directory::MmapDirectory;
-use tantivy::query::{BooleanQuery, Occur, Query, QueryParser, TermQuery};
+use tantivy::query::{BooleanQuery, Occur, Query, TermQuery};
 use tantivy::schema::{
     Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, Value, STORED, STRING,
 };
@@ -208,8 +208,31 @@ impl LexicalIndex {
         modalities: &[String],
     ) -> Result<Vec<LexicalHit>> {
         let searcher = self.reader.searcher();
-        let parser = QueryParser::for_index(&self.index, vec![self.fields.text]);
-        let (text_query, _errors) = parser.parse_query_lenient(query);
+        // The question is plain text, not query syntax: `error: timeout`, `AF-IMP-2607` or
+        // `canal -history` mean their words. Each term the field's analyzer makes from it is
+        // one optional clause, scored by BM25.
+        let mut analyzer = self.index.tokenizer_for_field(self.fields.text)?;
+        let mut terms: Vec<String> = Vec::new();
+        let mut stream = analyzer.token_stream(query);
+        while let Some(token) = stream.next() {
+            if !terms.contains(&token.text) {
+                terms.push(token.text.clone());
+            }
+        }
+        if terms.is_empty() {
+            return Ok(Vec::new());
+        }
+        let clauses: Vec<(Occur, Box<dyn Query>)> = terms
+            .iter()
+            .map(|t| {
+                let q: Box<dyn Query> = Box::new(TermQuery::new(
+                    Term::from_field_text(self.fields.text, t),
+                    IndexRecordOption::WithFreqs,
+                ));
+                (Occur::Should, q)
+            })
+            .collect();
+        let text_query: Box<dyn Query> = Box::new(BooleanQuery::new(clauses));
         let query: Box<dyn Query> = if modalities.is_empty() {
             text_query
         } else {
@@ -296,6 +319,22 @@ mod tests {
             index.search("AND OR (", 10, &[]).is_ok(),
             "syntax errors are tolerated"
         );
+        // Questions are plain text: a colon is not a field, a minus not an exclusion, and
+        // punctuation alone matches nothing.
+        let ids = |q: &str| -> Vec<String> {
+            let mut ids: Vec<String> = index
+                .search(q, 10, &[])
+                .unwrap()
+                .into_iter()
+                .map(|h| h.id)
+                .collect();
+            ids.sort();
+            ids
+        };
+        assert_eq!(ids("telescope:calibration"), ["1", "3"]);
+        assert_eq!(ids("calibrated -telescope"), ["1", "3"]);
+        assert_eq!(ids("\"thermos\" (flasks)"), ["2"]);
+        assert!(ids("?! ... --").is_empty());
         assert!(index
             .search("telescope", 10, &["transcript".into()])
             .unwrap()

@@ -1,9 +1,9 @@
 //! Citation mapping: find `[n]` markers in an answer, keep those that refer to a numbered
 //! context block, and drop the rest (a model may invent numbers).
 
-/// Distinct block numbers cited in `answer`, in order of first appearance. Recognises `[1]`,
-/// `[1, 3]`, `[1][2]` and `[1-2]`; only numbers in `1..=blocks` are kept.
-pub fn cited_numbers(answer: &str, blocks: usize) -> Vec<usize> {
+/// Citation-shaped markers in `answer`: byte range and the numbers inside. Recognises `[1]`,
+/// `[1, 3]`, `[1][2]` and `[1-2]`; brackets holding anything else (`[note]`) are not markers.
+fn markers(answer: &str) -> Vec<(usize, usize, Vec<usize>)> {
     let mut out = Vec::new();
     let bytes = answer.as_bytes();
     let mut i = 0;
@@ -33,14 +33,52 @@ pub fn cited_numbers(answer: &str, blocks: usize) -> Vec<usize> {
             }
         }
         if valid {
-            for n in numbers {
-                if (1..=blocks).contains(&n) && !out.contains(&n) {
-                    out.push(n);
-                }
-            }
+            out.push((i, i + close + 2, numbers));
         }
         i += close + 2;
     }
+    out
+}
+
+/// Distinct block numbers cited in `answer`, in order of first appearance; only numbers in
+/// `1..=blocks` are kept.
+pub fn cited_numbers(answer: &str, blocks: usize) -> Vec<usize> {
+    let mut out = Vec::new();
+    for (_, _, numbers) in markers(answer) {
+        for n in numbers {
+            if (1..=blocks).contains(&n) && !out.contains(&n) {
+                out.push(n);
+            }
+        }
+    }
+    out
+}
+
+/// `answer` with each citation marker reduced to the blocks that exist: `[1, 7]` becomes
+/// `[1]`, and `[7]` (no such block) goes, with the space before it.
+pub fn drop_dangling(answer: &str, blocks: usize) -> String {
+    let mut out = String::with_capacity(answer.len());
+    let mut last = 0;
+    for (start, end, numbers) in markers(answer) {
+        let kept: Vec<String> = numbers
+            .iter()
+            .filter(|n| (1..=blocks).contains(*n))
+            .map(|n| n.to_string())
+            .collect();
+        let all_kept = kept.len() == numbers.len();
+        if all_kept {
+            continue;
+        }
+        let before = &answer[last..start];
+        if kept.is_empty() {
+            out.push_str(before.strip_suffix(' ').unwrap_or(before));
+        } else {
+            out.push_str(before);
+            out.push_str(&format!("[{}]", kept.join(", ")));
+        }
+        last = end;
+    }
+    out.push_str(&answer[last..]);
     out
 }
 
@@ -55,5 +93,17 @@ mod tests {
         assert!(cited_numbers("no citations", 3).is_empty());
         assert_eq!(cited_numbers("unclosed [1", 3), Vec::<usize>::new());
         assert_eq!(cited_numbers("[1–2]", 5), vec![1, 2]);
+    }
+
+    #[test]
+    fn dangling_markers_leave_the_answer() {
+        let answer = "Paris [2]. See also [7]. Both [1, 7] agree [note].";
+        assert_eq!(
+            drop_dangling(answer, 3),
+            "Paris [2]. See also. Both [1] agree [note]."
+        );
+        assert_eq!(drop_dangling("No markers.", 3), "No markers.");
+        assert_eq!(drop_dangling("[4][1]", 3), "[1]");
+        assert_eq!(drop_dangling("Grüße [9] — ok [2-3]", 3), "Grüße — ok [2-3]");
     }
 }

@@ -385,7 +385,7 @@ impl Mosaic {
             let _ = sink.send(answer.clone());
             return Ok(Answer {
                 answer,
-                citations: blocks.clone(),
+                citations: blocks.iter().take(EXTRACTIVE_PASSAGES).cloned().collect(),
                 generator: "extractive".into(),
                 blocks,
                 notices,
@@ -408,6 +408,9 @@ impl Mosaic {
             temperature: self.settings.llm.temperature,
         };
         let answer = generator.generate(messages, params, sink).await?;
+        // Markers naming no block are dropped from the text as from the citations (the
+        // streamed copy has already been shown as the model wrote it).
+        let answer = cite::drop_dangling(&answer, blocks.len());
         let citations = cite::cited_numbers(&answer, blocks.len())
             .into_iter()
             .map(|n| blocks[n - 1].clone())
@@ -422,14 +425,18 @@ impl Mosaic {
     }
 }
 
+/// Passages an extractive answer shows (and cites).
+const EXTRACTIVE_PASSAGES: usize = 3;
+
 /// The answer when no language model is available: the best passages, numbered.
 pub fn extractive_answer(blocks: &[Citation]) -> String {
     if blocks.is_empty() {
         return "Nothing in the index matches this question.".into();
     }
-    let mut out =
-        String::from("No language model is configured, so here are the most relevant passages:\n");
-    for b in blocks.iter().take(3) {
+    let mut out = String::from(
+        "No language model is configured, so here are the passages that best match the question:\n",
+    );
+    for b in blocks.iter().take(EXTRACTIVE_PASSAGES) {
         let text: String = b.text.split_whitespace().collect::<Vec<_>>().join(" ");
         let short: String = text.chars().take(400).collect();
         let ellipsis = if short.len() < text.len() { "…" } else { "" };

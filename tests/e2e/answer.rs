@@ -34,6 +34,9 @@ fn without_a_model_the_answer_is_extractive_and_cited() {
         "{answer}"
     );
     assert!(answer["answer"].as_str().unwrap().contains("[1]"));
+    // It cites exactly the passages it shows.
+    let shown = answer["answer"].as_str().unwrap().matches("\n[").count();
+    assert_eq!(citations.len(), shown, "{answer}");
     for c in citations {
         for key in ["n", "source", "anchor", "url", "text"] {
             assert!(c.get(key).is_some(), "citation lacks {key}: {c}");
@@ -142,7 +145,12 @@ fn openai_compatible_server_gets_numbered_blocks_and_its_citation_maps_back() {
         "the answer passage was retrieved into the prompt"
     );
 
-    // The server cited the block holding the answer; [42] refers to no block and is dropped.
+    // The server cited the block holding the answer; [42] refers to no block and is dropped,
+    // from the citations and from the answer's text.
+    assert!(
+        !answer["answer"].as_str().unwrap().contains("[42]"),
+        "{answer}"
+    );
     let citations = answer["citations"].as_array().unwrap();
     assert_eq!(citations.len(), 1, "{answer}");
     assert!(citations[0]["source"]["uri"]

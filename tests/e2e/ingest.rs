@@ -169,6 +169,66 @@ fn reingest_skips_unchanged_replaces_changed_and_prunes_deleted() {
             .contains(&"travel-isle-of-marrow.txt".to_string())
     );
 
+    // One file reached by overlapping paths (its folder, itself, the folder by another
+    // spelling) is read, embedded and counted once.
+    let canal = corpus.join("history-varnholt-canal.md");
+    let text = std::fs::read_to_string(&canal).unwrap();
+    std::fs::write(&canal, text.replace("Varnholt", "Varnwick")).unwrap();
+    let other_spelling = format!("{c}/../corpus/.");
+    let overlapping = ok(&mosaic(
+        &data,
+        &[
+            "--json",
+            "ingest",
+            c,
+            canal.to_str().unwrap(),
+            &other_spelling,
+        ],
+        &[],
+    ));
+    assert_eq!(
+        (
+            overlapping["ingested"].as_u64(),
+            overlapping["skipped"].as_u64()
+        ),
+        (Some(1), Some(3)),
+        "{overlapping}"
+    );
+    assert_eq!(status(&data)["consistent"], true);
+
+    // A file that turns bad (here: emptied) is reported, and the version indexed before stays
+    // searchable and counted as stale until the file is fixed.
+    let frogs = corpus.join("science-glass-frogs.md");
+    let good = std::fs::read_to_string(&frogs).unwrap();
+    std::fs::write(&frogs, "").unwrap();
+    let output = mosaic(&data, &["--json", "ingest", c], &[]);
+    assert_eq!(output.status.code(), Some(3));
+    let report = crate::common::json(&output);
+    let error = report["failed"][0]["error"].as_str().unwrap();
+    assert!(error.contains("stays searchable"), "{report}");
+    let s = status(&data);
+    assert_eq!(
+        (s["stale"].as_i64(), s["failed"].as_i64()),
+        (Some(1), Some(0)),
+        "{s}"
+    );
+    assert_eq!(
+        top_files(
+            &search(&data, "glass frogs hide red blood cells in the liver"),
+            1
+        ),
+        vec!["science-glass-frogs.md"]
+    );
+    // Restored as it was: nothing to re-embed, and no longer stale.
+    std::fs::write(&frogs, good).unwrap();
+    let fixed = ok(&mosaic(&data, &["--json", "ingest", c], &[]));
+    assert_eq!(
+        (fixed["ingested"].as_u64(), fixed["skipped"].as_u64()),
+        (Some(0), Some(4)),
+        "{fixed}"
+    );
+    assert_eq!(status(&data)["stale"], 0);
+
     // `mosaic remove` takes a file out explicitly.
     let removed = ok(&mosaic(
         &data,
