@@ -308,7 +308,9 @@ impl TextPipeline {
     /// under another version is re-ingested.
     pub fn version(&self) -> String {
         let canonical = serde_json::to_string(self).expect("pipeline serializes");
-        let hash = blake3::hash(format!("text-pipeline-v1:{canonical}").as_bytes());
+        // The prefix changes with the chunking code: v2 cuts unpunctuated runs into token
+        // windows that v1 left whole.
+        let hash = blake3::hash(format!("text-pipeline-v2:{canonical}").as_bytes());
         hash.to_hex()[..16].to_string()
     }
 }

@@ -264,6 +264,8 @@ async fn run(cli: Cli, settings: Settings) -> Result<ExitCode> {
             mosaic.lexical.run(|l| l.close_writer()).await?;
             if cli.json {
                 print_json(&json!({ "removed": removed }));
+            } else if removed == 0 {
+                println!("nothing removed: no indexed source is at or under these paths (`mosaic status` shows what is indexed)");
             } else {
                 println!("removed {removed} source(s)");
             }
@@ -297,7 +299,14 @@ async fn run(cli: Cli, settings: Settings) -> Result<ExitCode> {
                 }));
             } else {
                 if outcome.hits.is_empty() {
-                    println!("no results");
+                    if mosaic.catalog.counts().await?.complete == 0 {
+                        println!(
+                            "no results: nothing is indexed in {} yet (mosaic ingest PATH)",
+                            mosaic.settings.data_dir.display()
+                        );
+                    } else {
+                        println!("no results");
+                    }
                 }
                 for hit in &outcome.hits {
                     let snippet: String = hit
