@@ -194,9 +194,31 @@ fn init_tracing(filter: &str) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(|| BarAwareStderr)
         .with_target(false)
         .try_init();
+}
+
+/// The progress bar on screen, if any: log lines are written around it.
+static ACTIVE_BAR: std::sync::Mutex<Option<ProgressBar>> = std::sync::Mutex::new(None);
+
+/// Standard error for log lines: while a progress bar is drawn, each line is written with the
+/// bar cleared and redrawn after it, so lines and bar never share a row.
+struct BarAwareStderr;
+
+impl Write for BarAwareStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let bar = ACTIVE_BAR.lock().ok().and_then(|b| b.clone());
+        match bar {
+            Some(bar) => bar.suspend(|| std::io::stderr().write_all(buf))?,
+            None => std::io::stderr().write_all(buf)?,
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
 }
 
 fn print_json(value: &serde_json::Value) {
@@ -216,6 +238,9 @@ fn progress_bar(hidden: bool) -> ProgressBar {
             .expect("valid template")
             .progress_chars("=> "),
     );
+    if let Ok(mut active) = ACTIVE_BAR.lock() {
+        *active = Some(bar.clone());
+    }
     bar
 }
 
