@@ -227,6 +227,8 @@ impl Mosaic {
         let settings = &self.pipelines.query;
         let mut outcome = SearchOutcome::default();
         let mut lists = Vec::new();
+        // Each list's own scores (cosine, BM25): shown when only one list was searched.
+        let mut raw_scores: Vec<std::collections::HashMap<String, f64>> = Vec::new();
 
         if request.mode != RetrievalMode::Bm25 {
             for space in self.catalog.spaces().await? {
@@ -256,6 +258,11 @@ impl Mosaic {
                     .vectors
                     .search(&space.name, vector, settings.retrieve.dense_top_k, filter)
                     .await?;
+                raw_scores.push(
+                    hits.iter()
+                        .map(|h| (h.id.clone(), h.score as f64))
+                        .collect(),
+                );
                 lists.push(RankedList {
                     name: space.name.clone(),
                     weight: settings.fusion.dense_weight,
@@ -271,6 +278,11 @@ impl Mosaic {
                 .lexical
                 .run(move |l| l.search(&q, k, &modalities))
                 .await?;
+            raw_scores.push(
+                hits.iter()
+                    .map(|h| (h.id.clone(), h.score as f64))
+                    .collect(),
+            );
             lists.push(RankedList {
                 name: "bm25".into(),
                 weight: settings.fusion.bm25_weight,
@@ -290,8 +302,15 @@ impl Mosaic {
             .map(|f| f.id.clone())
             .collect();
         let chunks = self.catalog.chunks_by_ids(&ids).await?;
-        let scores: std::collections::HashMap<&str, f64> =
-            fused.iter().map(|f| (f.id.as_str(), f.score)).collect();
+        // One list (dense or BM25 only, one space): its own scores; several: the fused ones.
+        let single = (raw_scores.len() == 1).then(|| raw_scores.remove(0));
+        let scores: std::collections::HashMap<&str, f64> = fused
+            .iter()
+            .map(|f| {
+                let own = single.as_ref().and_then(|s| s.get(&f.id)).copied();
+                (f.id.as_str(), own.unwrap_or(f.score))
+            })
+            .collect();
         let mut ranked: Vec<(f64, StoredChunk)> = chunks
             .into_iter()
             .map(|c| (scores.get(c.id.as_str()).copied().unwrap_or(0.0), c))

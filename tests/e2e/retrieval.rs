@@ -250,3 +250,57 @@ fn search_reranks_the_fused_candidates_with_the_installed_cross_encoder() {
         "{plain}"
     );
 }
+
+/// With one retriever, a hit's score is that retriever's own: in dense mode the cosine of the
+/// question and the passage as embedded (under its context line), recomputed here.
+#[test]
+fn single_retriever_scores_are_the_retrievers_own() {
+    let index = shared_index();
+    let question = "How long must I hold the reset pinhole to factory reset the router?";
+    let dense = ok(&mosaic(
+        &index.data,
+        &[
+            "--json",
+            "search",
+            question,
+            "--mode",
+            "dense",
+            "--no-rerank",
+            "-n",
+            "3",
+        ],
+        &[],
+    ));
+    let hits = dense["hits"].as_array().unwrap();
+    let dir = crate::common::real_model(crate::common::MINILM);
+    let spec =
+        mosaic::models::TextModelSpec::load(crate::common::MINILM, &dir, None, None).unwrap();
+    let embedder = mosaic::embed::TextEmbedder::load(spec, &dir, 8192).unwrap();
+    let q = embedder
+        .embed(&[question.to_string()], mosaic::embed::Purpose::Query)
+        .unwrap();
+    let passages: Vec<String> = hits
+        .iter()
+        .map(|h| {
+            mosaic::catalog::with_context(
+                h["context"].as_str().unwrap(),
+                h["text"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    let p = embedder
+        .embed(&passages, mosaic::embed::Purpose::Passage)
+        .unwrap();
+    for (hit, v) in hits.iter().zip(&p) {
+        let want = crate::common::cosine(&q[0], v);
+        let got = hit["score"].as_f64().unwrap();
+        assert!((got - want).abs() < 1e-3, "{got} vs cosine {want}");
+    }
+    let bm25 = ok(&mosaic(
+        &index.data,
+        &["--json", "search", question, "--mode", "bm25", "-n", "1"],
+        &[],
+    ));
+    // A BM25 score, not a reciprocal rank (at most 1/61 for one list).
+    assert!(bm25["hits"][0]["score"].as_f64().unwrap() > 1.0, "{bm25}");
+}
