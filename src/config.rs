@@ -192,6 +192,12 @@ fn validate(mut settings: Settings) -> Result<Settings, ConfigError> {
     if let Some(url) = &settings.llm.base_url {
         match reqwest::Url::parse(url) {
             Ok(parsed) if matches!(parsed.scheme(), "http" | "https") => {}
+            Ok(parsed) if !url.contains("//") => {
+                return Err(ConfigError::Invalid(format!(
+                    "llm.base_url {url:?} has no scheme (read as {:?}); write http://{url}",
+                    parsed.scheme()
+                )))
+            }
             Ok(parsed) => {
                 return Err(ConfigError::Invalid(format!(
                     "llm.base_url {url:?} must be an http or https URL, not {}",

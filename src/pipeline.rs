@@ -55,8 +55,13 @@ pub struct EmbedderSection {
     pub dtype: String,
     /// Also embed every sentence of a chunk (with the chunk's context line); the chunk then
     /// scores as the best of its vectors against the question.
-    #[serde(default)]
+    /// (Left out of the canonical form when off, so versions made before it existed hold.)
+    #[serde(default, skip_serializing_if = "is_false")]
     pub sentence_vectors: bool,
+}
+
+fn is_false(value: &bool) -> bool {
+    !*value
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -204,8 +209,9 @@ impl AudioPipeline {
             me.similar.enabled = false;
         }
         let canonical = serde_json::to_string(&me).expect("pipeline serializes");
-        let hash =
-            blake3::hash(format!("audio-pipeline-v1:{}:{canonical}", text.version()).as_bytes());
+        let hash = blake3::hash(
+            format!("audio-pipeline-v1:{}:{canonical}", text.embedding_version()).as_bytes(),
+        );
         hash.to_hex()[..16].to_string()
     }
 }
@@ -308,9 +314,18 @@ impl TextPipeline {
     /// under another version is re-ingested.
     pub fn version(&self) -> String {
         let canonical = serde_json::to_string(self).expect("pipeline serializes");
-        // The prefix changes with the chunking code: v2 cuts unpunctuated runs into token
-        // windows that v1 left whole.
+        // The prefix changes with the document chunking code: v2 cuts unpunctuated runs
+        // into token windows that v1 left whole.
         let hash = blake3::hash(format!("text-pipeline-v2:{canonical}").as_bytes());
+        hash.to_hex()[..16].to_string()
+    }
+
+    /// Version of the settings alone (embedder, chunk sizes, analyzer), without the document
+    /// chunking code's: what transcript chunks depend on, so a change to how documents are cut
+    /// does not re-transcribe recordings.
+    pub fn embedding_version(&self) -> String {
+        let canonical = serde_json::to_string(self).expect("pipeline serializes");
+        let hash = blake3::hash(format!("text-pipeline-v1:{canonical}").as_bytes());
         hash.to_hex()[..16].to_string()
     }
 }
@@ -383,5 +398,15 @@ mod tests {
         other.embedder.model = "BAAI/bge-small-en-v1.5".into();
         assert_ne!(p.text.version(), other.version());
         assert_eq!(p.text.version(), p.text.clone().version());
+        // Sentence vectors change what is embedded, so both versions; the document chunking
+        // code's revision changes only the text version, not the recordings'.
+        let mut sentences = p.text.clone();
+        sentences.embedder.sentence_vectors = true;
+        assert_ne!(p.text.version(), sentences.version());
+        assert_ne!(
+            p.audio.version(&p.text, true),
+            p.audio.version(&sentences, true)
+        );
+        assert_ne!(p.text.version(), p.text.embedding_version());
     }
 }

@@ -56,7 +56,12 @@ impl TokenCounter {
             let mut cut = at;
             if let Some(ws) = text[window_start..at].rfind(char::is_whitespace) {
                 if ws > 0 {
-                    cut = window_start + ws + 1;
+                    // After the whitespace character, whatever its width (NBSP, U+3000).
+                    let width = text[window_start + ws..]
+                        .chars()
+                        .next()
+                        .map_or(1, char::len_utf8);
+                    cut = window_start + ws + width;
                 }
             }
             if cut <= window_start {
@@ -237,5 +242,10 @@ mod tests {
             assert!(start == 0 || text[..start].ends_with(' '));
             start = end;
         }
+        // Multi-byte whitespace (no-break and ideographic spaces) is stepped over whole.
+        let wide = ["canal\u{a0}lock\u{3000}towpath"; 300].join("\u{a0}");
+        let points = counter.split_points(&wide, 50);
+        assert!(points.len() > 1, "{points:?}");
+        assert!(points.iter().all(|&p| wide.is_char_boundary(p)));
     }
 }

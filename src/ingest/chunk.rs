@@ -294,25 +294,34 @@ pub fn sentence_spans(text: &str) -> Vec<(usize, usize)> {
 }
 
 /// `text` with each line break that is not part of a blank line turned into a space (byte for
-/// byte, so offsets carry over).
+/// byte, so offsets carry over). CRLF counts as one break and a lone CR as a break.
 fn unwrap_lines(text: &str) -> String {
-    let bytes = text.as_bytes();
+    let mut bytes = text.as_bytes().to_vec();
+    for i in 0..bytes.len() {
+        if bytes[i] == b'\r' {
+            bytes[i] = if bytes.get(i + 1) == Some(&b'\n') {
+                b' '
+            } else {
+                b'\n'
+            };
+        }
+    }
     let blank_next = |i: usize| {
         bytes[i + 1..]
             .iter()
-            .find(|b| !matches!(b, b' ' | b'\t' | b'\r'))
+            .find(|b| !matches!(b, b' ' | b'\t'))
             .is_none_or(|&b| b == b'\n')
     };
     let blank_before = |i: usize| {
         bytes[..i]
             .iter()
             .rev()
-            .find(|b| !matches!(b, b' ' | b'\t' | b'\r'))
+            .find(|b| !matches!(b, b' ' | b'\t'))
             .is_none_or(|&b| b == b'\n')
     };
-    let mut out = bytes.to_vec();
+    let mut out = bytes.clone();
     for (i, &b) in bytes.iter().enumerate() {
-        if (b == b'\n' || b == b'\r') && !blank_next(i) && !blank_before(i) {
+        if b == b'\n' && !blank_next(i) && !blank_before(i) {
             out[i] = b' ';
         }
     }
@@ -396,6 +405,20 @@ mod tests {
         assert!(sentence_spans("A single sentence here.").is_empty());
         assert!(sentence_spans("A single sentence here. Yes.").is_empty());
         assert!(sentence_spans("").is_empty());
+        // CRLF and CR line ends: a wrapped line continues, a blank line separates.
+        let text = "First wrapped\r\nsentence here.\r\n\r\nSecond one is here.\r\rThird one here.";
+        let got: Vec<&str> = sentence_spans(text)
+            .into_iter()
+            .map(|(s, e)| &text[s..e])
+            .collect();
+        assert_eq!(
+            got,
+            [
+                "First wrapped\r\nsentence here.",
+                "Second one is here.",
+                "Third one here."
+            ]
+        );
         // A trailing fragment joins the sentence before it.
         let text = "First full sentence here. Second full sentence here. Ok.";
         let last = *sentence_spans(text).last().unwrap();

@@ -186,7 +186,7 @@ impl TextEncoding {
 }
 
 /// The encoding of text bytes, or `None` when they are not text: NULs (outside UTF-16), or
-/// more than 1% control characters in the first 64 KiB.
+/// more than 1% control characters or undecodable sequences in the first 64 KiB.
 pub fn text_encoding(bytes: &[u8]) -> Option<TextEncoding> {
     let sample = &bytes[..bytes.len().min(64 * 1024)];
     let encoding = if sample.starts_with(b"\xff\xfe") {
@@ -196,19 +196,42 @@ pub fn text_encoding(bytes: &[u8]) -> Option<TextEncoding> {
     } else if sample.contains(&0) {
         return None;
     } else {
-        match std::str::from_utf8(sample) {
-            Ok(_) => TextEncoding::Utf8,
-            // A character cut by the 64 KiB sample, or by the end of a truncated file.
-            Err(e) if e.error_len().is_none() => TextEncoding::Utf8,
-            Err(_) => TextEncoding::Windows1252,
-        }
+        utf8_or_legacy(bytes)
     };
     let (text, _) = encoding.decode(sample);
-    let control = text
-        .chars()
-        .filter(|&c| c.is_control() && !matches!(c, '\n' | '\r' | '\t' | '\u{c}'))
-        .count();
-    (control * 100 <= text.chars().count()).then_some(encoding)
+    let total = text.chars().count();
+    let (control, replaced) = text.chars().fold((0, 0), |(control, replaced), c| {
+        let is_control = c.is_control() && !matches!(c, '\n' | '\r' | '\t' | '\u{c}');
+        (
+            control + usize::from(is_control),
+            replaced + usize::from(c == '\u{fffd}'),
+        )
+    });
+    // One replacement is allowed for a character cut by the sample's or the file's end.
+    (control * 100 <= total && replaced.saturating_sub(1) * 100 <= total).then_some(encoding)
+}
+
+/// UTF-8, unless the whole file reads better as Windows-1252: more malformed sequences than
+/// well-formed non-ASCII characters, and no UTF-8 byte order mark. A UTF-8 file with a stray
+/// byte stays UTF-8 (that byte becomes U+FFFD); a Latin-1 file is read as Latin-1 even when
+/// its first accented letter comes late.
+fn utf8_or_legacy(bytes: &[u8]) -> TextEncoding {
+    let mut well_formed = 0usize;
+    let mut malformed = 0usize;
+    let mut chunks = bytes.utf8_chunks().peekable();
+    while let Some(chunk) = chunks.next() {
+        well_formed += chunk.valid().chars().filter(|c| !c.is_ascii()).count();
+        let invalid = chunk.invalid();
+        // The start of a character cut off by the end of the file is not malformed.
+        let cut_at_end = chunks.peek().is_none()
+            && std::str::from_utf8(invalid).is_err_and(|e| e.error_len().is_none());
+        malformed += usize::from(!invalid.is_empty() && !cut_at_end);
+    }
+    if malformed == 0 || bytes.starts_with(b"\xef\xbb\xbf") || well_formed >= malformed {
+        TextEncoding::Utf8
+    } else {
+        TextEncoding::Windows1252
+    }
 }
 
 #[cfg(test)]
@@ -284,11 +307,26 @@ mod tests {
             text_encoding("Grüße".as_bytes()[..3].as_ref()),
             Some(TextEncoding::Utf8)
         );
-        // Random bytes are not text in any of these encodings.
+        // Random bytes (no NULs) are not text in any of these encodings, nor behind a UTF-16
+        // byte order mark.
         let noise: Vec<u8> = (0..4096u32)
-            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8 | 1)
             .collect();
+        assert!(!noise.contains(&0));
         assert_eq!(text_encoding(&noise), None);
+        let marked: Vec<u8> = [0xff, 0xfe].into_iter().chain(noise.clone()).collect();
+        assert_eq!(text_encoding(&marked), None);
+        // The whole file decides: Latin-1 after 70 KB of ASCII is Latin-1, and one stray byte
+        // in UTF-8 text does not turn it into Windows-1252.
+        let mut late = vec![b'a'; 70_000];
+        late.extend_from_slice(b" caf\xe9 au lait");
+        assert_eq!(text_encoding(&late), Some(TextEncoding::Windows1252));
+        let stray = b"Gr\xc3\xbc\xc3\x9fe aus K\xc3\xb6ln \xff und mehr";
+        assert_eq!(text_encoding(stray), Some(TextEncoding::Utf8));
+        assert!(TextEncoding::Utf8
+            .decode(stray)
+            .0
+            .starts_with("Grüße aus Köln"));
     }
 
     #[test]

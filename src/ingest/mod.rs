@@ -743,7 +743,9 @@ impl Mosaic {
             if !under {
                 continue;
             }
-            if only_missing && uri_path(&source.uri).is_some_and(|p| p.exists()) {
+            // A broken link still exists (its failure stays recorded until the link goes).
+            let exists = |p: PathBuf| std::fs::symlink_metadata(p).is_ok();
+            if only_missing && uri_path(&source.uri).is_some_and(exists) {
                 continue;
             }
             self.remove_from_stores(&source.id).await?;

@@ -55,11 +55,21 @@ pub fn cited_numbers(answer: &str, blocks: usize) -> Vec<usize> {
 }
 
 /// `answer` with each citation marker reduced to the blocks that exist: `[1, 7]` becomes
-/// `[1]`, and `[7]` (no such block) goes, with the space before it.
+/// `[1]`, and `[7]` (no such block) goes, with the space before it. Brackets right after a
+/// word (`argv[0]`, `items[5]`) or inside backticks are code, not citations, and stay.
 pub fn drop_dangling(answer: &str, blocks: usize) -> String {
     let mut out = String::with_capacity(answer.len());
     let mut last = 0;
     for (start, end, numbers) in markers(answer) {
+        let before = &answer[..start];
+        let after_word = before
+            .chars()
+            .next_back()
+            .is_some_and(|c| c.is_alphanumeric() || c == '_');
+        let in_code = before.matches('`').count() % 2 == 1;
+        if after_word || in_code {
+            continue;
+        }
         let kept: Vec<String> = numbers
             .iter()
             .filter(|n| (1..=blocks).contains(*n))
@@ -105,5 +115,10 @@ mod tests {
         assert_eq!(drop_dangling("No markers.", 3), "No markers.");
         assert_eq!(drop_dangling("[4][1]", 3), "[1]");
         assert_eq!(drop_dangling("Grüße [9] — ok [2-3]", 3), "Grüße — ok [2-3]");
+        // Code is left alone.
+        assert_eq!(
+            drop_dangling("Use argv[0] and `x [9]` here [1][8].", 3),
+            "Use argv[0] and `x [9]` here [1]."
+        );
     }
 }
