@@ -42,6 +42,18 @@ fn mode<'a>(results: &'a [serde_json::Value], name: &str) -> &'a serde_json::Val
     results.iter().find(|r| r["mode"] == name).unwrap()
 }
 
+/// Search hits' passages as the models read them: under their context line.
+fn passages_as_read(hits: &[serde_json::Value]) -> Vec<String> {
+    hits.iter()
+        .map(|h| {
+            mosaic::catalog::with_context(
+                h["context"].as_str().unwrap(),
+                h["text"].as_str().unwrap(),
+            )
+        })
+        .collect()
+}
+
 fn misses(result: &serde_json::Value) -> usize {
     result["misses"].as_array().unwrap().len()
 }
@@ -210,15 +222,7 @@ fn search_reranks_the_fused_candidates_with_the_installed_cross_encoder() {
     // Each hit's score is the cross-encoder's score of (question, context + passage), and the
     // hits come in descending order of it.
     let hits = reranked["hits"].as_array().unwrap();
-    let passages: Vec<String> = hits
-        .iter()
-        .map(|h| {
-            mosaic::catalog::with_context(
-                h["context"].as_str().unwrap(),
-                h["text"].as_str().unwrap(),
-            )
-        })
-        .collect();
+    let passages = passages_as_read(hits);
     assert!(hits.iter().any(|h| h["context"] != ""), "{reranked}");
     let model = mosaic::embed::CrossEncoder::load(
         "mosaic-test/tiny-ce",
@@ -279,15 +283,7 @@ fn single_retriever_scores_are_the_retrievers_own() {
     let q = embedder
         .embed(&[question.to_string()], mosaic::embed::Purpose::Query)
         .unwrap();
-    let passages: Vec<String> = hits
-        .iter()
-        .map(|h| {
-            mosaic::catalog::with_context(
-                h["context"].as_str().unwrap(),
-                h["text"].as_str().unwrap(),
-            )
-        })
-        .collect();
+    let passages = passages_as_read(hits);
     let p = embedder
         .embed(&passages, mosaic::embed::Purpose::Passage)
         .unwrap();
