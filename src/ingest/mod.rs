@@ -176,26 +176,26 @@ fn collect_files(paths: &[PathBuf], data_dir: &Path) -> (Vec<PathBuf>, Vec<Failu
                 error: format!("cannot read {}: {e}", path.display()),
             }),
             Ok(m) if m.is_dir() => {
-                let walker = walkdir::WalkDir::new(path)
+                let data_dir = data_dir.clone();
+                // Hidden files and folders are skipped, and so is what `.gitignore` (in a git
+                // work tree), `.ignore` or `.mosaicignore` files exclude, as in ripgrep.
+                let walker = ignore::WalkBuilder::new(path)
                     .follow_links(true)
-                    .sort_by_file_name()
-                    .into_iter()
-                    .filter_entry(|e| {
-                        let hidden =
-                            e.depth() > 0 && e.file_name().to_string_lossy().starts_with('.');
-                        let ours =
-                            std::fs::canonicalize(e.path()).is_ok_and(|p| p.starts_with(&data_dir));
-                        !hidden && !ours
-                    });
+                    .hidden(true)
+                    .add_custom_ignore_filename(".mosaicignore")
+                    .sort_by_file_name(|a, b| a.cmp(b))
+                    .filter_entry(move |e| {
+                        !std::fs::canonicalize(e.path()).is_ok_and(|p| p.starts_with(&data_dir))
+                    })
+                    .build();
                 for entry in walker {
                     match entry {
-                        Ok(e) if e.file_type().is_file() => files.push(e.into_path()),
+                        Ok(e) if e.file_type().is_some_and(|t| t.is_file()) => {
+                            files.push(e.into_path())
+                        }
                         Ok(_) => {}
                         Err(e) => {
-                            let p = e
-                                .path()
-                                .map(Path::to_path_buf)
-                                .unwrap_or_else(|| path.clone());
+                            let p = walk_error_path(&e).unwrap_or_else(|| path.clone());
                             // Recorded under the entry's own path (a link loop's link, not the
                             // folder it points to), so `--prune` drops it once it is gone.
                             failures.push(Failure {
@@ -218,6 +218,19 @@ fn collect_files(paths: &[PathBuf], data_dir: &Path) -> (Vec<PathBuf>, Vec<Failu
     files.sort();
     files.dedup();
     (files, failures)
+}
+
+/// The entry a walk error is about: the link of a loop, the path that could not be read.
+fn walk_error_path(error: &ignore::Error) -> Option<PathBuf> {
+    match error {
+        ignore::Error::WithPath { path, .. } => Some(path.clone()),
+        ignore::Error::Loop { child, .. } => Some(child.clone()),
+        ignore::Error::WithDepth { err, .. } | ignore::Error::WithLineNumber { err, .. } => {
+            walk_error_path(err)
+        }
+        ignore::Error::Partial(errors) => errors.iter().find_map(walk_error_path),
+        _ => None,
+    }
 }
 
 /// The uri of a directory entry without resolving the entry itself: its folder is made

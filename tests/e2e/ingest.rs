@@ -62,6 +62,54 @@ fn corpus_ingests_with_consistent_stores_and_documented_json() {
         .all(|h| !h["text"].as_str().unwrap().contains("SCRIPTCANARY")));
 }
 
+/// Walking a folder skips hidden entries and what ignore files exclude: `.gitignore` inside a
+/// git work tree, `.mosaicignore` anywhere. A file given by name is read regardless.
+#[test]
+fn folders_are_walked_as_their_ignore_files_say() {
+    real_model(MINILM);
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("project");
+    let write = |rel: &str, text: &str| {
+        let path = root.join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    };
+    write(
+        "guide.md",
+        "# Guide\n\nThe canal towpath is open to walkers all year.\n",
+    );
+    write(
+        "node_modules/pkg/README.md",
+        "A package readme about bundlers.\n",
+    );
+    write("drafts/old.txt", "An old draft about ferries.\n");
+    write(".cache/notes.txt", "Hidden notes about telescopes.\n");
+    write(".gitignore", "node_modules/\n");
+    write(".mosaicignore", "drafts/\n");
+    std::fs::create_dir_all(root.join(".git")).unwrap();
+    let data = dir.path().join("data");
+    let report = ok(&mosaic(
+        &data,
+        &["--json", "ingest", root.to_str().unwrap()],
+        &[],
+    ));
+    assert_eq!(
+        (
+            report["ingested"].as_u64(),
+            report["failed"].as_array().map(Vec::len)
+        ),
+        (Some(1), Some(0)),
+        "{report}"
+    );
+    let named = root.join("drafts/old.txt");
+    let report = ok(&mosaic(
+        &data,
+        &["--json", "ingest", named.to_str().unwrap()],
+        &[],
+    ));
+    assert_eq!(report["ingested"], 1, "{report}");
+}
+
 #[test]
 fn pdf_hits_carry_pages_and_anchors_select_the_chunk_text() {
     let index = shared_index();
