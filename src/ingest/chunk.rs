@@ -383,14 +383,18 @@ mod tests {
         extract(DocumentKind::Markdown, text.as_bytes()).unwrap()
     }
 
+    fn sentences(text: &str) -> Vec<&str> {
+        sentence_spans(text)
+            .into_iter()
+            .map(|(s, e)| &text[s..e])
+            .collect()
+    }
+
     #[test]
     fn sentences_split_on_boundaries_and_lines_and_join_fragments() {
         let text = "Punctuality and cancellations\n\nAcross all routes, 96.8 percent of sailings\n\
                     departed on time. We cancelled 143 sailings.\n\n- Fixed\n\n- Vehicles carried: 96,400";
-        let got: Vec<&str> = sentence_spans(text)
-            .into_iter()
-            .map(|(s, e)| &text[s..e])
-            .collect();
+        let got = sentences(text);
         assert_eq!(
             got,
             [
@@ -407,10 +411,7 @@ mod tests {
         assert!(sentence_spans("").is_empty());
         // CRLF and CR line ends: a wrapped line continues, a blank line separates.
         let text = "First wrapped\r\nsentence here.\r\n\r\nSecond one is here.\r\rThird one here.";
-        let got: Vec<&str> = sentence_spans(text)
-            .into_iter()
-            .map(|(s, e)| &text[s..e])
-            .collect();
+        let got = sentences(text);
         assert_eq!(
             got,
             [
