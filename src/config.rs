@@ -67,7 +67,9 @@ pub struct LlmSettings {
     /// Model name sent to the OpenAI-compatible server.
     pub model: String,
     pub api_key: Option<String>,
-    /// Use the embedded GGUF model when no base URL is set and the model is installed.
+    /// Phrase answers with the embedded GGUF model (SmolLM2-135M by default) when no base URL
+    /// is set. Off by default: a 135M model is for phrasing, not for facts, and its answers
+    /// are verified and replaced by the extracted answer when unsupported.
     pub embedded: bool,
     /// Hugging Face id of the embedded GGUF model.
     pub embedded_model: String,
@@ -104,7 +106,7 @@ impl Default for Settings {
                 base_url: None,
                 model: "gpt-4o-mini".into(),
                 api_key: None,
-                embedded: true,
+                embedded: false,
                 embedded_model: "HuggingFaceTB/SmolLM2-135M-Instruct".into(),
                 max_tokens: 256,
                 temperature: 0.0,

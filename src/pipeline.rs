@@ -133,6 +133,23 @@ pub struct ContextSection {
 #[serde(deny_unknown_fields)]
 pub struct AnswerSection {
     pub search_limit: usize,
+    /// Sentences an extracted answer gives at most.
+    pub max_sentences: usize,
+    /// Sentences after the best one join the answer when their score is at most this far
+    /// below it.
+    pub sentence_margin: f64,
+    /// The best sentence must score at least this (cosine to the question, plus the term
+    /// tie-breaker) or the answer says the sources do not answer the question.
+    pub min_relevance: f64,
+    /// Cosine a block sentence must reach with a generated sentence to support it.
+    pub support_threshold: f64,
+    /// Weight of BM25 term overlap (scaled 0..1) added to a sentence's score.
+    pub term_weight: f64,
+    /// Share (0..1) of a sentence's similarity taken from its whole passage's.
+    pub passage_weight: f64,
+    /// Added to a sentence's score when choosing answer sentences: this divided by its
+    /// block's rank in the fused retrieval order (block 1 gets all of it).
+    pub rank_weight: f64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -279,6 +296,36 @@ impl Pipelines {
                 "[fusion] dense_weight and bm25_weight",
                 "are both 0; at least one retriever must count".into(),
             );
+        }
+        let answer = &self.query.answer;
+        if answer.max_sentences == 0 {
+            return fail("[answer] max_sentences", "must be at least 1".into());
+        }
+        for (setting, value) in [
+            ("[answer] sentence_margin", answer.sentence_margin),
+            ("[answer] term_weight", answer.term_weight),
+            ("[answer] rank_weight", answer.rank_weight),
+        ] {
+            if !(value.is_finite() && value >= 0.0) {
+                return fail(setting, format!("is {value}; it must be 0 or more"));
+            }
+        }
+        if !(0.0..=1.0).contains(&answer.passage_weight) {
+            return fail(
+                "[answer] passage_weight",
+                format!("is {}; it must be from 0 to 1", answer.passage_weight),
+            );
+        }
+        for (setting, value) in [
+            ("[answer] min_relevance", answer.min_relevance),
+            ("[answer] support_threshold", answer.support_threshold),
+        ] {
+            if !(value.is_finite() && (-1.0..=1.0).contains(&value)) {
+                return fail(
+                    setting,
+                    format!("is {value}; it must be a cosine similarity, from -1 to 1"),
+                );
+            }
         }
         let retrieve = &self.query.retrieve;
         if retrieve.dense_top_k == 0 || retrieve.bm25_top_k == 0 {

@@ -1,5 +1,7 @@
 //! `mosaic eval`: retrieval quality on a questions file, for hybrid, dense-only and BM25-only
-//! retrieval side by side (hit rate at k and mean reciprocal rank).
+//! retrieval side by side (hit rate at k and mean reciprocal rank); with `--answers`, the
+//! quality of the answers `ask` gives (the fact, the cited source and time, and saying so when
+//! the sources do not answer).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -21,6 +23,33 @@ pub struct EvalArgs {
     /// Skip the cross-encoder.
     #[arg(long)]
     pub no_rerank: bool,
+    /// Judge the answers of `ask` instead of retrieval. Questions may add "facts" (strings
+    /// the answer must hold, each with `|`-separated alternatives), "other_files" (other files that hold the answer), "time_s"
+    /// ([start, end] of the spoken answer in a recording) and "unanswerable": true.
+    #[arg(long)]
+    pub answers: bool,
+    /// With --answers: how far (seconds) a cited time range may start or end outside the
+    /// spoken answer.
+    #[arg(long, default_value_t = 3.0)]
+    pub time_tolerance: f64,
+}
+
+/// A question for `eval --answers`.
+#[derive(Debug, Deserialize)]
+pub struct AnswerQuestion {
+    pub question: String,
+    #[serde(default)]
+    pub file: String,
+    #[serde(default)]
+    pub other_files: Vec<String>,
+    #[serde(default)]
+    pub answer_substring: Option<String>,
+    #[serde(default)]
+    pub facts: Vec<String>,
+    #[serde(default)]
+    pub time_s: Option<[f64; 2]>,
+    #[serde(default)]
+    pub unanswerable: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -65,9 +94,130 @@ pub async fn first_relevant_rank(
     }))
 }
 
+/// Lower case, markers and emphasis removed, white space collapsed: how answers are compared.
+fn comparable(s: &str) -> String {
+    let (text, _) = crate::query::cite::split_markers(s, usize::MAX);
+    normalize(&text.replace("[unsupported]", "")).to_lowercase()
+}
+
+/// Judges one answer.
+fn judge_answer(
+    q: &AnswerQuestion,
+    answer: &crate::query::Answer,
+    tolerance_s: f64,
+) -> serde_json::Value {
+    let text = comparable(&answer.answer);
+    let citations: Vec<serde_json::Value> = answer
+        .citations
+        .iter()
+        .map(|c| json!({"n": c.n, "file": c.source.uri.rsplit('/').next(), "anchor": c.anchor}))
+        .collect();
+    if q.unanswerable {
+        return json!({
+            "question": q.question, "unanswerable": true, "ok": !answer.answered,
+            "answered": answer.answered, "relevance": answer.relevance,
+            "answer": answer.answer, "citations": citations,
+        });
+    }
+    // Each fact is one string or alternatives separated by `|` ("seven|7").
+    let mut needles: Vec<Vec<String>> = q
+        .facts
+        .iter()
+        .map(|f| f.split('|').map(comparable).collect())
+        .collect();
+    needles.extend(q.answer_substring.iter().map(|a| vec![comparable(a)]));
+    let fact = answer.answered
+        && needles
+            .iter()
+            .all(|alternatives| alternatives.iter().any(|n| text.contains(n)));
+    let right_file = |uri: &str| {
+        std::iter::once(&q.file)
+            .chain(&q.other_files)
+            .any(|f| !f.is_empty() && uri.ends_with(&format!("/{f}")))
+    };
+    let source = answer.citations.iter().any(|c| right_file(&c.source.uri));
+    let time = q.time_s.map(|[start, end]| {
+        answer.citations.iter().any(|c| match c.anchor {
+            crate::catalog::Anchor::Time { start_ms, end_ms } if right_file(&c.source.uri) => {
+                let (s, e) = (start_ms as f64 / 1000.0, end_ms as f64 / 1000.0);
+                (s - start).abs() <= tolerance_s && e <= end + tolerance_s && e >= start
+            }
+            _ => false,
+        })
+    });
+    let short = answer.sentences.len() <= 3;
+    json!({
+        "question": q.question, "ok": fact && source && time.unwrap_or(true) && short,
+        "fact": fact, "source": source, "time": time, "sentences": answer.sentences.len(),
+        "answered": answer.answered, "relevance": answer.relevance,
+        "answer": answer.answer, "citations": citations,
+    })
+}
+
+/// `eval --answers`: asks every question and judges the answers.
+async fn run_answers(
+    mosaic: &Mosaic,
+    args: &EvalArgs,
+    questions: Vec<AnswerQuestion>,
+    as_json: bool,
+) -> Result<ExitCode> {
+    let mut results = Vec::new();
+    for q in &questions {
+        let (sink, _stream) = tokio::sync::mpsc::unbounded_channel();
+        let answer = mosaic
+            .ask(&crate::query::AskRequest::new(q.question.clone()), sink)
+            .await?;
+        results.push(judge_answer(q, &answer, args.time_tolerance));
+    }
+    let count =
+        |pick: &dyn Fn(&serde_json::Value) -> bool| results.iter().filter(|r| pick(r)).count();
+    let answerable = count(&|r| r["unanswerable"] != true);
+    let unanswerable = results.len() - answerable;
+    let timed = count(&|r| r["time"].is_boolean());
+    let summary = json!({
+        "questions": results.len(),
+        "answerable": answerable,
+        "correct": count(&|r| r["unanswerable"] != true && r["ok"] == true),
+        "fact": count(&|r| r["fact"] == true),
+        "source": count(&|r| r["source"] == true),
+        "timed": timed,
+        "time": count(&|r| r["time"] == true),
+        "declined_answerable": count(&|r| r["unanswerable"] != true && r["answered"] == false),
+        "unanswerable": unanswerable,
+        "declined_unanswerable": count(&|r| r["unanswerable"] == true && r["ok"] == true),
+    });
+    if as_json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({ "summary": summary, "results": results }))?
+        );
+    } else {
+        for r in &results {
+            let mark = if r["ok"] == true { "ok  " } else { "MISS" };
+            println!(
+                "{mark} {}\n     {}",
+                r["question"].as_str().unwrap_or_default(),
+                r["answer"].as_str().unwrap_or_default()
+            );
+        }
+        let n = |k: &str| summary[k].as_u64().unwrap_or_default();
+        println!(
+            "\nanswerable {}: correct {} (fact {}, source {}, time {}/{}), declined {}\nunanswerable {}: declined {}",
+            n("answerable"), n("correct"), n("fact"), n("source"), n("time"), n("timed"),
+            n("declined_answerable"), n("unanswerable"), n("declined_unanswerable")
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 pub async fn run(mosaic: &Mosaic, args: EvalArgs, as_json: bool) -> Result<ExitCode> {
     let text = std::fs::read_to_string(&args.questions)
         .with_context(|| format!("reading {}", args.questions.display()))?;
+    if args.answers {
+        let questions: Vec<AnswerQuestion> =
+            serde_json::from_str(&text).context("questions file")?;
+        return run_answers(mosaic, &args, questions, as_json).await;
+    }
     let questions: Vec<Question> = serde_json::from_str(&text).context("questions file")?;
     let mut results = Vec::new();
     for mode in [

@@ -78,8 +78,14 @@ pub enum Command {
         #[arg(long)]
         no_rerank: bool,
     },
-    /// Answer a question with numbered citations.
-    Ask { question: String },
+    /// Answer a question with numbered citations, each at the words it rests on.
+    Ask {
+        question: String,
+        /// An earlier question of the same conversation (repeat for several, oldest first):
+        /// a follow-up is searched together with the question before it.
+        #[arg(long = "previous", value_name = "QUESTION")]
+        previous: Vec<String>,
+    },
     /// Find recordings that sound like a clip (and the times where they do).
     Similar {
         /// An audio clip (any format FFmpeg reads).
@@ -353,32 +359,43 @@ async fn run(cli: Cli, settings: Settings) -> Result<ExitCode> {
             }
             ExitCode::SUCCESS
         }
-        Command::Ask { question } => {
+        Command::Ask { question, previous } => {
+            let request = crate::query::AskRequest {
+                question,
+                history: previous
+                    .into_iter()
+                    .map(|content| crate::llm::Message {
+                        role: crate::llm::Role::User,
+                        content,
+                    })
+                    .collect(),
+            };
+            // Generated text is checked before it is shown, so the pieces are not printed as
+            // they stream; a spinner shows that work goes on.
             let (sink, mut stream) = tokio::sync::mpsc::unbounded_channel::<String>();
-            let streaming = !cli.json;
-            let printer = tokio::spawn(async move {
-                let mut out = std::io::stdout();
-                while let Some(piece) = stream.recv().await {
-                    if streaming {
-                        let _ = out.write_all(piece.as_bytes());
-                        let _ = out.flush();
-                    }
-                }
-            });
-            let answer = mosaic.ask(&question, sink).await;
-            let _ = printer.await;
+            let spinner = if cli.json {
+                ProgressBar::hidden()
+            } else {
+                let bar = ProgressBar::new_spinner();
+                bar.set_message("answering");
+                bar.enable_steady_tick(std::time::Duration::from_millis(120));
+                bar
+            };
+            let drain = tokio::spawn(async move { while stream.recv().await.is_some() {} });
+            let answer = mosaic.ask(&request, sink).await;
+            spinner.finish_and_clear();
+            let _ = drain.await;
             let answer = answer?;
             if cli.json {
                 print_json(&serde_json::to_value(&answer)?);
             } else {
-                println!("\n");
-                if answer.citations.is_empty() && !answer.blocks.is_empty() {
-                    println!("The answer cites no block. The passages it was given:");
-                    print_citations(&answer.blocks);
-                } else {
+                println!("{}\n", answer.answer);
+                if answer.answered {
                     println!("Sources:");
-                    print_citations(&answer.citations);
+                } else {
+                    println!("Closest passages:");
                 }
+                print_citations(&answer.citations);
                 println!("\n(answered by {})", answer.generator);
             }
             ExitCode::SUCCESS
@@ -532,6 +549,10 @@ fn print_citations(citations: &[crate::query::Citation]) {
             c.anchor.describe(),
             c.url
         );
+        let quote: String = c.text.split_whitespace().collect::<Vec<_>>().join(" ");
+        let short: String = quote.chars().take(240).collect();
+        let more = if short.len() < quote.len() { "…" } else { "" };
+        println!("    “{short}{more}”");
     }
 }
 

@@ -200,6 +200,18 @@ impl LexicalIndex {
         Ok(())
     }
 
+    /// The terms the BM25 field's analyzer makes of `text`, in order (repeats kept). Pure
+    /// in-memory work: no index I/O.
+    pub fn terms(&self, text: &str) -> Result<Vec<String>> {
+        let mut analyzer = self.index.tokenizer_for_field(self.fields.text)?;
+        let mut terms = Vec::new();
+        let mut stream = analyzer.token_stream(text);
+        while let Some(token) = stream.next() {
+            terms.push(token.text.clone());
+        }
+        Ok(terms)
+    }
+
     /// BM25 top `limit` for a free-text query (query syntax errors are tolerated).
     pub fn search(
         &self,
@@ -211,14 +223,9 @@ impl LexicalIndex {
         // The question is plain text, not query syntax: `error: timeout`, `AF-IMP-2607` or
         // `canal -history` mean their words. Each term the field's analyzer makes from it is
         // one optional clause, scored by BM25.
-        let mut analyzer = self.index.tokenizer_for_field(self.fields.text)?;
-        let mut terms: Vec<String> = Vec::new();
-        let mut stream = analyzer.token_stream(query);
-        while let Some(token) = stream.next() {
-            if !terms.contains(&token.text) {
-                terms.push(token.text.clone());
-            }
-        }
+        let mut terms = self.terms(query)?;
+        let mut seen = std::collections::HashSet::new();
+        terms.retain(|t| seen.insert(t.clone()));
         if terms.is_empty() {
             return Ok(Vec::new());
         }

@@ -54,6 +54,39 @@ pub fn cited_numbers(answer: &str, blocks: usize) -> Vec<usize> {
     out
 }
 
+/// `text` without its citation markers (and the space before each), and the numbers they
+/// cite that name one of `blocks` blocks, in order of first appearance. Code brackets stay.
+pub fn split_markers(text: &str, blocks: usize) -> (String, Vec<usize>) {
+    let mut out = String::with_capacity(text.len());
+    let mut cited = Vec::new();
+    let mut last = 0;
+    for (start, end, numbers) in markers(text) {
+        if is_code(&text[..start]) {
+            continue;
+        }
+        let before = &text[last..start];
+        out.push_str(before.trim_end_matches(' '));
+        for n in numbers {
+            if (1..=blocks).contains(&n) && !cited.contains(&n) {
+                cited.push(n);
+            }
+        }
+        last = end;
+    }
+    out.push_str(&text[last..]);
+    (out, cited)
+}
+
+/// Whether a bracket right after `before` is code (`argv[0]`, inside backticks), not a
+/// citation.
+fn is_code(before: &str) -> bool {
+    let after_word = before
+        .chars()
+        .next_back()
+        .is_some_and(|c| c.is_alphanumeric() || c == '_');
+    after_word || before.matches('`').count() % 2 == 1
+}
+
 /// `answer` with each citation marker reduced to the blocks that exist: `[1, 7]` becomes
 /// `[1]`, and `[7]` (no such block) goes, with the space before it. Brackets right after a
 /// word (`argv[0]`, `items[5]`) or inside backticks are code, not citations, and stay.
@@ -61,13 +94,7 @@ pub fn drop_dangling(answer: &str, blocks: usize) -> String {
     let mut out = String::with_capacity(answer.len());
     let mut last = 0;
     for (start, end, numbers) in markers(answer) {
-        let before = &answer[..start];
-        let after_word = before
-            .chars()
-            .next_back()
-            .is_some_and(|c| c.is_alphanumeric() || c == '_');
-        let in_code = before.matches('`').count() % 2 == 1;
-        if after_word || in_code {
+        if is_code(&answer[..start]) {
             continue;
         }
         let kept: Vec<String> = numbers
@@ -103,6 +130,18 @@ mod tests {
         assert!(cited_numbers("no citations", 3).is_empty());
         assert_eq!(cited_numbers("unclosed [1", 3), Vec::<usize>::new());
         assert_eq!(cited_numbers("[1–2]", 5), vec![1, 2]);
+    }
+
+    #[test]
+    fn markers_split_from_their_sentence() {
+        assert_eq!(
+            split_markers("The dome is 6.5 m [2][9] wide [1, 2].", 3),
+            ("The dome is 6.5 m wide.".to_string(), vec![2, 1])
+        );
+        assert_eq!(
+            split_markers("Use argv[1] here [1].", 3),
+            ("Use argv[1] here.".to_string(), vec![1])
+        );
     }
 
     #[test]

@@ -1,17 +1,22 @@
 //! The query path: retrieve (dense per embedding space + BM25) -> fuse (weighted RRF) ->
-//! rerank (cross-encoder) -> context (numbered blocks) -> generate -> cite.
+//! rerank (cross-encoder) -> context (numbered blocks) -> answer (extracted, or generated and
+//! verified) -> cite, each citation at the words it rests on.
 
+pub mod answer;
 pub mod cite;
+pub mod evidence;
+pub mod facts;
 pub mod fuse;
 pub mod similar;
+pub mod verify;
 
 use serde::Serialize;
 use thiserror::Error;
 use tokio::sync::mpsc;
 
 use crate::app::Mosaic;
-use crate::catalog::{with_context, Anchor, CatalogError, SourceRef, StoredChunk};
-use crate::embed::Purpose;
+use crate::catalog::{with_context, Anchor, CatalogError, Source, SourceRef, StoredChunk};
+use crate::embed::{EmbedderService, Purpose};
 use crate::fault::{Fault, HasFault};
 use crate::ingest::uri_path;
 use crate::lexical::LexicalError;
@@ -118,10 +123,14 @@ impl Hit {
     }
 }
 
-/// A citation in an answer.
+/// A citation in an answer: `[n]` in its text. An answer sentence's citation carries the
+/// anchor of the block sentence it rests on (its own span and page, or the time it was
+/// spoken), so the link lands on those words.
 #[derive(Debug, Clone, Serialize)]
 pub struct Citation {
     pub n: usize,
+    /// The context block it points into (`context[block - 1]`).
+    pub block: usize,
     pub source: SourceRef,
     pub anchor: Anchor,
     pub url: String,
@@ -130,35 +139,106 @@ pub struct Citation {
     pub title: Option<String>,
 }
 
+/// One sentence of the answer, as checked against the blocks.
+#[derive(Debug, Clone, Serialize)]
+pub struct AnswerSentence {
+    pub text: String,
+    pub supported: bool,
+    /// Numbers of the citations it carries (`citations[n - 1]`).
+    pub citations: Vec<usize>,
+    /// For a generated sentence: what verification did to its citations.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub change: Option<verify::Change>,
+    /// Numbers and names it states that the closest block does not hold.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub missing: Vec<String>,
+}
+
+/// What a language model wrote, before verification replaced it by the extracted answer.
+#[derive(Debug, Clone, Serialize)]
+pub struct Generated {
+    pub by: String,
+    pub text: String,
+    pub sentences: usize,
+    pub supported: usize,
+}
+
 /// The result of `ask`.
 #[derive(Debug, Clone, Serialize)]
 pub struct Answer {
     pub answer: String,
     pub citations: Vec<Citation>,
+    /// Who wrote the answer shown: `extracted`, or the generator (`openai:MODEL`,
+    /// `embedded:NAME`).
     pub generator: String,
-    /// The numbered blocks the generator was given (shown when it cites none).
+    /// False when the indexed sources do not answer the question.
+    pub answered: bool,
+    /// Score of the block sentence that best answers the question (see `[answer]` in
+    /// pipelines/query.toml); below `min_relevance` the question is not answered.
+    pub relevance: f64,
+    pub sentences: Vec<AnswerSentence>,
+    /// The numbered blocks the answer was drawn from (or the generator was given).
     #[serde(rename = "context")]
     pub blocks: Vec<Citation>,
-    #[serde(skip)]
+    /// A generated answer that verification found mostly unsupported and replaced.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub generated: Option<Generated>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notices: Vec<String>,
 }
 
-/// A link that opens the source at the anchor.
-pub fn citation_url(chunk: &StoredChunk) -> String {
-    let base = if uri_path(&chunk.source.uri).is_some() {
-        chunk.source.uri.clone()
+/// One question of a conversation: the question and the turns before it (oldest first).
+#[derive(Debug, Clone, Default)]
+pub struct AskRequest {
+    pub question: String,
+    pub history: Vec<Message>,
+}
+
+impl AskRequest {
+    pub fn new(question: impl Into<String>) -> Self {
+        Self {
+            question: question.into(),
+            history: Vec::new(),
+        }
+    }
+
+    /// What retrieval searches for: a follow-up ("and in summer?") is read together with the
+    /// user's previous question, so its passages are found.
+    pub fn retrieval_query(&self) -> String {
+        let previous = self
+            .history
+            .iter()
+            .rev()
+            .find(|m| m.role == Role::User && !m.content.trim().is_empty());
+        match previous {
+            Some(m) => format!("{}\n{}", m.content.trim(), self.question.trim()),
+            None => self.question.trim().to_string(),
+        }
+    }
+}
+
+/// A link that opens `source` at `anchor`.
+pub fn anchor_url(source: &Source, anchor: &Anchor) -> String {
+    let base = if uri_path(&source.uri).is_some() {
+        source.uri.clone()
     } else {
-        format!("/v1/sources/{}/media", chunk.source.id)
+        format!("/v1/sources/{}/media", source.id)
     };
-    match chunk.anchor.fragment() {
+    match anchor.fragment() {
         Some(f) => format!("{base}#{f}"),
         None => base,
     }
 }
 
+/// A link that opens the chunk's source at the chunk.
+pub fn citation_url(chunk: &StoredChunk) -> String {
+    anchor_url(&chunk.source, &chunk.anchor)
+}
+
 fn to_citation(n: usize, chunk: &StoredChunk) -> Citation {
     Citation {
         n,
+        block: n,
         source: chunk.source.as_ref(),
         anchor: chunk.anchor.clone(),
         url: citation_url(chunk),
@@ -172,12 +252,21 @@ pub fn approx_tokens(text: &str) -> usize {
     (text.split_whitespace().count() * 4).div_ceil(3)
 }
 
-const INSTRUCTIONS: &str = "Answer the question using only the numbered context blocks below. \
-Cite every block you use with its number in square brackets, like [1] or [2]. \
-If the blocks do not contain the answer, say that you do not know.";
+const INSTRUCTIONS: &str = "Answer the question using only the numbered context blocks below, \
+never outside knowledge. End every sentence of the answer with the number of the block it comes \
+from in square brackets, like [1] or [2][3]. Keep numbers, dates and names exactly as the blocks \
+give them. If the blocks do not contain the answer, say that the sources do not answer the \
+question.";
 
-/// The prompt: instructions, numbered blocks with source and anchor, then the question.
-pub fn build_messages(question: &str, blocks: &[Citation], single_turn: bool) -> Vec<Message> {
+/// The prompt: instructions, the earlier turns of the conversation, then the numbered blocks
+/// (each with its source and anchor) and the question. Earlier answers lose their `[n]`
+/// markers, which named blocks of earlier prompts.
+pub fn build_messages(
+    question: &str,
+    blocks: &[Citation],
+    history: &[Message],
+    single_turn: bool,
+) -> Vec<Message> {
     let mut context = String::new();
     for b in blocks {
         let name = b.title.clone().unwrap_or_else(|| {
@@ -199,22 +288,30 @@ pub fn build_messages(question: &str, blocks: &[Citation], single_turn: bool) ->
     let user = format!("Context:\n\n{context}Question: {question}");
     if single_turn {
         // Small models follow the instruction nearest the end: repeat the citation rule there.
-        vec![Message {
+        return vec![Message {
             role: Role::User,
             content: format!("{INSTRUCTIONS}\n\n{user}\nAnswer in one or two sentences and cite the block number, like [1]."),
-        }]
-    } else {
-        vec![
-            Message {
-                role: Role::System,
-                content: INSTRUCTIONS.to_string(),
-            },
-            Message {
-                role: Role::User,
-                content: user,
-            },
-        ]
+        }];
     }
+    let mut messages = vec![Message {
+        role: Role::System,
+        content: INSTRUCTIONS.to_string(),
+    }];
+    for turn in history.iter().filter(|m| m.role != Role::System) {
+        let content = match turn.role {
+            Role::Assistant => cite::split_markers(&turn.content, usize::MAX).0,
+            _ => turn.content.clone(),
+        };
+        messages.push(Message {
+            role: turn.role,
+            content,
+        });
+    }
+    messages.push(Message {
+        role: Role::User,
+        content: user,
+    });
+    messages
 }
 
 impl Mosaic {
@@ -357,12 +454,23 @@ impl Mosaic {
         Ok(outcome)
     }
 
-    /// Answers a question from the index, streaming the answer's text to `sink`.
+    /// Answers a question from the index. Without an OpenAI-compatible server (and with the
+    /// embedded model off, the default) the answer is extracted: the block sentences that
+    /// best answer it, each cited at its own words. A generated answer is verified sentence
+    /// by sentence, and replaced by the extracted one when most of it is unsupported. When no
+    /// block sentence is relevant enough, the answer says the sources do not answer the
+    /// question and lists the closest passages. Generated text is streamed to `sink` as it
+    /// is written; the checked answer is in the result.
     pub async fn ask(
         &self,
-        question: &str,
+        request: &AskRequest,
         sink: mpsc::UnboundedSender<String>,
     ) -> Result<Answer, QueryError> {
+        let question = request.question.trim();
+        if question.is_empty() {
+            return Err(QueryError::EmptyQuery);
+        }
+        let retrieval_query = request.retrieval_query();
         let context = &self.pipelines.query.context;
         let (generator, why_not) = self.generator().await;
         let max_blocks = match &generator {
@@ -371,97 +479,419 @@ impl Mosaic {
         };
         let found = self
             .search(&SearchRequest {
-                query: question.to_string(),
+                query: retrieval_query.clone(),
                 limit: max_blocks,
                 modalities: Vec::new(),
                 mode: RetrievalMode::Hybrid,
                 rerank: true,
             })
             .await?;
-        let mut notices = found.notices;
-        // Said before the answer streams, not after it.
-        for notice in &notices {
-            tracing::warn!("{notice}");
+        let mut notices = Vec::new();
+        for notice in found.notices {
+            note(&mut notices, notice);
         }
-        let mut blocks = Vec::new();
+        let mut chunks = Vec::new();
         let mut used = 0;
-        for hit in &found.hits {
+        for hit in found.hits {
             let cost = approx_tokens(&hit.chunk.text) + 16;
-            if !blocks.is_empty() && used + cost > context.token_budget {
+            if !chunks.is_empty() && used + cost > context.token_budget {
                 break;
             }
             used += cost;
-            blocks.push(to_citation(blocks.len() + 1, &hit.chunk));
+            chunks.push(hit.chunk);
+        }
+        let blocks: Vec<Citation> = chunks
+            .iter()
+            .enumerate()
+            .map(|(i, c)| to_citation(i + 1, c))
+            .collect();
+        if generator.is_none() && self.settings.llm.embedded {
+            note(&mut notices, format!("no language model: {why_not}"));
         }
 
-        let Some(generator) = generator else {
-            let notice = format!(
-                "no language model available ({why_not}): answering with the best passages"
-            );
-            tracing::warn!("{notice}");
-            notices.push(notice);
-            let answer = extractive_answer(&blocks);
-            let _ = sink.send(answer.clone());
-            return Ok(Answer {
-                answer,
-                citations: blocks.iter().take(EXTRACTIVE_PASSAGES).cloned().collect(),
-                generator: "extractive".into(),
-                blocks,
-                notices,
-            });
+        let evidence = self.evidence(&chunks).await?;
+        let embedder = match self
+            .text_embedder(&self.pipelines.text.embedder.model)
+            .await
+        {
+            Ok(e) => Some(e),
+            Err(e @ ModelError::NotInstalled { .. }) => {
+                note(
+                    &mut notices,
+                    format!("sentences ranked by BM25 overlap alone: {e}"),
+                );
+                None
+            }
+            Err(e) => return Err(e.into()),
         };
-        if blocks.is_empty() {
-            let answer = "Nothing in the index matches this question.".to_string();
-            let _ = sink.send(answer.clone());
-            return Ok(Answer {
-                answer,
-                citations: Vec::new(),
-                generator: generator.name(),
-                blocks,
-                notices,
-            });
+        let sentence_vectors = match &embedder {
+            Some(e) => {
+                let texts = evidence
+                    .iter()
+                    .map(|s| with_context(&chunks[s.block - 1].context, &s.text))
+                    .collect();
+                e.embed(texts, Purpose::Passage).await?
+            }
+            None => Vec::new(),
+        };
+        let scores = self
+            .sentence_scores(
+                &retrieval_query,
+                &evidence,
+                &chunks,
+                embedder.as_ref(),
+                &sentence_vectors,
+            )
+            .await?;
+        // Whether the sources answer at all is judged on relevance alone; which sentences
+        // answer also weighs the retrieval order of their blocks (hybrid retrieval has seen
+        // BM25 and every passage, the sentence scores only these blocks).
+        let settings = &self.pipelines.query.answer;
+        let relevance = scores
+            .iter()
+            .zip(&evidence)
+            .filter(|(_, s)| !s.heading)
+            .map(|(score, _)| *score)
+            .fold(0.0, f64::max);
+        let ranking: Vec<f64> = scores
+            .iter()
+            .zip(&evidence)
+            .map(|(score, s)| score + settings.rank_weight / s.block as f64)
+            .collect();
+        for (s, score) in evidence.iter().zip(&ranking) {
+            tracing::debug!(
+                block = s.block,
+                score,
+                heading = s.heading,
+                "sentence {:?}",
+                s.text
+            );
         }
-        let messages = build_messages(question, &blocks, generator.prefers_single_turn());
+        let chosen = if relevance < settings.min_relevance {
+            Vec::new()
+        } else {
+            answer::choose(&ranking, &evidence, settings)
+        };
+        let extracted = |notices: Vec<String>, generated: Option<Generated>| {
+            let answer = if chosen.is_empty() {
+                not_answered(&blocks)
+            } else {
+                let parts: Vec<Part> = chosen
+                    .iter()
+                    .map(|&i| Part {
+                        text: evidence[i].text.clone(),
+                        evidence: vec![i],
+                        change: None,
+                        missing: Vec::new(),
+                    })
+                    .collect();
+                assemble(&parts, &evidence, &chunks, &blocks)
+            };
+            Answer {
+                generator: "extracted".into(),
+                generated,
+                notices,
+                relevance,
+                ..answer
+            }
+        };
+
+        let Some(generator) = generator else {
+            let answer = extracted(notices, None);
+            let _ = sink.send(answer.answer.clone());
+            return Ok(answer);
+        };
+        if chosen.is_empty() {
+            // Nothing to answer from: the model would only make something up.
+            note(
+                &mut notices,
+                format!(
+                    "{} was not asked: no passage is relevant enough to the question",
+                    generator.name()
+                ),
+            );
+            let answer = extracted(notices, None);
+            let _ = sink.send(answer.answer.clone());
+            return Ok(answer);
+        }
+        let messages = build_messages(
+            question,
+            &blocks,
+            &request.history,
+            generator.prefers_single_turn(),
+        );
         let params = GenerationParams {
             max_tokens: self.settings.llm.max_tokens,
             temperature: self.settings.llm.temperature,
         };
-        let answer = generator.generate(messages, params, sink).await?;
-        // Markers naming no block are dropped from the text as from the citations (the
-        // streamed copy has already been shown as the model wrote it).
-        let answer = cite::drop_dangling(&answer, blocks.len());
-        let citations = cite::cited_numbers(&answer, blocks.len())
-            .into_iter()
-            .map(|n| blocks[n - 1].clone())
+        let written = generator.generate(messages, params, sink).await?;
+        let claims = verify::claims(&written, blocks.len());
+        let judgements = match &embedder {
+            Some(e) if !claims.is_empty() => {
+                // Claims are compared with block sentences as they are: the context line that
+                // helps retrieval blurs entailment (docs/answers.md: calibration).
+                let plain = e
+                    .embed(
+                        evidence.iter().map(|s| s.text.clone()).collect(),
+                        Purpose::Passage,
+                    )
+                    .await?;
+                let vectors = e
+                    .embed(
+                        claims.iter().map(|c| c.text.clone()).collect(),
+                        Purpose::Passage,
+                    )
+                    .await?;
+                let contexts: Vec<&str> = chunks.iter().map(|c| c.context.as_str()).collect();
+                let windows = verify::windows(&evidence, &contexts, question);
+                verify::judge(
+                    &claims,
+                    &vectors,
+                    &evidence,
+                    &plain,
+                    &windows,
+                    self.pipelines.query.answer.support_threshold,
+                )
+            }
+            _ => Vec::new(),
+        };
+        for (claim, j) in claims.iter().zip(&judgements) {
+            tracing::debug!(supported = j.supported, similarity = j.similarity, missing = ?j.missing, "claim {:?}", claim.text);
+        }
+        let supported = judgements.iter().filter(|j| j.supported).count();
+        let generated = Generated {
+            by: generator.name(),
+            text: written.clone(),
+            sentences: claims.len(),
+            supported,
+        };
+        if claims.is_empty() || supported * 2 < claims.len() {
+            note(&mut notices, format!(
+                "{} of the {} sentences {} wrote are supported by the sources: showing the extracted answer instead",
+                supported,
+                claims.len(),
+                generator.name()
+            ));
+            return Ok(extracted(notices, Some(generated)));
+        }
+        let parts: Vec<Part> = claims
+            .iter()
+            .zip(&judgements)
+            .map(|(c, j)| Part {
+                text: c.text.clone(),
+                evidence: j.evidence.clone(),
+                change: Some(j.change),
+                missing: j.missing.clone(),
+            })
             .collect();
         Ok(Answer {
-            answer,
-            citations,
             generator: generator.name(),
-            blocks,
             notices,
+            relevance,
+            ..assemble(&parts, &evidence, &chunks, &blocks)
         })
+    }
+
+    /// The sentences of the blocks, each with its own anchor (transcript sentences timed from
+    /// the catalog's Whisper segments), repeats dropped.
+    async fn evidence(
+        &self,
+        chunks: &[StoredChunk],
+    ) -> Result<Vec<evidence::Sentence>, QueryError> {
+        let mut sentences = Vec::new();
+        for (i, chunk) in chunks.iter().enumerate() {
+            let segments = match chunk.anchor {
+                Anchor::Time { start_ms, end_ms } => {
+                    self.catalog
+                        .segments(&chunk.source.id, start_ms, end_ms.max(start_ms + 1))
+                        .await?
+                }
+                _ => Vec::new(),
+            };
+            sentences.extend(evidence::block_sentences(i + 1, chunk, &segments));
+        }
+        Ok(answer::distinct(sentences))
+    }
+
+    /// How well each sentence answers `query`: cosine similarity to the question of the
+    /// sentence (under its title > section line) mixed with that of its passage, averaged
+    /// with the cross-encoder's probability when one is installed, plus BM25 term overlap
+    /// weighted as a tie-breaker.
+    async fn sentence_scores(
+        &self,
+        query: &str,
+        sentences: &[evidence::Sentence],
+        chunks: &[StoredChunk],
+        embedder: Option<&EmbedderService>,
+        vectors: &[Vec<f32>],
+    ) -> Result<Vec<f64>, QueryError> {
+        let settings = &self.pipelines.query;
+        let mut relevance = vec![0.0; sentences.len()];
+        if let Some(embedder) = embedder {
+            let question = embedder
+                .embed(vec![query.to_string()], Purpose::Query)
+                .await?
+                .pop()
+                .unwrap_or_default();
+            for (r, v) in relevance.iter_mut().zip(vectors) {
+                *r = verify::cosine(&question, v);
+            }
+            // Each sentence also carries its passage's similarity: a sentence that restates
+            // the question's setting ("at Kestrel Ridge") must not outrank the passage that
+            // answers it.
+            let weight = settings.answer.passage_weight;
+            if weight > 0.0 {
+                let texts = chunks
+                    .iter()
+                    .map(|c| with_context(&c.context, &c.text))
+                    .collect();
+                let passages: Vec<f64> = embedder
+                    .embed(texts, Purpose::Passage)
+                    .await?
+                    .iter()
+                    .map(|v| verify::cosine(&question, v))
+                    .collect();
+                for (r, s) in relevance.iter_mut().zip(sentences) {
+                    *r = (1.0 - weight) * *r + weight * passages[s.block - 1];
+                }
+            }
+        }
+        if settings.rerank.enabled && !sentences.is_empty() {
+            match self.reranker(&settings.rerank.model).await {
+                Ok(reranker) => {
+                    let passages = sentences
+                        .iter()
+                        .map(|s| with_context(&chunks[s.block - 1].context, &s.text))
+                        .collect();
+                    let logits = reranker.score(query.to_string(), passages).await?;
+                    for (r, logit) in relevance.iter_mut().zip(logits) {
+                        let probability = 1.0 / (1.0 + (-(logit as f64)).exp());
+                        *r = if embedder.is_some() {
+                            (*r + probability) / 2.0
+                        } else {
+                            probability
+                        };
+                    }
+                }
+                Err(ModelError::NotInstalled { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let question_terms = self.lexical.terms(query)?;
+        let sentence_terms = sentences
+            .iter()
+            .map(|s| self.lexical.terms(&s.text))
+            .collect::<Result<Vec<_>, _>>()?;
+        let overlap = answer::term_overlap(&question_terms, &sentence_terms);
+        let weight = settings.answer.term_weight;
+        Ok(relevance
+            .into_iter()
+            .zip(overlap)
+            .map(|(r, o)| r + weight * o)
+            .collect())
     }
 }
 
-/// Passages an extractive answer shows (and cites).
-const EXTRACTIVE_PASSAGES: usize = 3;
+/// Logs a notice and keeps it for the answer.
+fn note(notices: &mut Vec<String>, notice: String) {
+    tracing::warn!("{notice}");
+    notices.push(notice);
+}
 
-/// The answer when no language model is available: the best passages, numbered.
-pub fn extractive_answer(blocks: &[Citation]) -> String {
-    if blocks.is_empty() {
-        return "Nothing in the index matches this question.".into();
+/// One sentence of an answer before numbering: its text and the evidence sentences
+/// (indexes) it rests on, none when unsupported.
+struct Part {
+    text: String,
+    evidence: Vec<usize>,
+    change: Option<verify::Change>,
+    missing: Vec<String>,
+}
+
+/// The answer text, its citations (numbered in order of first use, each at its evidence
+/// sentence's anchor) and its sentences.
+fn assemble(
+    parts: &[Part],
+    evidence: &[evidence::Sentence],
+    chunks: &[StoredChunk],
+    blocks: &[Citation],
+) -> Answer {
+    let mut citations: Vec<Citation> = Vec::new();
+    let mut numbers_of: std::collections::HashMap<usize, usize> = Default::default();
+    let mut sentences = Vec::new();
+    let mut text = Vec::new();
+    for part in parts {
+        let numbers: Vec<usize> = part
+            .evidence
+            .iter()
+            .map(|&i| {
+                *numbers_of.entry(i).or_insert_with(|| {
+                    let s = &evidence[i];
+                    let chunk = &chunks[s.block - 1];
+                    citations.push(Citation {
+                        n: citations.len() + 1,
+                        block: s.block,
+                        source: chunk.source.as_ref(),
+                        anchor: s.anchor.clone(),
+                        url: anchor_url(&chunk.source, &s.anchor),
+                        text: s.text.clone(),
+                        title: chunk.source.title.clone(),
+                    });
+                    citations.len()
+                })
+            })
+            .collect();
+        let supported = !part.evidence.is_empty();
+        text.push(answer::render_sentence(&part.text, &numbers, supported));
+        sentences.push(AnswerSentence {
+            text: part.text.clone(),
+            supported,
+            citations: numbers,
+            change: part.change,
+            missing: part.missing.clone(),
+        });
     }
-    let mut out = String::from(
-        "No language model is configured, so here are the passages that best match the question:\n",
-    );
-    for b in blocks.iter().take(EXTRACTIVE_PASSAGES) {
-        let text: String = b.text.split_whitespace().collect::<Vec<_>>().join(" ");
-        let short: String = text.chars().take(400).collect();
-        let ellipsis = if short.len() < text.len() { "…" } else { "" };
-        out.push_str(&format!("\n[{}] {short}{ellipsis}\n", b.n));
+    Answer {
+        answer: text.join(" "),
+        citations,
+        generator: String::new(),
+        answered: true,
+        relevance: 0.0,
+        sentences,
+        blocks: blocks.to_vec(),
+        generated: None,
+        notices: Vec::new(),
     }
-    out
+}
+
+/// Passages listed when the sources do not answer the question.
+const CLOSEST_PASSAGES: usize = 3;
+
+/// The answer when no block sentence is relevant enough: say so, and cite the closest
+/// passages.
+fn not_answered(blocks: &[Citation]) -> Answer {
+    let closest: Vec<Citation> = blocks.iter().take(CLOSEST_PASSAGES).cloned().collect();
+    let answer = if closest.is_empty() {
+        "Nothing in the index matches this question.".to_string()
+    } else {
+        let marks: Vec<String> = closest.iter().map(|c| format!("[{}]", c.n)).collect();
+        let list = match marks.as_slice() {
+            [one] => format!("passage is {one}"),
+            [init @ .., last] => format!("passages are {} and {last}", init.join(", ")),
+            [] => unreachable!(),
+        };
+        format!("The indexed sources do not answer this question. The closest {list}.")
+    };
+    Answer {
+        answer,
+        citations: closest,
+        generator: String::new(),
+        answered: false,
+        relevance: 0.0,
+        sentences: Vec::new(),
+        blocks: blocks.to_vec(),
+        generated: None,
+        notices: Vec::new(),
+    }
 }
 
 #[cfg(test)]
@@ -471,6 +901,7 @@ mod tests {
     fn block(n: usize) -> Citation {
         Citation {
             n,
+            block: n,
             source: SourceRef {
                 id: "s".into(),
                 uri: "file:///docs/a.pdf".into(),
@@ -489,13 +920,14 @@ mod tests {
 
     #[test]
     fn prompt_numbers_blocks_with_source_and_anchor() {
-        let messages = build_messages("What?", &[block(1), block(2)], false);
+        let messages = build_messages("What?", &[block(1), block(2)], &[], false);
         assert_eq!(messages[0].role, Role::System);
+        assert!(messages[0].content.contains("End every sentence"));
         let user = &messages[1].content;
         assert!(user.contains("[1] Annual report (p. 2, chars 10–20)\nblock text 1"));
         assert!(user.contains("[2] Annual report"));
         assert!(user.ends_with("Question: What?"));
-        let single = build_messages("What?", &[block(1)], true);
+        let single = build_messages("What?", &[block(1)], &[], true);
         assert_eq!(single.len(), 1);
         assert!(single[0].content.starts_with(INSTRUCTIONS));
         assert!(single[0]
@@ -504,8 +936,53 @@ mod tests {
     }
 
     #[test]
-    fn extractive_answer_cites_blocks() {
-        let answer = extractive_answer(&[block(1), block(2)]);
-        assert_eq!(cite::cited_numbers(&answer, 2), vec![1, 2]);
+    fn follow_ups_carry_the_conversation() {
+        let history = vec![
+            Message {
+                role: Role::User,
+                content: "When do doors open in winter?".into(),
+            },
+            Message {
+                role: Role::Assistant,
+                content: "At 20:00 [1].".into(),
+            },
+        ];
+        let request = AskRequest {
+            question: "And in summer?".into(),
+            history: history.clone(),
+        };
+        assert_eq!(
+            request.retrieval_query(),
+            "When do doors open in winter?\nAnd in summer?"
+        );
+        assert_eq!(AskRequest::new(" Q? ").retrieval_query(), "Q?");
+        let messages = build_messages("And in summer?", &[block(1)], &history, false);
+        let roles: Vec<Role> = messages.iter().map(|m| m.role).collect();
+        assert_eq!(
+            roles,
+            vec![Role::System, Role::User, Role::Assistant, Role::User]
+        );
+        // The earlier answer's markers named blocks of another prompt.
+        assert_eq!(messages[2].content, "At 20:00.");
+        assert!(messages[3].content.ends_with("Question: And in summer?"));
+    }
+
+    #[test]
+    fn unanswered_questions_say_so_and_list_the_closest_passages() {
+        let answer = not_answered(&[block(1), block(2), block(3), block(4)]);
+        assert!(!answer.answered);
+        assert_eq!(
+            answer.answer,
+            "The indexed sources do not answer this question. The closest passages are [1], [2] and [3]."
+        );
+        assert_eq!(answer.citations.len(), 3);
+        assert_eq!(
+            not_answered(&[block(1)]).answer,
+            "The indexed sources do not answer this question. The closest passage is [1]."
+        );
+        assert_eq!(
+            not_answered(&[]).answer,
+            "Nothing in the index matches this question."
+        );
     }
 }

@@ -8,6 +8,7 @@ mod bf16;
 mod cnn14;
 mod common;
 mod crash;
+mod grounded;
 mod ingest;
 mod models;
 mod retrieval;
