@@ -315,7 +315,7 @@ mod tests {
 
     #[test]
     fn document_sentences_keep_their_own_spans_and_page() {
-        let text = "## The Harriet (main dome)\n\nOur main telescope is a 0.6-metre reflector,\ninstalled in 2011. It has a focal ratio of f/8.\n\n- **When:** every Friday night.\n- **Tickets:** 12 dollars for adults.";
+        let text = "## The Harriet (main dome)\n\nOur main telescope is a 0.6-metre reflector,\ninstalled in 2011. It has a focal ratio of f/8.\n\n- **When:** every Friday and Saturday night.\n- **Tickets:** 12 dollars for adults.";
         let c = chunk(
             text,
             Anchor::Span {
@@ -338,7 +338,7 @@ mod tests {
                     false
                 ),
                 ("It has a focal ratio of f/8.", false),
-                ("When: every Friday night.", false),
+                ("When: every Friday and Saturday night.", false),
                 ("Tickets: 12 dollars for adults.", false),
             ]
         );
