@@ -95,16 +95,7 @@ async fn chat(
         &format!("[{block}]"),
         " and more [42].",
     ];
-    let mut sse = String::new();
-    for piece in pieces {
-        let chunk = serde_json::json!({
-            "id": "chatcmpl-test", "object": "chat.completion.chunk", "created": 0, "model": "test-model",
-            "choices": [{"index": 0, "delta": {"role": "assistant", "content": piece}, "finish_reason": null}]
-        });
-        sse.push_str(&format!("data: {chunk}\n\n"));
-    }
-    sse.push_str("data: [DONE]\n\n");
-    ([("content-type", "text/event-stream")], sse)
+    crate::common::chat_stream(pieces)
 }
 
 #[test]

@@ -123,3 +123,20 @@ pub fn floats(v: &serde_json::Value) -> Vec<f32> {
         .map(|x| x.as_f64().unwrap() as f32)
         .collect()
 }
+
+/// An OpenAI-compatible streamed chat reply (server-sent events) of `pieces`, as a test
+/// stand-in for a chat server answers.
+pub fn chat_stream<'a>(
+    pieces: impl IntoIterator<Item = &'a str>,
+) -> ([(&'static str, &'static str); 1], String) {
+    let mut sse = String::new();
+    for piece in pieces {
+        let chunk = serde_json::json!({
+            "id": "chatcmpl-test", "object": "chat.completion.chunk", "created": 0, "model": "test-model",
+            "choices": [{"index": 0, "delta": {"role": "assistant", "content": piece}, "finish_reason": null}]
+        });
+        sse.push_str(&format!("data: {chunk}\n\n"));
+    }
+    sse.push_str("data: [DONE]\n\n");
+    ([("content-type", "text/event-stream")], sse)
+}

@@ -210,16 +210,7 @@ async fn chat(State(recorder): State<Recorder>, Json(body): Json<Value>) -> impl
             "{other}",
             &format!("[{}]", block_number(&prompt, "!0.6-metre")),
         );
-    let mut sse = String::new();
-    for piece in text.split_inclusive(' ') {
-        let chunk = serde_json::json!({
-            "id": "chatcmpl-test", "object": "chat.completion.chunk", "created": 0, "model": "test-model",
-            "choices": [{"index": 0, "delta": {"role": "assistant", "content": piece}, "finish_reason": null}]
-        });
-        sse.push_str(&format!("data: {chunk}\n\n"));
-    }
-    sse.push_str("data: [DONE]\n\n");
-    ([("content-type", "text/event-stream")], sse)
+    crate::common::chat_stream(text.split_inclusive(' '))
 }
 
 /// Serves [`chat`] on a loopback port; returns the base URL.
