@@ -241,7 +241,7 @@ impl Mosaic {
     }
 
     /// The answer generator: the OpenAI-compatible server when a base URL is set, else the
-    /// embedded GGUF model when installed. `None` (with the reason) means extractive answers.
+    /// embedded GGUF model when installed. `None` (with the reason) means extracted answers only.
     pub async fn generator(&self) -> (Option<Arc<dyn Generator>>, String) {
         let mut slot = self.generator.lock().await;
         if let Some(g) = slot.as_ref() {

@@ -1,5 +1,6 @@
-//! Citation mapping: find `[n]` markers in an answer, keep those that refer to a numbered
-//! context block, and drop the rest (a model may invent numbers).
+//! Citation markers: find `[n]` markers in an answer and take them off its sentences, keeping
+//! the numbers that refer to a context block (a model may invent others). Brackets in code
+//! (`argv[0]`, inside backticks) are not markers.
 
 /// Citation-shaped markers in `answer`: byte range and the numbers inside. Recognises `[1]`,
 /// `[1, 3]`, `[1][2]` and `[1-2]`; brackets holding anything else (`[note]`) are not markers.
@@ -40,20 +41,6 @@ fn markers(answer: &str) -> Vec<(usize, usize, Vec<usize>)> {
     out
 }
 
-/// Distinct block numbers cited in `answer`, in order of first appearance; only numbers in
-/// `1..=blocks` are kept.
-pub fn cited_numbers(answer: &str, blocks: usize) -> Vec<usize> {
-    let mut out = Vec::new();
-    for (_, _, numbers) in markers(answer) {
-        for n in numbers {
-            if (1..=blocks).contains(&n) && !out.contains(&n) {
-                out.push(n);
-            }
-        }
-    }
-    out
-}
-
 /// `text` without its citation markers (and the space before each), and the numbers they
 /// cite that name one of `blocks` blocks, in order of first appearance. Code brackets stay.
 pub fn split_markers(text: &str, blocks: usize) -> (String, Vec<usize>) {
@@ -87,49 +74,24 @@ fn is_code(before: &str) -> bool {
     after_word || before.matches('`').count() % 2 == 1
 }
 
-/// `answer` with each citation marker reduced to the blocks that exist: `[1, 7]` becomes
-/// `[1]`, and `[7]` (no such block) goes, with the space before it. Brackets right after a
-/// word (`argv[0]`, `items[5]`) or inside backticks are code, not citations, and stay.
-pub fn drop_dangling(answer: &str, blocks: usize) -> String {
-    let mut out = String::with_capacity(answer.len());
-    let mut last = 0;
-    for (start, end, numbers) in markers(answer) {
-        if is_code(&answer[..start]) {
-            continue;
-        }
-        let kept: Vec<String> = numbers
-            .iter()
-            .filter(|n| (1..=blocks).contains(*n))
-            .map(|n| n.to_string())
-            .collect();
-        let all_kept = kept.len() == numbers.len();
-        if all_kept {
-            continue;
-        }
-        let before = &answer[last..start];
-        if kept.is_empty() {
-            out.push_str(before.strip_suffix(' ').unwrap_or(before));
-        } else {
-            out.push_str(before);
-            out.push_str(&format!("[{}]", kept.join(", ")));
-        }
-        last = end;
-    }
-    out.push_str(&answer[last..]);
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn finds_valid_citations_and_drops_others() {
+    fn marker_forms_and_numbers_of_no_block() {
+        let cited = |text: &str, blocks| split_markers(text, blocks).1;
         let answer = "Paris [2]. Also [1, 3] and [3][2]; see [7] and [note] and [0] and [2-3].";
-        assert_eq!(cited_numbers(answer, 3), vec![2, 1, 3]);
-        assert!(cited_numbers("no citations", 3).is_empty());
-        assert_eq!(cited_numbers("unclosed [1", 3), Vec::<usize>::new());
-        assert_eq!(cited_numbers("[1–2]", 5), vec![1, 2]);
+        assert_eq!(cited(answer, 3), vec![2, 1, 3]);
+        assert!(cited("no citations", 3).is_empty());
+        assert!(cited("unclosed [1", 3).is_empty());
+        assert_eq!(cited("[1–2]", 5), vec![1, 2]);
+        // Markers naming no block go from the text too; `[note]` is not a marker.
+        assert_eq!(
+            split_markers("Paris [2]. See also [7]. Both [1, 7] agree [note].", 3).0,
+            "Paris. See also. Both agree [note]."
+        );
+        assert_eq!(split_markers("Grüße [9] — ok", 3).0, "Grüße — ok");
     }
 
     #[test]
@@ -142,22 +104,9 @@ mod tests {
             split_markers("Use argv[1] here [1].", 3),
             ("Use argv[1] here.".to_string(), vec![1])
         );
-    }
-
-    #[test]
-    fn dangling_markers_leave_the_answer() {
-        let answer = "Paris [2]. See also [7]. Both [1, 7] agree [note].";
         assert_eq!(
-            drop_dangling(answer, 3),
-            "Paris [2]. See also. Both [1] agree [note]."
-        );
-        assert_eq!(drop_dangling("No markers.", 3), "No markers.");
-        assert_eq!(drop_dangling("[4][1]", 3), "[1]");
-        assert_eq!(drop_dangling("Grüße [9] — ok [2-3]", 3), "Grüße — ok [2-3]");
-        // Code is left alone.
-        assert_eq!(
-            drop_dangling("Use argv[0] and `x [9]` here [1][8].", 3),
-            "Use argv[0] and `x [9]` here [1]."
+            split_markers("Run `x [9]` here [1][8].", 3),
+            ("Run `x [9]` here.".to_string(), vec![1])
         );
     }
 }

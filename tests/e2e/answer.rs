@@ -2,15 +2,12 @@
 //! SmolLM2 (verified), and an OpenAI-compatible server stand-in that records the prompt it
 //! receives.
 
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
-
 use axum::extract::State;
 use axum::response::IntoResponse;
 use axum::routing::post;
 use axum::{Json, Router};
 
-use crate::common::{mosaic, ok, real_model, shared_index, SMOLLM};
+use crate::common::{mosaic, ok, real_model, serve, shared_index, Recorder, SMOLLM};
 
 #[test]
 fn without_a_model_the_answer_is_extracted_and_cited_at_its_sentence() {
@@ -60,11 +57,6 @@ fn without_a_model_the_answer_is_extracted_and_cited_at_its_sentence() {
     }
 }
 
-#[derive(Clone, Default)]
-struct Recorder {
-    requests: Arc<Mutex<Vec<serde_json::Value>>>,
-}
-
 /// An OpenAI-compatible chat endpoint: finds the block of the prompt that holds the ferry
 /// dividend and answers citing that block's number (plus one number no block has), streamed
 /// as server-sent events like a real server.
@@ -103,16 +95,10 @@ fn openai_compatible_server_gets_numbered_blocks_and_its_citation_maps_back() {
     let index = shared_index();
     let recorder = Recorder::default();
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let listener = runtime
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let addr: SocketAddr = listener.local_addr().unwrap();
     let app = Router::new()
         .route("/v1/chat/completions", post(chat))
         .with_state(recorder.clone());
-    runtime.spawn(async move { axum::serve(listener, app).await.unwrap() });
-
-    let url = format!("http://{addr}/v1");
+    let url = serve(app, &runtime);
     let answer = ok(&mosaic(
         &index.data,
         &[

@@ -124,6 +124,22 @@ pub fn floats(v: &serde_json::Value) -> Vec<f32> {
         .collect()
 }
 
+/// What an OpenAI-compatible stand-in received: one JSON body per request.
+#[derive(Clone, Default)]
+pub struct Recorder {
+    pub requests: std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
+}
+
+/// Serves `app` on a loopback port of `runtime`; returns its OpenAI-style base URL.
+pub fn serve(app: axum::Router, runtime: &tokio::runtime::Runtime) -> String {
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    runtime.spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("http://{addr}/v1")
+}
+
 /// An OpenAI-compatible streamed chat reply (server-sent events) of `pieces`, as a test
 /// stand-in for a chat server answers.
 pub fn chat_stream<'a>(

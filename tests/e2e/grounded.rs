@@ -4,9 +4,8 @@
 //! generator's answers (replayed by an OpenAI-compatible stand-in that records the prompt)
 //! are verified sentence by sentence.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::OnceLock;
 
 use axum::extract::State;
 use axum::response::IntoResponse;
@@ -14,7 +13,7 @@ use axum::routing::post;
 use axum::{Json, Router};
 use serde_json::Value;
 
-use crate::common::{mosaic, ok, real_model, repo, MINILM};
+use crate::common::{mosaic, ok, real_model, repo, serve, Recorder, MINILM};
 
 /// One ingested copy of samples/ (the recording transcribed by Whisper tiny.en).
 fn samples_index() -> &'static PathBuf {
@@ -69,6 +68,7 @@ fn demo_questions_get_the_fact_cited_at_its_words() {
         let sentences = answer["sentences"].as_array().unwrap();
         assert!((1..=3).contains(&sentences.len()), "{answer}");
         let citations = answer["citations"].as_array().unwrap();
+        let mut fact_cited = false;
         for s in sentences {
             assert_eq!(s["supported"], true, "{answer}");
             let numbers = s["citations"].as_array().unwrap();
@@ -78,34 +78,39 @@ fn demo_questions_get_the_fact_cited_at_its_words() {
             assert_eq!(c["text"], s["text"], "{answer}");
             let block = &answer["context"][c["block"].as_u64().unwrap() as usize - 1];
             assert_eq!(block["source"], c["source"]);
+            let uri = c["source"]["uri"].as_str().unwrap();
+            let holds_fact = s["text"]
+                .as_str()
+                .unwrap()
+                .to_lowercase()
+                .contains(facts[0]);
+            if holds_fact {
+                assert!(uri.ends_with(&format!("/{file}")), "{answer}");
+                fact_cited = true;
+            }
             match c["anchor"]["kind"].as_str().unwrap() {
                 "span" => {
-                    // A sentence's own span, inside its block's.
-                    let (s0, s1) = (&c["anchor"]["char_start"], &c["anchor"]["char_end"]);
-                    let (b0, b1) = (&block["anchor"]["char_start"], &block["anchor"]["char_end"]);
-                    assert!(s0.as_u64() >= b0.as_u64() && s1.as_u64() <= b1.as_u64());
-                    assert!(s1.as_u64().unwrap() - s0.as_u64().unwrap() < 400);
-                    let path = c["source"]["uri"]
-                        .as_str()
-                        .unwrap()
-                        .trim_start_matches("file://");
-                    let words: String = std::fs::read_to_string(path).unwrap();
-                    let first = c["text"]
-                        .as_str()
-                        .unwrap()
-                        .split_whitespace()
-                        .next()
-                        .unwrap();
-                    assert!(words.contains(first));
+                    // A sentence's own span, inside its block's, holding exactly its words
+                    // (Markdown and plain text are indexed as written).
+                    let span = |a: &Value, k: &str| a["anchor"][k].as_u64().unwrap() as usize;
+                    let (s0, s1) = (span(c, "char_start"), span(c, "char_end"));
+                    assert!(s0 >= span(block, "char_start") && s1 <= span(block, "char_end"));
+                    let raw = std::fs::read_to_string(uri.trim_start_matches("file://")).unwrap();
+                    let words: String = raw.chars().skip(s0).take(s1 - s0).collect();
+                    let words = words.split_whitespace().collect::<Vec<_>>().join(" ");
+                    let words = words.replace("**", "");
+                    assert_eq!(words.trim_start_matches("- "), c["text"], "{answer}");
                 }
                 "time" => {
                     let start = c["anchor"]["start_ms"].as_u64().unwrap() as f64 / 1000.0;
                     let end = c["anchor"]["end_ms"].as_u64().unwrap() as f64 / 1000.0;
-                    let (from, to) = spoken.expect("a time anchor for the recording");
-                    assert!(
-                        (start - from).abs() <= 3.0 && end <= to + 3.0 && end > from,
-                        "cited {start}-{end}, spoken {from}-{to}: {answer}"
-                    );
+                    if holds_fact {
+                        let (from, to) = spoken.expect("the recording answers");
+                        assert!(
+                            (start - from).abs() <= 3.0 && end <= to + 3.0 && end > from,
+                            "cited {start}-{end}, spoken {from}-{to}: {answer}"
+                        );
+                    }
                     let url = c["url"].as_str().unwrap();
                     assert!(url.ends_with(&format!("#t={start:.1},{end:.1}")), "{url}");
                     // Narrower than the transcript chunk it came from.
@@ -115,10 +120,8 @@ fn demo_questions_get_the_fact_cited_at_its_words() {
                 }
                 other => panic!("unexpected anchor {other}"),
             }
-            assert!(
-                c["source"]["uri"].as_str().unwrap().ends_with(file) || file == "telescopes.md"
-            );
         }
+        assert!(fact_cited, "no sentence holding {:?}: {answer}", facts[0]);
     }
 }
 
@@ -149,11 +152,6 @@ fn sample_questions_are_answered_or_declined() {
     assert_eq!(n("declined_answerable"), 0, "{report}");
     assert!(n("correct") * 4 >= n("answerable") * 3, "{report}");
     assert!(n("time") * 2 >= n("timed"), "{report}");
-}
-
-#[derive(Clone, Default)]
-struct Recorder {
-    requests: Arc<Mutex<Vec<Value>>>,
 }
 
 /// The number of the prompt's block whose text holds `needle`, or one that does not with
@@ -215,15 +213,10 @@ async fn chat(State(recorder): State<Recorder>, Json(body): Json<Value>) -> impl
 
 /// Serves [`chat`] on a loopback port; returns the base URL.
 fn stand_in(recorder: &Recorder, runtime: &tokio::runtime::Runtime) -> String {
-    let listener = runtime
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let addr: SocketAddr = listener.local_addr().unwrap();
     let app = Router::new()
         .route("/v1/chat/completions", post(chat))
         .with_state(recorder.clone());
-    runtime.spawn(async move { axum::serve(listener, app).await.unwrap() });
-    format!("http://{addr}/v1")
+    serve(app, runtime)
 }
 
 #[test]
