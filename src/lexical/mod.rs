@@ -272,6 +272,41 @@ impl LexicalIndex {
         Ok(hits)
     }
 
+    /// `text` without the words whose every term is in more than `share` of the indexed
+    /// chunks: what the whole collection is about ("Kestrel Ridge" in an observatory's
+    /// documents) says nothing about which passage answers a question. The text is kept
+    /// whole when nothing would remain.
+    pub fn without_common_words(&self, text: &str, share: f64) -> Result<String> {
+        let searcher = self.reader.searcher();
+        let total = searcher.num_docs();
+        if total == 0 {
+            return Ok(text.to_string());
+        }
+        let mut kept = Vec::new();
+        for word in text.split_whitespace() {
+            let terms = self.terms(word)?;
+            let mut common = !terms.is_empty();
+            for term in &terms {
+                let frequency =
+                    searcher.doc_freq(&Term::from_field_text(self.fields.text, term))?;
+                common &= frequency as f64 > share * total as f64;
+            }
+            if !common {
+                kept.push(word);
+            }
+        }
+        Ok(
+            if kept
+                .iter()
+                .any(|w| !self.terms(w).unwrap_or_default().is_empty())
+            {
+                kept.join(" ")
+            } else {
+                text.to_string()
+            },
+        )
+    }
+
     /// Number of live documents.
     pub fn count(&self) -> u64 {
         self.reader.searcher().num_docs()
@@ -300,6 +335,38 @@ mod tests {
             modality: "text".into(),
             text: text.into(),
         }
+    }
+
+    #[test]
+    fn words_most_chunks_share_leave_the_question() {
+        let dir = tempfile::tempdir().unwrap();
+        let (index, _) = LexicalIndex::open(&dir.path().join("lexical"), "en_stem").unwrap();
+        index
+            .add(&[
+                d("1", "a", "Kestrel Ridge has a large telescope."),
+                d("2", "a", "Kestrel Ridge sits at 1,840 metres."),
+                d("3", "b", "The Kestrel Ridge shuttle costs 8 dollars."),
+                d("4", "b", "Tickets cost 12 dollars."),
+            ])
+            .unwrap();
+        index.commit().unwrap();
+        assert_eq!(
+            index
+                .without_common_words("How large is the telescope at Kestrel Ridge?", 0.5)
+                .unwrap(),
+            "How large is the telescope at"
+        );
+        // Words in at most half of the chunks stay; a question of common words alone stays.
+        assert_eq!(
+            index
+                .without_common_words("What do dollars buy?", 0.5)
+                .unwrap(),
+            "What do dollars buy?"
+        );
+        assert_eq!(
+            index.without_common_words("Kestrel Ridge?", 0.5).unwrap(),
+            "Kestrel Ridge?"
+        );
     }
 
     #[test]

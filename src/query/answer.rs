@@ -111,9 +111,16 @@ pub fn distinct(sentences: Vec<Sentence>) -> Vec<Sentence> {
 }
 
 /// The sentences (indexes into `sentences`) that answer: the best-scoring one, then up to
-/// `max_sentences` in all whose score is within `sentence_margin` of it, in source order
-/// (sources in the order of their best block, sentences by position). Headings never answer.
-pub fn choose(scores: &[f64], sentences: &[Sentence], settings: &AnswerSection) -> Vec<usize> {
+/// `max_sentences` in all whose score, and whose own part of it (`own`: without the share
+/// that all sentences of a passage have in common), are within `sentence_margin` of the
+/// best's, in source order (sources in the order of their best block, sentences by
+/// position). Headings never answer.
+pub fn choose(
+    scores: &[f64],
+    own: &[f64],
+    sentences: &[Sentence],
+    settings: &AnswerSection,
+) -> Vec<usize> {
     let mut order: Vec<usize> = (0..sentences.len())
         .filter(|&i| !sentences[i].heading)
         .collect();
@@ -124,6 +131,7 @@ pub fn choose(scores: &[f64], sentences: &[Sentence], settings: &AnswerSection) 
     let mut picked: Vec<usize> = order
         .into_iter()
         .take_while(|&i| scores[i] >= scores[best] - settings.sentence_margin)
+        .filter(|&i| own[i] >= own[best] - settings.sentence_margin)
         .take(settings.max_sentences.max(1))
         .collect();
     let first_block = |source: &str| {
@@ -204,18 +212,22 @@ mod tests {
             sentence(2, "b", 0, "In b."),
             sentence(2, "b", 90, "Far below."),
         ];
-        let picked = choose(&[0.8, 0.75, 0.72, 0.2], &sentences, &settings());
+        let scores = [0.8, 0.75, 0.72, 0.2];
+        let picked = choose(&scores, &scores, &sentences, &settings());
         assert_eq!(picked, vec![1, 0, 2]);
         // Only the best when the others are far behind.
+        let behind = [0.8, 0.5, 0.5, 0.2];
+        assert_eq!(choose(&behind, &behind, &sentences, &settings()), vec![0]);
+        // Close only through the passage they share with the best: not an answer.
         assert_eq!(
-            choose(&[0.8, 0.5, 0.5, 0.2], &sentences, &settings()),
-            vec![0]
+            choose(&scores, &[0.5, 0.3, 0.45, 0.1], &sentences, &settings()),
+            vec![0, 2]
         );
         // Headings never answer.
         let mut with_heading = sentences.clone();
         with_heading[0].heading = true;
         assert_eq!(
-            choose(&[0.8, 0.5, 0.5, 0.2], &with_heading, &settings()),
+            choose(&behind, &behind, &with_heading, &settings()),
             vec![1, 2]
         );
     }

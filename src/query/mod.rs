@@ -548,12 +548,14 @@ impl Mosaic {
         // BM25 and every passage, the sentence scores only these blocks).
         let settings = &self.pipelines.query.answer;
         let relevance = scores
+            .gate
             .iter()
             .zip(&evidence)
             .filter(|(_, s)| !s.heading)
             .map(|(score, _)| *score)
             .fold(0.0, f64::max);
         let ranking: Vec<f64> = scores
+            .relevance
             .iter()
             .zip(&evidence)
             .map(|(score, s)| score + settings.rank_weight / s.block as f64)
@@ -570,7 +572,7 @@ impl Mosaic {
         let chosen = if relevance < settings.min_relevance {
             Vec::new()
         } else {
-            answer::choose(&ranking, &evidence, settings)
+            answer::choose(&ranking, &scores.own, &evidence, settings)
         };
         let extracted = |notices: Vec<String>, generated: Option<Generated>| {
             let answer = if chosen.is_empty() {
@@ -713,10 +715,13 @@ impl Mosaic {
         Ok(answer::distinct(sentences))
     }
 
-    /// How well each sentence answers `query`: cosine similarity to the question of the
-    /// sentence (under its title > section line) mixed with that of its passage, averaged
-    /// with the cross-encoder's probability when one is installed, plus BM25 term overlap
-    /// weighted as a tie-breaker.
+    /// How well each sentence answers `query`. Its own part: the cosine similarity of the
+    /// sentence (under its title > section line) to the question, averaged with the
+    /// cross-encoder's probability when one is installed, plus BM25 term overlap weighted as
+    /// a tie-breaker; to that its passage's similarity adds a share (`passage_weight`). The
+    /// question is read twice: whole, to judge whether the sources answer it at all (the
+    /// threshold was calibrated so), and without the collection's common words, to rank the
+    /// sentences by what it asks.
     async fn sentence_scores(
         &self,
         query: &str,
@@ -724,38 +729,50 @@ impl Mosaic {
         chunks: &[StoredChunk],
         embedder: Option<&EmbedderService>,
         vectors: &[Vec<f32>],
-    ) -> Result<Vec<f64>, QueryError> {
+    ) -> Result<SentenceScores, QueryError> {
         let settings = &self.pipelines.query;
-        let mut relevance = vec![0.0; sentences.len()];
+        let answer_settings = &settings.answer;
+        // Cosine parts per reading of the question: (sentence, passage share).
+        let mut readings: Vec<(Vec<f64>, Vec<f64>)> = Vec::new();
         if let Some(embedder) = embedder {
-            let question = embedder
-                .embed(vec![query.to_string()], Purpose::Query)
-                .await?
-                .pop()
-                .unwrap_or_default();
-            for (r, v) in relevance.iter_mut().zip(vectors) {
-                *r = verify::cosine(&question, v);
-            }
-            // Each sentence also carries its passage's similarity: a sentence that restates
-            // the question's setting ("at Kestrel Ridge") must not outrank the passage that
-            // answers it.
-            let weight = settings.answer.passage_weight;
-            if weight > 0.0 {
+            let owned = query.to_string();
+            let focus = self
+                .lexical
+                .run(move |l| l.without_common_words(&owned, COMMON_WORD_SHARE))
+                .await?;
+            tracing::debug!("sentences ranked against {focus:?}");
+            let questions = embedder
+                .embed(vec![query.to_string(), focus], Purpose::Query)
+                .await?;
+            let weight = answer_settings.passage_weight;
+            let passages = if weight > 0.0 {
                 let texts = chunks
                     .iter()
                     .map(|c| with_context(&c.context, &c.text))
                     .collect();
-                let passages: Vec<f64> = embedder
-                    .embed(texts, Purpose::Passage)
-                    .await?
+                embedder.embed(texts, Purpose::Passage).await?
+            } else {
+                Vec::new()
+            };
+            for question in &questions {
+                let by_passage: Vec<f64> = passages
                     .iter()
-                    .map(|v| verify::cosine(&question, v))
+                    .map(|v| verify::cosine(question, v))
                     .collect();
-                for (r, s) in relevance.iter_mut().zip(sentences) {
-                    *r = (1.0 - weight) * *r + weight * passages[s.block - 1];
-                }
+                readings.push(
+                    sentences
+                        .iter()
+                        .zip(vectors)
+                        .map(|(s, v)| {
+                            let share = by_passage.get(s.block - 1).map_or(0.0, |p| weight * p);
+                            ((1.0 - weight) * verify::cosine(question, v), share)
+                        })
+                        .unzip(),
+                );
             }
         }
+        // The cross-encoder's probability, when one is installed.
+        let mut probabilities = None;
         if settings.rerank.enabled && !sentences.is_empty() {
             match self.reranker(&settings.rerank.model).await {
                 Ok(reranker) => {
@@ -764,14 +781,12 @@ impl Mosaic {
                         .map(|s| with_context(&chunks[s.block - 1].context, &s.text))
                         .collect();
                     let logits = reranker.score(query.to_string(), passages).await?;
-                    for (r, logit) in relevance.iter_mut().zip(logits) {
-                        let probability = 1.0 / (1.0 + (-(logit as f64)).exp());
-                        *r = if embedder.is_some() {
-                            (*r + probability) / 2.0
-                        } else {
-                            probability
-                        };
-                    }
+                    probabilities = Some(
+                        logits
+                            .into_iter()
+                            .map(|l| 1.0 / (1.0 + (-(l as f64)).exp()))
+                            .collect::<Vec<f64>>(),
+                    );
                 }
                 Err(ModelError::NotInstalled { .. }) => {}
                 Err(e) => return Err(e.into()),
@@ -783,13 +798,47 @@ impl Mosaic {
             .map(|s| self.lexical.terms(&s.text))
             .collect::<Result<Vec<_>, _>>()?;
         let overlap = answer::term_overlap(&question_terms, &sentence_terms);
-        let weight = settings.answer.term_weight;
-        Ok(relevance
-            .into_iter()
-            .zip(overlap)
-            .map(|(r, o)| r + weight * o)
-            .collect())
+        // (whole score, own part) of each sentence under one reading.
+        let combine = |reading: Option<&(Vec<f64>, Vec<f64>)>| -> (Vec<f64>, Vec<f64>) {
+            (0..sentences.len())
+                .map(|i| {
+                    let (mut own, mut share) = reading.map_or((0.0, 0.0), |(c, p)| (c[i], p[i]));
+                    if let Some(p) = &probabilities {
+                        if reading.is_some() {
+                            own = (own + p[i]) / 2.0;
+                            share /= 2.0;
+                        } else {
+                            own = p[i];
+                        }
+                    }
+                    own += answer_settings.term_weight * overlap[i];
+                    (own + share, own)
+                })
+                .unzip()
+        };
+        let (gate, _) = combine(readings.first());
+        let (relevance, own) = combine(readings.last());
+        Ok(SentenceScores {
+            gate,
+            relevance,
+            own,
+        })
     }
+}
+
+/// A question word found in more than this share of the indexed chunks is the collection's
+/// setting, not the question's focus (see `LexicalIndex::without_common_words`).
+const COMMON_WORD_SHARE: f64 = 0.5;
+
+/// How well each block sentence answers the question.
+struct SentenceScores {
+    /// The whole score for the question as asked: whether the sources answer it.
+    gate: Vec<f64>,
+    /// The whole score for the question's focus: which sentences answer it.
+    relevance: Vec<f64>,
+    /// The sentence's own part alone: sentences of one passage share the passage's part, so
+    /// how close two of them are is judged on this.
+    own: Vec<f64>,
 }
 
 /// Logs a notice and keeps it for the answer.
