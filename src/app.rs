@@ -1,22 +1,34 @@
-//! Wiring: one [`Mosaic`] value opens the catalog, the vector store and the BM25 index under
-//! the data directory and loads models on demand, each onto its own thread.
+//! Wiring: the one place that builds the pieces from the resolved [`Settings`]. [`Mosaic`]
+//! opens the backend the settings name (the embedded one: SQLite, qdrant-edge and tantivy under
+//! the data directory), repairs a BM25 index that had to be rebuilt, and hands ingest and query
+//! an [`Engine`]; [`ModelHub`] loads each model once onto its own worker thread.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
+use futures::future::BoxFuture;
+use futures::FutureExt;
 use thiserror::Error;
-use tokio::sync::Mutex;
+use tokio::sync::OnceCell;
 
-use crate::catalog::{Catalog, CatalogError};
-use crate::config::Settings;
-use crate::embed::{CrossEncoder, EmbedderService, RerankerService, TextEmbedder};
+use crate::catalog::{CatalogError, SqliteCatalog};
+use crate::config::{Backend, Settings};
+use crate::embed::audio::AudioEmbedderService;
+use crate::embed::{
+    AudioEmbedding, CrossEncoder, EmbedderService, Reranker, RerankerService, TextEmbedder,
+    TextEmbedding,
+};
+pub use crate::engine::Stores;
+use crate::engine::{Engine, Models};
 use crate::fault::{Fault, HasFault};
-use crate::lexical::{LexicalError, LexicalIndex};
+use crate::ingest::write::{self, WriteError};
+use crate::lexical::{LexicalError, Opened, TantivyIndex};
 use crate::llm::{Generator, LocalGenerator, OpenAiGenerator};
 use crate::models::{ModelError, ModelStore, TextModelSpec};
 use crate::pipeline::{PipelineError, Pipelines};
-use crate::store::{EdgeStore, SpaceSpec, StoreError, VectorStore};
+use crate::store::{EdgeStore, StoreError};
+use crate::transcribe::{Transcriber, TranscriberService};
 
 /// Errors of opening and wiring the parts.
 #[derive(Debug, Error)]
@@ -31,6 +43,8 @@ pub enum AppError {
     Model(#[from] ModelError),
     #[error(transparent)]
     Pipeline(#[from] PipelineError),
+    #[error(transparent)]
+    Write(#[from] WriteError),
     #[error("cannot create data directory {path}: {source}")]
     DataDir {
         path: PathBuf,
@@ -48,25 +62,26 @@ impl HasFault for AppError {
             AppError::Lexical(e) => e.fault(),
             AppError::Model(e) => e.fault(),
             AppError::Pipeline(e) => e.fault(),
+            AppError::Write(e) => e.fault(),
             AppError::DataDir { .. } => Fault::User,
             AppError::Busy { .. } => Fault::Transient,
         }
     }
 }
 
-/// An open Mosaic data directory with its pipelines and models.
+/// An open Mosaic data directory: the [`Engine`] (which it dereferences to) and the lock that
+/// makes this process its only user.
 pub struct Mosaic {
-    pub settings: Settings,
-    pub pipelines: Pipelines,
-    pub catalog: Catalog,
-    pub vectors: Arc<dyn VectorStore>,
-    pub lexical: LexicalIndex,
-    pub models: ModelStore,
-    embedders: Mutex<HashMap<String, EmbedderService>>,
+    engine: Engine,
     /// Held for the life of this value: one process owns a data directory at a time.
     _lock: std::fs::File,
-    rerankers: Mutex<HashMap<String, RerankerService>>,
-    generator: Mutex<Option<Arc<dyn Generator>>>,
+}
+
+impl std::ops::Deref for Mosaic {
+    type Target = Engine;
+    fn deref(&self) -> &Engine {
+        &self.engine
+    }
 }
 
 /// Takes the data directory's lock file, waiting up to `wait_secs` for another process to let go.
@@ -111,55 +126,141 @@ async fn lock_data_dir(data: &std::path::Path, wait_secs: u64) -> Result<std::fs
 }
 
 impl Mosaic {
-    /// Opens (creating if needed) the data directory named in `settings`.
+    /// Opens (creating if needed) the data directory named in `settings`, with a new model hub.
     pub async fn open(settings: Settings) -> Result<Self, AppError> {
-        let pipelines_dir = settings
-            .pipelines_dir
-            .clone()
-            .or_else(|| Some(PathBuf::from("pipelines")).filter(|p| p.is_dir()));
-        let pipelines = Pipelines::load(pipelines_dir.as_deref())?;
+        let hub = Arc::new(ModelHub::new(&settings)?);
+        Self::open_with(settings, hub, |stores| stores).await
+    }
+
+    /// Opens the data directory with the given models (a hub shared by several opens keeps
+    /// its loaded models) and passes the stores through `wrap` before anything uses them.
+    pub async fn open_with(
+        settings: Settings,
+        workers: Arc<dyn Models>,
+        wrap: impl FnOnce(Stores) -> Stores,
+    ) -> Result<Self, AppError> {
+        let pipelines = load_pipelines(&settings)?;
         let data = settings.data_dir.clone();
         std::fs::create_dir_all(&data).map_err(|source| AppError::DataDir {
             path: data.clone(),
             source,
         })?;
         let lock = lock_data_dir(&data, settings.lock_wait_secs).await?;
-        let catalog = Catalog::open(&data.join("catalog.db")).await?;
-        let vectors_dir = data.join("vectors");
-        let vectors = tokio::task::spawn_blocking(move || EdgeStore::open(&vectors_dir))
-            .await
-            .map_err(|e| StoreError::Join(e.to_string()))??;
-        let lexical_dir = data.join("lexical");
-        let analyzer = pipelines.text.lexical.analyzer.clone();
-        let (lexical, rebuilt) =
-            tokio::task::spawn_blocking(move || LexicalIndex::open(&lexical_dir, &analyzer))
-                .await
-                .map_err(|e| LexicalError::Join(e.to_string()))??;
-        if rebuilt {
-            tracing::warn!("BM25 analyzer changed: the lexical index was rebuilt empty; the next ingest refills it");
+        let (stores, lexical_opened) = match settings.backend {
+            Backend::Embedded => open_embedded(&data, &pipelines).await?,
+        };
+        let stores = wrap(stores);
+        if lexical_opened != Opened::Existing {
+            // A new or rebuilt BM25 index is refilled from the catalog's chunk texts, so a
+            // lost or unusable index never leaves indexed sources unsearchable by words.
+            let refilled =
+                write::refill_lexical(stores.catalog.as_ref(), stores.lexical.as_ref()).await?;
+            if refilled > 0 {
+                tracing::warn!(
+                    chunks = refilled,
+                    "the BM25 index was refilled from the catalog"
+                );
+            }
         }
         let models = ModelStore::new(&settings.models.dir);
+        Ok(Self {
+            engine: Engine {
+                settings,
+                pipelines,
+                catalog: stores.catalog,
+                vectors: stores.vectors,
+                lexical: stores.lexical,
+                models,
+                workers,
+            },
+            _lock: lock,
+        })
+    }
+
+    /// The engine ingest and query run on.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+}
+
+/// The pipelines folder of the settings (or `./pipelines` when present), else built-in copies.
+fn load_pipelines(settings: &Settings) -> Result<Pipelines, AppError> {
+    let dir = settings
+        .pipelines_dir
+        .clone()
+        .or_else(|| Some(PathBuf::from("pipelines")).filter(|p| p.is_dir()));
+    Ok(Pipelines::load(dir.as_deref())?)
+}
+
+/// SQLite, qdrant-edge and tantivy under the data directory.
+async fn open_embedded(data: &Path, pipelines: &Pipelines) -> Result<(Stores, Opened), AppError> {
+    let catalog = SqliteCatalog::open(&data.join("catalog.db")).await?;
+    let vectors_dir = data.join("vectors");
+    let vectors = tokio::task::spawn_blocking(move || EdgeStore::open(&vectors_dir))
+        .await
+        .map_err(|e| StoreError::Join(e.to_string()))??;
+    let lexical_dir = data.join("lexical");
+    let analyzer = pipelines.text.lexical.analyzer.clone();
+    let (lexical, opened) =
+        tokio::task::spawn_blocking(move || TantivyIndex::open(&lexical_dir, &analyzer))
+            .await
+            .map_err(|e| LexicalError::Join(e.to_string()))??;
+    Ok((
+        Stores {
+            catalog: Arc::new(catalog),
+            vectors: Arc::new(vectors),
+            lexical: Arc::new(lexical),
+        },
+        opened,
+    ))
+}
+
+/// A model slot: loaded once, on first use; concurrent first callers wait for the one load,
+/// and a failed load is tried again by the next caller.
+type Slot<T> = Arc<OnceCell<T>>;
+
+fn slot<T>(map: &Mutex<HashMap<String, Slot<T>>>, key: &str) -> Slot<T> {
+    map.lock()
+        .expect("model map lock")
+        .entry(key.to_string())
+        .or_default()
+        .clone()
+}
+
+/// The models of one process, each on its own worker thread once loaded. Loading runs on a
+/// blocking thread under that model's own slot, so it never holds up callers of other models.
+pub struct ModelHub {
+    store: ModelStore,
+    pipelines: Pipelines,
+    llm: crate::config::LlmSettings,
+    embedders: Mutex<HashMap<String, Slot<Arc<dyn TextEmbedding>>>>,
+    rerankers: Mutex<HashMap<String, Slot<Arc<dyn Reranker>>>>,
+    transcribers: Mutex<HashMap<String, Slot<Arc<dyn Transcriber>>>>,
+    audio: Mutex<HashMap<String, Slot<Arc<dyn AudioEmbedding>>>>,
+    generator: OnceCell<Arc<dyn Generator>>,
+}
+
+impl ModelHub {
+    pub fn new(settings: &Settings) -> Result<Self, AppError> {
         if settings.models.threads > 0 {
             // Candle's CPU kernels size their pool from this variable.
             std::env::set_var("RAYON_NUM_THREADS", settings.models.threads.to_string());
         }
         Ok(Self {
-            settings,
-            pipelines,
-            catalog,
-            vectors: Arc::new(vectors),
-            lexical,
-            models,
-            embedders: Mutex::new(HashMap::new()),
-            _lock: lock,
-            rerankers: Mutex::new(HashMap::new()),
-            generator: Mutex::new(None),
+            store: ModelStore::new(&settings.models.dir),
+            pipelines: load_pipelines(settings)?,
+            llm: settings.llm.clone(),
+            embedders: Mutex::default(),
+            rerankers: Mutex::default(),
+            transcribers: Mutex::default(),
+            audio: Mutex::default(),
+            generator: OnceCell::new(),
         })
     }
 
     /// The text model spec of `id` as configured in `pipelines/text.toml`.
     pub fn text_spec(&self, id: &str) -> Result<(TextModelSpec, PathBuf), ModelError> {
-        let dir = self.models.require(id)?;
+        let dir = self.store.require(id)?;
         let section = &self.pipelines.text.embedder;
         let (q, p) = if id == section.model {
             (
@@ -172,12 +273,7 @@ impl Mosaic {
         Ok((TextModelSpec::load(id, &dir, q, p)?, dir))
     }
 
-    /// The embedder for a text model, loaded on first use onto its own thread.
-    pub async fn text_embedder(&self, id: &str) -> Result<EmbedderService, ModelError> {
-        let mut cache = self.embedders.lock().await;
-        if let Some(service) = cache.get(id) {
-            return Ok(service.clone());
-        }
+    async fn load_text_embedder(&self, id: &str) -> Result<Arc<dyn TextEmbedding>, ModelError> {
         let (spec, dir) = self.text_spec(id)?;
         let batch_tokens = self.pipelines.text.embedder.batch_tokens;
         let dtype = self.pipelines.text.embedder.dtype.clone();
@@ -188,42 +284,11 @@ impl Mosaic {
         })
         .await
         .map_err(|_| ModelError::ThreadGone)??;
-        let service = EmbedderService::spawn(embedder);
-        cache.insert(id.to_string(), service.clone());
-        Ok(service)
+        Ok(Arc::new(EmbedderService::spawn(embedder)))
     }
 
-    /// The embedding space a text model writes to. With sentence vectors each chunk is a
-    /// multivector point (its own vector and one per sentence), in a space of its own name.
-    pub fn text_space(spec: &TextModelSpec, sentence_vectors: bool) -> SpaceSpec {
-        let name = format!("text/{}/{}", spec.id, spec.dims());
-        SpaceSpec {
-            name: if sentence_vectors {
-                format!("{name}/sentences")
-            } else {
-                name
-            },
-            dims: spec.dims(),
-            multivector: sentence_vectors,
-        }
-    }
-
-    /// The embedding space of audio windows (CNN14).
-    pub fn audio_space(dims: usize) -> SpaceSpec {
-        SpaceSpec {
-            name: format!("audio/cnn14/{dims}"),
-            dims,
-            multivector: false,
-        }
-    }
-
-    /// The cross-encoder `id`, loaded on first use onto its own thread.
-    pub async fn reranker(&self, id: &str) -> Result<RerankerService, ModelError> {
-        let mut cache = self.rerankers.lock().await;
-        if let Some(service) = cache.get(id) {
-            return Ok(service.clone());
-        }
-        let dir = self.models.require(id)?;
+    async fn load_reranker(&self, id: &str) -> Result<Arc<dyn Reranker>, ModelError> {
+        let dir = self.store.require(id)?;
         let owned = id.to_string();
         let batch_tokens = self.pipelines.text.embedder.batch_tokens;
         let max_tokens = self.pipelines.query.rerank.max_tokens;
@@ -235,58 +300,132 @@ impl Mosaic {
         })
         .await
         .map_err(|_| ModelError::ThreadGone)??;
-        let service = RerankerService::spawn(model);
-        cache.insert(id.to_string(), service.clone());
-        Ok(service)
+        Ok(Arc::new(RerankerService::spawn(model)))
     }
 
-    /// The answer generator: the OpenAI-compatible server when a base URL is set, else the
-    /// embedded GGUF model when installed. `None` (with the reason) means extracted answers only.
-    pub async fn generator(&self) -> (Option<Arc<dyn Generator>>, String) {
-        let mut slot = self.generator.lock().await;
-        if let Some(g) = slot.as_ref() {
-            return (Some(g.clone()), String::new());
-        }
-        let llm = &self.settings.llm;
-        let made: Arc<dyn Generator> = if let Some(url) = &llm.base_url {
-            Arc::new(OpenAiGenerator::new(
+    async fn load_transcriber(&self, name: &str) -> Result<Arc<dyn Transcriber>, ModelError> {
+        let path = self.store.require_whisper(name)?;
+        tracing::info!(model = %path.display(), "loading Whisper");
+        let service = TranscriberService::start(&path)
+            .await
+            .map_err(|e| ModelError::Invalid {
+                id: name.to_string(),
+                path: path.clone(),
+                reason: e.to_string(),
+            })?;
+        Ok(Arc::new(service))
+    }
+
+    async fn load_audio(&self, path: &Path) -> Result<Arc<dyn AudioEmbedding>, ModelError> {
+        tracing::info!(model = %path.display(), "loading CNN14");
+        let service = AudioEmbedderService::start(path)
+            .await
+            .map_err(|e| ModelError::Invalid {
+                id: "cnn14".into(),
+                path: path.to_path_buf(),
+                reason: e.to_string(),
+            })?;
+        Ok(Arc::new(service))
+    }
+
+    async fn make_generator(&self) -> Result<Arc<dyn Generator>, String> {
+        let llm = &self.llm;
+        if let Some(url) = &llm.base_url {
+            return Ok(Arc::new(OpenAiGenerator::new(
                 url,
                 &llm.model,
                 llm.api_key.as_deref(),
                 llm.timeout_secs,
-            ))
-        } else if !llm.embedded {
-            return (
-                None,
-                "llm.base_url is not set and the embedded model is disabled".into(),
-            );
-        } else {
-            let Some(path) = self
-                .models
-                .locate(&llm.embedded_model)
-                .and_then(|d| crate::models::gguf_file(&d))
-            else {
-                return (
-                    None,
-                    format!(
-                        "llm.base_url is not set and the embedded model {} is not installed",
-                        llm.embedded_model
-                    ),
-                );
-            };
-            let name = llm
-                .embedded_model
-                .rsplit('/')
-                .next()
-                .unwrap_or_default()
-                .to_string();
-            match tokio::task::spawn_blocking(move || LocalGenerator::load(&path, &name)).await {
-                Ok(Ok(g)) => Arc::new(g),
-                Ok(Err(e)) => return (None, e.to_string()),
-                Err(e) => return (None, e.to_string()),
+            )));
+        }
+        if !llm.embedded {
+            return Err("llm.base_url is not set and the embedded model is disabled".into());
+        }
+        let path = self
+            .store
+            .locate(&llm.embedded_model)
+            .and_then(|d| crate::models::gguf_file(&d))
+            .ok_or_else(|| {
+                format!(
+                    "llm.base_url is not set and the embedded model {} is not installed",
+                    llm.embedded_model
+                )
+            })?;
+        let name = llm
+            .embedded_model
+            .rsplit('/')
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        match tokio::task::spawn_blocking(move || LocalGenerator::load(&path, &name)).await {
+            Ok(Ok(g)) => Ok(Arc::new(g)),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+}
+
+impl Models for ModelHub {
+    fn text_embedder<'a>(
+        &'a self,
+        id: &'a str,
+    ) -> BoxFuture<'a, Result<Arc<dyn TextEmbedding>, ModelError>> {
+        async move {
+            let cell = slot(&self.embedders, id);
+            cell.get_or_try_init(|| self.load_text_embedder(id))
+                .await
+                .cloned()
+        }
+        .boxed()
+    }
+
+    fn reranker<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Arc<dyn Reranker>, ModelError>> {
+        async move {
+            let cell = slot(&self.rerankers, id);
+            cell.get_or_try_init(|| self.load_reranker(id))
+                .await
+                .cloned()
+        }
+        .boxed()
+    }
+
+    fn transcriber<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Arc<dyn Transcriber>, ModelError>> {
+        async move {
+            let cell = slot(&self.transcribers, name);
+            cell.get_or_try_init(|| self.load_transcriber(name))
+                .await
+                .cloned()
+        }
+        .boxed()
+    }
+
+    fn audio_embedder<'a>(
+        &'a self,
+        path: &'a Path,
+    ) -> BoxFuture<'a, Result<Arc<dyn AudioEmbedding>, ModelError>> {
+        async move {
+            let cell = slot(&self.audio, &path.display().to_string());
+            cell.get_or_try_init(|| self.load_audio(path))
+                .await
+                .cloned()
+        }
+        .boxed()
+    }
+
+    fn generator(&self) -> BoxFuture<'_, (Option<Arc<dyn Generator>>, String)> {
+        async move {
+            match self
+                .generator
+                .get_or_try_init(|| self.make_generator())
+                .await
+            {
+                Ok(g) => (Some(g.clone()), String::new()),
+                Err(reason) => (None, reason),
             }
-        };
-        *slot = Some(made.clone());
-        (Some(made), String::new())
+        }
+        .boxed()
     }
 }

@@ -42,6 +42,8 @@ pub struct Settings {
     pub models: ModelSettings,
     pub llm: LlmSettings,
     pub ingest: IngestSettings,
+    /// Which engines hold the catalog, the vectors and BM25.
+    pub backend: Backend,
     /// `tracing` filter, e.g. `info` or `mosaic=debug`.
     pub log: String,
     /// Seconds to wait for another process that holds the data directory.
@@ -78,6 +80,15 @@ pub struct LlmSettings {
     pub temperature: f32,
     /// Seconds to wait for a remote server.
     pub timeout_secs: u64,
+}
+
+/// The storage engines, a closed set: `[backend] kind = "embedded"` keeps everything in
+/// process under the data directory (SQLite, qdrant-edge, tantivy).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum Backend {
+    /// SQLite catalog, qdrant-edge vectors and tantivy BM25 under `data_dir`.
+    Embedded,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -117,6 +128,7 @@ impl Default for Settings {
                 max_media_bytes: 16 * 1024 * 1024 * 1024,
                 parallel_files: 2,
             },
+            backend: Backend::Embedded,
             log: "warn,mosaic=info,qdrant_edge=error".into(),
             lock_wait_secs: 60,
         }

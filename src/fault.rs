@@ -16,3 +16,27 @@ pub enum Fault {
 pub trait HasFault {
     fn fault(&self) -> Fault;
 }
+
+impl Fault {
+    /// The process exit code of a command that stopped with this fault: 2 for the user's,
+    /// 1 for the rest (transient and internal). 0 is success and 3 a run that finished with
+    /// some inputs failed; the CLI sets those itself.
+    pub fn exit_code(self) -> u8 {
+        match self {
+            Fault::User => 2,
+            Fault::Transient | Fault::Internal => 1,
+        }
+    }
+}
+
+/// A request the user can fix, raised where no layer's own error fits (a bad argument, an
+/// unknown source).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UserError(pub String);
+
+impl HasFault for UserError {
+    fn fault(&self) -> Fault {
+        Fault::User
+    }
+}

@@ -215,10 +215,23 @@ impl AudioPipeline {
         o
     }
 
-    /// Version of everything that shapes a recording's chunks and vectors (the text
-    /// pipeline's embedder included); thread count does not count. `similar_audio` says
+    /// Key of a recording's transcript: its content, the speech model and every option that
+    /// changes what Whisper writes (thread count does not). While it is unchanged the stored
+    /// transcript is reused: changing chunking, the text model, its dtype or batch sizes
+    /// re-chunks or re-embeds a recording without transcribing it again.
+    pub fn transcript_key(&self, content_hash: &str) -> String {
+        let mut transcribe = self.transcribe.clone();
+        transcribe.threads = 0;
+        let canonical = serde_json::to_string(&transcribe).expect("pipeline serializes");
+        let hash = blake3::hash(format!("transcript-v1:{content_hash}:{canonical}").as_bytes());
+        hash.to_hex()[..32].to_string()
+    }
+
+    /// Version of everything that shapes a recording's chunks and vectors: the transcript
+    /// (its model and options), the transcript chunking, the text pipeline's embedder and
+    /// the audio windows. Thread counts and batch sizes do not count. `similar_audio` says
     /// whether audio windows are embedded (the CNN14 checkpoint is installed): installing it
-    /// later re-ingests recordings.
+    /// later re-ingests recordings (their transcripts are reused).
     pub fn version(&self, text: &TextPipeline, similar_audio: bool) -> String {
         let mut me = self.clone();
         me.transcribe.threads = 0;
@@ -357,10 +370,18 @@ fn load_one<T: serde::de::DeserializeOwned>(
 }
 
 impl TextPipeline {
+    /// The settings that can change chunks or vectors, serialized: batch sizes (a throughput
+    /// setting) are left out, so changing them invalidates nothing.
+    fn canonical(&self) -> String {
+        let mut me = self.clone();
+        me.embedder.batch_tokens = 0;
+        serde_json::to_string(&me).expect("pipeline serializes")
+    }
+
     /// Version of everything that shapes text chunks and their vectors. A source ingested
     /// under another version is re-ingested.
     pub fn version(&self) -> String {
-        let canonical = serde_json::to_string(self).expect("pipeline serializes");
+        let canonical = self.canonical();
         // The prefix changes with the document chunking code: v2 cuts unpunctuated runs
         // into token windows that v1 left whole.
         let hash = blake3::hash(format!("text-pipeline-v2:{canonical}").as_bytes());
@@ -371,7 +392,7 @@ impl TextPipeline {
     /// chunking code's: what transcript chunks depend on, so a change to how documents are cut
     /// does not re-transcribe recordings.
     pub fn embedding_version(&self) -> String {
-        let canonical = serde_json::to_string(self).expect("pipeline serializes");
+        let canonical = self.canonical();
         let hash = blake3::hash(format!("text-pipeline-v1:{canonical}").as_bytes());
         hash.to_hex()[..16].to_string()
     }
@@ -436,6 +457,47 @@ mod tests {
             std::fs::remove_file(dir.path().join(file)).unwrap();
         }
         assert!(Pipelines::load(Some(dir.path())).is_ok());
+    }
+
+    #[test]
+    fn transcripts_outlive_text_and_throughput_changes() {
+        let p = Pipelines::load(None).unwrap();
+        let key = p.audio.transcript_key("hash");
+        // Batch sizes and threads change nothing at all.
+        let mut batch = p.text.clone();
+        batch.embedder.batch_tokens = 123;
+        assert_eq!(p.text.version(), batch.version());
+        assert_eq!(
+            p.audio.version(&p.text, true),
+            p.audio.version(&batch, true)
+        );
+        let mut threads = p.audio.clone();
+        threads.transcribe.threads = 3;
+        assert_eq!(threads.transcript_key("hash"), key);
+        // The text model, its dtype and the transcript chunking re-embed or re-chunk a
+        // recording but keep its transcript.
+        let mut model = p.text.clone();
+        model.embedder.model = "BAAI/bge-small-en-v1.5".into();
+        model.embedder.dtype = "bf16".into();
+        assert_ne!(
+            p.audio.version(&p.text, true),
+            p.audio.version(&model, true)
+        );
+        let mut chunking = p.audio.clone();
+        chunking.chunking.max_secs = 45.0;
+        assert_ne!(
+            p.audio.version(&p.text, true),
+            chunking.version(&p.text, true)
+        );
+        assert_eq!(chunking.transcript_key("hash"), key);
+        // Another recording, speech model or decoding option is another transcript.
+        assert_ne!(p.audio.transcript_key("other"), key);
+        let mut whisper = p.audio.clone();
+        whisper.transcribe.model = "base.en".into();
+        assert_ne!(whisper.transcript_key("hash"), key);
+        let mut beam = p.audio.clone();
+        beam.transcribe.beam_size = 5;
+        assert_ne!(beam.transcript_key("hash"), key);
     }
 
     #[test]

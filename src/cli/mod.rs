@@ -1,5 +1,7 @@
 //! The `mosaic` command line: clap commands over the library, human output by default and
-//! `--json` for scripts. Exit codes: 0 success, 1 fatal error, 3 finished with failed inputs.
+//! `--json` for scripts. Exit codes come from the error's fault ([`crate::fault::Fault`]):
+//! 0 success, 1 internal or transient error, 2 user error (bad flag, bad config, unknown
+//! source), 3 finished but some inputs failed (listed).
 
 mod bench;
 mod eval;
@@ -15,6 +17,8 @@ use serde_json::json;
 
 use crate::app::Mosaic;
 use crate::config::{self, Settings};
+use crate::engine::Progress;
+use crate::fault::{Fault, HasFault, UserError};
 use crate::ingest::IngestOptions;
 use crate::query::{RetrievalMode, SearchRequest};
 
@@ -116,8 +120,11 @@ pub enum Command {
         #[command(subcommand)]
         action: ModelsCommand,
     },
-    /// Index contents and a consistency check of catalog, vectors and BM25.
+    /// Index contents, and the catalog, vectors and BM25 compared chunk id by chunk id.
     Status,
+    /// Finish what interrupted runs left and make the stores agree with the catalog by id
+    /// (orphans deleted, missing entries written again).
+    Repair,
     /// Measure retrieval quality on a questions file.
     Eval(eval::EvalArgs),
     /// Measure speed.
@@ -151,7 +158,7 @@ pub fn main() -> ExitCode {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: {e:#}");
-            return ExitCode::from(1);
+            return ExitCode::from(fault_of(&e).exit_code());
         }
     };
     init_tracing(&settings.log);
@@ -169,8 +176,54 @@ pub fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::from(1)
+            ExitCode::from(fault_of(&e).exit_code())
         }
+    }
+}
+
+/// The fault of the first error in the chain that knows its own; internal when none does.
+pub fn fault_of(error: &anyhow::Error) -> Fault {
+    for cause in error.chain() {
+        macro_rules! known {
+            ($($ty:ty),*) => {
+                $(if let Some(e) = cause.downcast_ref::<$ty>() {
+                    return e.fault();
+                })*
+            };
+        }
+        known!(
+            UserError,
+            crate::config::ConfigError,
+            crate::app::AppError,
+            crate::ingest::IngestError,
+            crate::ingest::write::WriteError,
+            crate::query::QueryError,
+            crate::catalog::CatalogError,
+            crate::store::StoreError,
+            crate::lexical::LexicalError,
+            crate::models::ModelError,
+            crate::pipeline::PipelineError,
+            crate::llm::LlmError
+        );
+    }
+    Fault::Internal
+}
+
+/// The indicatif bar as the library's progress observer.
+struct Bar(ProgressBar);
+
+impl Progress for Bar {
+    fn set_length(&self, steps: u64) {
+        self.0.set_length(steps);
+    }
+    fn advance(&self) {
+        self.0.inc(1);
+    }
+    fn message(&self, text: String) {
+        self.0.set_message(text);
+    }
+    fn finish(&self) {
+        self.0.finish_and_clear();
     }
 }
 
@@ -234,7 +287,11 @@ fn print_json(value: &serde_json::Value) {
     );
 }
 
-fn progress_bar(hidden: bool) -> ProgressBar {
+fn progress_bar(hidden: bool) -> std::sync::Arc<Bar> {
+    std::sync::Arc::new(Bar(ingest_bar(hidden)))
+}
+
+fn ingest_bar(hidden: bool) -> ProgressBar {
     if hidden {
         return ProgressBar::hidden();
     }
@@ -262,29 +319,29 @@ async fn run(cli: Cli, settings: Settings) -> Result<ExitCode> {
     let code = match cli.command {
         Command::Ingest { paths, prune } => {
             let bar = progress_bar(cli.json);
-            let report = mosaic
-                .ingest(&paths, &IngestOptions { prune }, &bar)
-                .await?;
+            let report = mosaic.ingest(&paths, &IngestOptions { prune }, bar).await?;
+            print_ingest(&report, cli.json)?
+        }
+        Command::Repair => {
+            let report = mosaic.repair(progress_bar(cli.json)).await?;
+            let after = status(&mosaic).await?;
             if cli.json {
-                print_json(&serde_json::to_value(&report)?);
+                print_json(&json!({ "repair": report, "status": after }));
             } else {
                 println!(
-                    "ingested {} file(s) ({} chunks), skipped {} unchanged, failed {}{}",
+                    "repaired: {} source(s) ingested again, {} removed, {} failed",
                     report.ingested,
-                    report.chunks,
-                    report.skipped,
-                    report.failed.len(),
-                    if report.removed > 0 {
-                        format!(", removed {}", report.removed)
-                    } else {
-                        String::new()
-                    }
+                    report.removed,
+                    report.failed.len()
                 );
                 for f in &report.failed {
                     println!("  failed: {}: {}", f.uri, f.error);
                 }
+                print_status(&after);
             }
-            if report.failed.is_empty() {
+            if after["consistent"].as_bool() != Some(true) {
+                ExitCode::from(1)
+            } else if report.failed.is_empty() {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::from(3)
@@ -292,7 +349,7 @@ async fn run(cli: Cli, settings: Settings) -> Result<ExitCode> {
         }
         Command::Remove { paths } => {
             let removed = mosaic.remove_paths(&paths, false).await?;
-            mosaic.lexical.run(|l| l.close_writer()).await?;
+            mosaic.lexical.close_writer().await?;
             if cli.json {
                 print_json(&json!({ "removed": removed }));
             } else if removed == 0 {
@@ -414,9 +471,10 @@ async fn run(cli: Cli, settings: Settings) -> Result<ExitCode> {
                 } else {
                     ""
                 };
-                anyhow::bail!(
+                return Err(UserError(format!(
                     "similar {what}: only --audio is supported so far (image and video embeddings are not built yet)"
-                );
+                ))
+                .into());
             };
             let hits = mosaic.similar_audio(&clip, limit).await?;
             if cli.json {
@@ -461,15 +519,16 @@ async fn run(cli: Cli, settings: Settings) -> Result<ExitCode> {
                 .catalog
                 .source(&id)
                 .await?
-                .with_context(|| format!("{source} is not in the index"))?;
+                .ok_or_else(|| UserError(format!("{source} is not in the index")))?;
             let segments = mosaic.catalog.segments(&found.id, from_ms, to_ms).await?;
             let media = mosaic.catalog.media_info(&found.id).await?;
             if media.is_none() {
-                anyhow::bail!(
+                return Err(UserError(format!(
                     "{} has no transcript (media type {})",
                     display_name(&found.uri),
                     found.media_type
-                );
+                ))
+                .into());
             }
             if cli.json {
                 let (duration, info) = media.unwrap_or_default();
@@ -510,15 +569,43 @@ async fn run(cli: Cli, settings: Settings) -> Result<ExitCode> {
     Ok(code)
 }
 
+/// The summary of an ingest run; exit code 3 when some inputs failed.
+fn print_ingest(report: &crate::ingest::IngestReport, as_json: bool) -> Result<ExitCode> {
+    if as_json {
+        print_json(&serde_json::to_value(report)?);
+    } else {
+        println!(
+            "ingested {} file(s) ({} chunks), skipped {} unchanged, failed {}{}",
+            report.ingested,
+            report.chunks,
+            report.skipped,
+            report.failed.len(),
+            if report.removed > 0 {
+                format!(", removed {}", report.removed)
+            } else {
+                String::new()
+            }
+        );
+        for f in &report.failed {
+            println!("  failed: {}: {}", f.uri, f.error);
+        }
+    }
+    Ok(if report.failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(3)
+    })
+}
+
 /// `ss`, `mm:ss` or `hh:mm:ss` (seconds may have decimals) to milliseconds.
 fn parse_clock(text: &str) -> Result<u64> {
     let mut seconds = 0.0f64;
     for part in text.trim().split(':') {
         let value: f64 = part
             .parse()
-            .with_context(|| format!("bad time {text:?}: use ss, mm:ss or hh:mm:ss"))?;
+            .map_err(|_| UserError(format!("bad time {text:?}: use ss, mm:ss or hh:mm:ss")))?;
         if value.is_nan() || value < 0.0 {
-            anyhow::bail!("bad time {text:?}: negative");
+            return Err(UserError(format!("bad time {text:?}: negative")).into());
         }
         seconds = seconds * 60.0 + value;
     }
@@ -537,7 +624,7 @@ fn clock_ms(ms: u64) -> String {
 }
 
 fn display_name(uri: &str) -> String {
-    uri.rsplit('/').next().unwrap_or(uri).to_string()
+    crate::uri::display_name(uri)
 }
 
 fn print_citations(citations: &[crate::query::Citation]) {
@@ -582,11 +669,28 @@ fn print_status(s: &serde_json::Value) {
     }
     println!("BM25 documents  {}", n("lexical_docs"));
     if s["consistent"].as_bool() == Some(true) {
-        println!("stores agree");
+        println!("stores agree chunk by chunk");
     } else {
+        let lexical = &s["lexical"];
         println!(
-            "stores disagree: `mosaic ingest` repairs sources a stopped run left half-written"
+            "BM25 vs catalog {} orphan(s), {} missing, {} duplicated",
+            lexical["orphans"], lexical["missing"], lexical["duplicates"]
         );
+        for space in s["spaces"].as_array().into_iter().flatten() {
+            println!(
+                "vectors vs catalog in {}: {} orphan(s), {} missing",
+                space["name"].as_str().unwrap_or_default(),
+                space["orphans"],
+                space["missing"]
+            );
+        }
+        if n("interrupted") > 0 {
+            println!(
+                "{} source(s) left half-written by a stopped run",
+                n("interrupted")
+            );
+        }
+        println!("stores disagree: `mosaic repair` (or the next `mosaic ingest`) fixes this");
     }
     if n("stale") > 0 {
         println!(
@@ -596,21 +700,33 @@ fn print_status(s: &serde_json::Value) {
     }
 }
 
-/// Counts in every store and whether they agree.
+/// Counts in every store and whether they agree, chunk id by chunk id.
 pub async fn status(mosaic: &Mosaic) -> Result<serde_json::Value> {
     let counts = mosaic.catalog.counts().await?;
+    let check = crate::ingest::write::check(
+        mosaic.catalog.as_ref(),
+        mosaic.vectors.as_ref(),
+        mosaic.lexical.as_ref(),
+    )
+    .await?;
     let mut spaces = Vec::new();
-    let mut consistent = counts.indexing == 0;
     for space in mosaic.catalog.spaces().await? {
-        let vectors = mosaic.vectors.count(&space.name).await?;
-        consistent &= vectors as i64 == space.chunks;
+        let store = check.vectors.get(&space.name).cloned().unwrap_or_default();
         spaces.push(json!({
             "name": space.name, "model_id": space.model_id, "dims": space.dims,
-            "chunks": space.chunks, "vectors": vectors,
+            "chunks": space.chunks, "vectors": store.entries,
+            "orphans": store.orphans, "missing": store.missing,
         }));
     }
-    let lexical_docs = mosaic.lexical.count();
-    consistent &= lexical_docs as i64 == counts.lexical_chunks;
+    // Spaces the store has and the catalog does not know: all their points are orphans.
+    for (name, store) in &check.vectors {
+        if !spaces.iter().any(|s| s["name"] == name.as_str()) {
+            spaces.push(json!({
+                "name": name, "chunks": 0, "vectors": store.entries,
+                "orphans": store.orphans, "missing": store.missing,
+            }));
+        }
+    }
     Ok(json!({
         "data_dir": mosaic.settings.data_dir,
         "sources": counts.sources,
@@ -620,8 +736,11 @@ pub async fn status(mosaic: &Mosaic) -> Result<serde_json::Value> {
         "indexing": counts.indexing,
         "chunks": counts.chunks,
         "spaces": spaces,
-        "lexical_docs": lexical_docs,
-        "consistent": consistent,
+        "lexical_docs": check.lexical.entries,
+        "lexical": check.lexical,
+        "vectors": check.vectors,
+        "interrupted": check.interrupted,
+        "consistent": check.consistent,
     }))
 }
 

@@ -3,13 +3,12 @@
 //! so only one window is held at a time.
 
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
 
 use candle_core::Device;
 use thiserror::Error;
-use tokio::sync::oneshot;
 
 use super::cnn14::{Cnn14, Cnn14Error, MIN_SAMPLES, SAMPLE_RATE};
+use super::worker::{Model, Worker, WorkerError};
 use crate::media::decode::{self, DecodeError};
 
 #[derive(Debug, Error)]
@@ -20,6 +19,9 @@ pub enum AudioEmbedError {
     Model(#[from] Cnn14Error),
     #[error("the audio embedding thread stopped")]
     ThreadGone,
+    /// Failed on the worker thread (the reason as it was reported there).
+    #[error("{0}")]
+    Failed(String),
 }
 
 /// Windowing of a recording.
@@ -108,45 +110,47 @@ pub fn embed_file(
     Ok(out)
 }
 
-struct Job {
+/// One file to cut into windows and embed.
+pub struct Request {
     path: PathBuf,
     options: WindowOptions,
-    reply: oneshot::Sender<Result<Vec<AudioWindow>, AudioEmbedError>>,
 }
 
-/// Handle to CNN14 on its own thread. Cheap to clone.
+impl Model for Cnn14 {
+    type Input = Request;
+    type Output = Vec<AudioWindow>;
+    type Params = ();
+
+    fn cost(&self, _: &Request) -> usize {
+        1
+    }
+
+    fn run(&mut self, _: &(), inputs: Vec<Request>) -> Result<Vec<Vec<AudioWindow>>, String> {
+        inputs
+            .iter()
+            .map(|r| embed_file(self, &r.path, &r.options).map_err(|e| e.to_string()))
+            .collect()
+    }
+}
+
+/// Handle to CNN14 on its worker thread. Cheap to clone.
 #[derive(Clone)]
 pub struct AudioEmbedderService {
-    sender: mpsc::SyncSender<Job>,
+    worker: Worker<Cnn14>,
     dims: usize,
 }
 
 impl AudioEmbedderService {
-    /// Loads the checkpoint on a new thread; returns once it is loaded.
+    /// Loads the checkpoint (on a blocking thread) and starts its worker.
     pub async fn start(checkpoint: &Path) -> Result<Self, AudioEmbedError> {
-        let (sender, receiver) = mpsc::sync_channel::<Job>(4);
-        let (ready_tx, ready_rx) = oneshot::channel();
         let path = checkpoint.to_path_buf();
-        std::thread::Builder::new()
-            .name("cnn14".into())
-            .spawn(move || {
-                let model = match Cnn14::load(&path, &Device::Cpu) {
-                    Ok(m) => {
-                        let _ = ready_tx.send(Ok(m.embedding_dim()));
-                        m
-                    }
-                    Err(e) => {
-                        let _ = ready_tx.send(Err(e));
-                        return;
-                    }
-                };
-                for job in receiver {
-                    let _ = job.reply.send(embed_file(&model, &job.path, &job.options));
-                }
-            })
-            .map_err(|_| AudioEmbedError::ThreadGone)?;
-        let dims = ready_rx.await.map_err(|_| AudioEmbedError::ThreadGone)??;
-        Ok(Self { sender, dims })
+        let model = tokio::task::spawn_blocking(move || Cnn14::load(&path, &Device::Cpu))
+            .await
+            .map_err(|_| AudioEmbedError::ThreadGone)??;
+        let dims = model.embedding_dim();
+        let worker =
+            Worker::spawn("cnn14", model, 4, 1).map_err(|_| AudioEmbedError::ThreadGone)?;
+        Ok(Self { worker, dims })
     }
 
     pub fn dims(&self) -> usize {
@@ -159,17 +163,18 @@ impl AudioEmbedderService {
         path: &Path,
         options: WindowOptions,
     ) -> Result<Vec<AudioWindow>, AudioEmbedError> {
-        let (reply, rx) = oneshot::channel();
-        let job = Job {
+        let request = Request {
             path: path.to_path_buf(),
             options,
-            reply,
         };
-        let sender = self.sender.clone();
-        tokio::task::spawn_blocking(move || sender.send(job))
+        let mut out = self
+            .worker
+            .call((), vec![request])
             .await
-            .map_err(|_| AudioEmbedError::ThreadGone)?
-            .map_err(|_| AudioEmbedError::ThreadGone)?;
-        rx.await.map_err(|_| AudioEmbedError::ThreadGone)?
+            .map_err(|e| match e {
+                WorkerError::Gone => AudioEmbedError::ThreadGone,
+                WorkerError::Failed(reason) => AudioEmbedError::Failed(reason),
+            })?;
+        out.pop().ok_or(AudioEmbedError::ThreadGone)
     }
 }

@@ -11,7 +11,103 @@ pub mod encoder;
 pub mod kernels;
 mod service;
 mod text;
+pub mod worker;
 
 pub use cross::CrossEncoder;
 pub use service::{EmbedderService, RerankerService};
 pub use text::{Purpose, TextEmbedder, TokenCounter};
+
+use futures::future::BoxFuture;
+
+use crate::models::{ModelError, TextModelSpec};
+
+/// A text embedding model (the text modality of a space): BERT-family sentence embedders, and
+/// later the text tower of a two-tower model such as CLIP, whose image tower is the
+/// [`ImageEmbedding`] of the same space.
+pub trait TextEmbedding: Send + Sync {
+    /// Model id, prefixes, dimensions and token window.
+    fn spec(&self) -> &TextModelSpec;
+    /// Counts tokens as the model's own tokenizer does (chunking budgets use it).
+    fn token_counter(&self) -> TokenCounter;
+    /// One vector per text, as a query or as a passage (their prefixes differ).
+    fn embed(
+        &self,
+        texts: Vec<String>,
+        purpose: Purpose,
+    ) -> BoxFuture<'_, Result<Vec<Vec<f32>>, ModelError>>;
+}
+
+/// An image embedding model (image towers arrive with the vision work).
+pub trait ImageEmbedding: Send + Sync {
+    fn model_id(&self) -> &str;
+    fn dims(&self) -> usize;
+    /// One vector per decoded RGB image (`width`, `height`, row-major bytes).
+    fn embed(
+        &self,
+        images: Vec<(u32, u32, Vec<u8>)>,
+    ) -> BoxFuture<'_, Result<Vec<Vec<f32>>, ModelError>>;
+}
+
+/// An audio embedding model: windows of a recording, each with its vector.
+pub trait AudioEmbedding: Send + Sync {
+    fn dims(&self) -> usize;
+    /// Decodes `path` and embeds its windows.
+    fn embed_file<'a>(
+        &'a self,
+        path: &'a std::path::Path,
+        options: audio::WindowOptions,
+    ) -> BoxFuture<'a, Result<Vec<audio::AudioWindow>, audio::AudioEmbedError>>;
+}
+
+/// A cross-encoder: relevance of passages to a query.
+pub trait Reranker: Send + Sync {
+    fn id(&self) -> &str;
+    /// One score per passage, in input order.
+    fn score(
+        &self,
+        query: String,
+        passages: Vec<String>,
+    ) -> BoxFuture<'_, Result<Vec<f32>, ModelError>>;
+}
+
+impl TextEmbedding for EmbedderService {
+    fn spec(&self) -> &TextModelSpec {
+        EmbedderService::spec(self)
+    }
+    fn token_counter(&self) -> TokenCounter {
+        EmbedderService::token_counter(self)
+    }
+    fn embed(
+        &self,
+        texts: Vec<String>,
+        purpose: Purpose,
+    ) -> BoxFuture<'_, Result<Vec<Vec<f32>>, ModelError>> {
+        Box::pin(EmbedderService::embed(self, texts, purpose))
+    }
+}
+
+impl Reranker for RerankerService {
+    fn id(&self) -> &str {
+        RerankerService::id(self)
+    }
+    fn score(
+        &self,
+        query: String,
+        passages: Vec<String>,
+    ) -> BoxFuture<'_, Result<Vec<f32>, ModelError>> {
+        Box::pin(RerankerService::score(self, query, passages))
+    }
+}
+
+impl AudioEmbedding for audio::AudioEmbedderService {
+    fn dims(&self) -> usize {
+        audio::AudioEmbedderService::dims(self)
+    }
+    fn embed_file<'a>(
+        &'a self,
+        path: &'a std::path::Path,
+        options: audio::WindowOptions,
+    ) -> BoxFuture<'a, Result<Vec<audio::AudioWindow>, audio::AudioEmbedError>> {
+        Box::pin(audio::AudioEmbedderService::embed_file(self, path, options))
+    }
+}

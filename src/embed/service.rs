@@ -1,45 +1,67 @@
-//! The model thread: a [`TextEmbedder`] owned by one OS thread, fed through a bounded channel,
-//! answering through oneshot channels. Async callers await without blocking the runtime, and
-//! a slow model applies backpressure to whoever feeds it.
+//! Text models on the shared [`Worker`]: the embedder and the cross-encoder, each owned by its
+//! own thread. Async callers await without blocking the runtime, requests from several callers
+//! are batched together, and a slow model applies backpressure to whoever feeds it.
 
-use std::sync::mpsc;
-
-use tokio::sync::oneshot;
-
+use super::cross::CrossEncoder;
 use super::text::{Purpose, TextEmbedder, TokenCounter};
+use super::worker::{Model, Worker, WorkerError};
 use crate::models::{ModelError, Result, TextModelSpec};
 
-struct Request {
-    texts: Vec<String>,
-    purpose: Purpose,
-    reply: oneshot::Sender<Result<Vec<Vec<f32>>>>,
+/// Texts merged into one embedding request across callers (the embedder then packs them into
+/// forward passes by its own token budget).
+const EMBED_BATCH_ITEMS: usize = 256;
+/// Passages merged into one reranking request for the same query.
+const RERANK_BATCH_ITEMS: usize = 128;
+/// Requests waiting per model.
+const QUEUE: usize = 8;
+
+fn model_error(e: WorkerError) -> ModelError {
+    match e {
+        WorkerError::Gone => ModelError::ThreadGone,
+        WorkerError::Failed(reason) => ModelError::Inference(reason),
+    }
 }
 
-/// Handle to an embedder running on its own thread. Cheap to clone.
+impl Model for TextEmbedder {
+    type Input = String;
+    type Output = Vec<f32>;
+    type Params = Purpose;
+
+    fn cost(&self, _: &String) -> usize {
+        1
+    }
+
+    fn run(
+        &mut self,
+        purpose: &Purpose,
+        inputs: Vec<String>,
+    ) -> std::result::Result<Vec<Vec<f32>>, String> {
+        self.embed(&inputs, *purpose).map_err(|e| e.to_string())
+    }
+}
+
+/// Handle to a text embedder on its worker thread. Cheap to clone.
 #[derive(Clone)]
 pub struct EmbedderService {
-    sender: mpsc::SyncSender<Request>,
+    worker: Worker<TextEmbedder>,
     spec: TextModelSpec,
     counter: TokenCounter,
 }
 
 impl EmbedderService {
-    /// Moves `embedder` onto a new thread.
+    /// Moves `embedder` onto a new worker thread.
     pub fn spawn(embedder: TextEmbedder) -> Self {
         let spec = embedder.spec().clone();
         let counter = embedder.token_counter();
-        let (sender, receiver) = mpsc::sync_channel::<Request>(8);
-        std::thread::Builder::new()
-            .name(format!("embed:{}", spec.id))
-            .spawn(move || {
-                for request in receiver {
-                    let result = embedder.embed(&request.texts, request.purpose);
-                    let _ = request.reply.send(result);
-                }
-            })
-            .expect("spawn embedder thread");
+        let worker = Worker::spawn(
+            &format!("embed:{}", spec.id),
+            embedder,
+            QUEUE,
+            EMBED_BATCH_ITEMS,
+        )
+        .expect("spawn embedder thread");
         Self {
-            sender,
+            worker,
             spec,
             counter,
         }
@@ -55,53 +77,41 @@ impl EmbedderService {
 
     /// Embeds texts on the model thread.
     pub async fn embed(&self, texts: Vec<String>, purpose: Purpose) -> Result<Vec<Vec<f32>>> {
-        if texts.is_empty() {
-            return Ok(Vec::new());
-        }
-        let (reply, answer) = oneshot::channel();
-        let sender = self.sender.clone();
-        let request = Request {
-            texts,
-            purpose,
-            reply,
-        };
-        // `send` blocks while the queue is full: do that waiting off the runtime.
-        tokio::task::spawn_blocking(move || sender.send(request))
-            .await
-            .map_err(|_| ModelError::ThreadGone)?
-            .map_err(|_| ModelError::ThreadGone)?;
-        answer.await.map_err(|_| ModelError::ThreadGone)?
+        self.worker.call(purpose, texts).await.map_err(model_error)
     }
 }
 
-struct RerankRequest {
-    query: String,
-    passages: Vec<String>,
-    reply: oneshot::Sender<Result<Vec<f32>>>,
+impl Model for CrossEncoder {
+    type Input = String;
+    type Output = f32;
+    type Params = String;
+
+    fn cost(&self, _: &String) -> usize {
+        1
+    }
+
+    fn run(
+        &mut self,
+        query: &String,
+        passages: Vec<String>,
+    ) -> std::result::Result<Vec<f32>, String> {
+        self.score(query, &passages).map_err(|e| e.to_string())
+    }
 }
 
-/// Handle to a cross-encoder running on its own thread.
+/// Handle to a cross-encoder on its worker thread.
 #[derive(Clone)]
 pub struct RerankerService {
-    sender: mpsc::SyncSender<RerankRequest>,
+    worker: Worker<CrossEncoder>,
     id: String,
 }
 
 impl RerankerService {
-    pub fn spawn(model: super::CrossEncoder) -> Self {
+    pub fn spawn(model: CrossEncoder) -> Self {
         let id = model.id().to_string();
-        let (sender, receiver) = mpsc::sync_channel::<RerankRequest>(8);
-        std::thread::Builder::new()
-            .name(format!("rerank:{id}"))
-            .spawn(move || {
-                for request in receiver {
-                    let _ = request
-                        .reply
-                        .send(model.score(&request.query, &request.passages));
-                }
-            })
+        let worker = Worker::spawn(&format!("rerank:{id}"), model, QUEUE, RERANK_BATCH_ITEMS)
             .expect("spawn reranker thread");
-        Self { sender, id }
+        Self { worker, id }
     }
 
     pub fn id(&self) -> &str {
@@ -110,21 +120,6 @@ impl RerankerService {
 
     /// Relevance scores of `passages` for `query`, in input order.
     pub async fn score(&self, query: String, passages: Vec<String>) -> Result<Vec<f32>> {
-        if passages.is_empty() {
-            return Ok(Vec::new());
-        }
-        let (reply, answer) = oneshot::channel();
-        let sender = self.sender.clone();
-        tokio::task::spawn_blocking(move || {
-            sender.send(RerankRequest {
-                query,
-                passages,
-                reply,
-            })
-        })
-        .await
-        .map_err(|_| ModelError::ThreadGone)?
-        .map_err(|_| ModelError::ThreadGone)?;
-        answer.await.map_err(|_| ModelError::ThreadGone)?
+        self.worker.call(query, passages).await.map_err(model_error)
     }
 }

@@ -1,42 +1,46 @@
 //! The ingest pipeline runner: `Source -> Extract -> Chunk -> Embed -> Write`.
 //!
 //! Files are read, detected and chunked on blocking threads, embedded on the model thread, and
-//! written by one writer in batches. Write order makes a kill at any point safe: the catalog
-//! marks a source `indexing` before its vectors and BM25 entries change, and `complete` only
-//! after both are durable; the next run repairs any source left `indexing`. Per-file failures
-//! are recorded with their reason and never stop the batch.
+//! written through the one write path ([`write`]) in batches, so a kill at any point is safe
+//! and the next run repairs what it left. A file's own failure (extraction, decoding,
+//! transcription, embedding, or a panic in any of them) is recorded with its path and reason
+//! and never stops the batch; only catalog or store failures end a run.
 
 pub mod chunk;
 pub mod detect;
 pub mod extract;
+pub mod write;
 
 use std::path::{Path, PathBuf};
 
+use std::sync::Arc;
+
 use futures::stream::{self, StreamExt};
-use indicatif::ProgressBar;
 use serde::Serialize;
 use serde_json::json;
 use thiserror::Error;
 
-use crate::app::{AppError, Mosaic};
 use crate::catalog::{
-    self, chunk_id, clock, source_id, with_context, Anchor, CatalogError, ChunkRecord,
-    FinishedSource, MediaRecord, Modality,
+    self, chunk_id, clock, source_id, with_context, Anchor, CatalogError, ChunkRecord, MediaRecord,
+    Modality, NewSource,
 };
-use crate::embed::audio::{AudioEmbedderService, WindowOptions};
-use crate::embed::{EmbedderService, Purpose};
+use crate::embed::audio::WindowOptions;
+use crate::embed::{AudioEmbedding, Purpose, TextEmbedding};
+use crate::engine::{Engine, Progress};
 use crate::fault::{Fault, HasFault};
-use crate::lexical::{LexicalDoc, LexicalError};
+use crate::lexical::LexicalError;
 use crate::models::ModelError;
-use crate::store::{StoreError, VectorPoint};
+use crate::store::{SpaceSpec, StoreError};
 use crate::transcribe::chunks::{self as transcript_chunks, GroupOptions};
-use crate::transcribe::{TranscribeOptions, TranscriberService};
+use crate::transcribe::TranscribeOptions;
+pub use crate::uri::{file_uri, uri_path};
+use write::{SourceWrite, WriteError, Writer};
 
 /// Errors that stop an ingest run (per-file problems are reported, not raised).
 #[derive(Debug, Error)]
 pub enum IngestError {
     #[error(transparent)]
-    App(#[from] AppError),
+    Write(#[from] WriteError),
     #[error(transparent)]
     Catalog(#[from] CatalogError),
     #[error(transparent)]
@@ -52,7 +56,7 @@ pub enum IngestError {
 impl HasFault for IngestError {
     fn fault(&self) -> Fault {
         match self {
-            IngestError::App(e) => e.fault(),
+            IngestError::Write(e) => e.fault(),
             IngestError::Catalog(e) => e.fault(),
             IngestError::Store(e) => e.fault(),
             IngestError::Lexical(e) => e.fault(),
@@ -100,24 +104,8 @@ pub struct IngestOptions {
 
 /// A file read, chunked and embedded, ready to write.
 struct Prepared {
-    source_id: String,
-    uri: String,
-    media_type: &'static str,
-    bytes: i64,
-    content_hash: String,
-    title: Option<String>,
-    chunks: Vec<ChunkRecord>,
-    vectors: Vec<Vec<f32>>,
-    /// Per chunk, the vectors of its sentences (empty without sentence vectors).
-    sentence_vectors: Vec<Vec<Vec<f32>>>,
-    /// Version of the pipeline that made the chunks (text or audio).
-    version: String,
-    /// Audio windows: chunks and vectors for the audio space (not in BM25).
-    extra: Vec<ChunkRecord>,
-    extra_vectors: Vec<Vec<f32>>,
-    extra_space: Option<String>,
-    /// Recordings: probe data and segments for the catalog.
-    media: Option<MediaRecord>,
+    write: SourceWrite,
+    /// Something worth telling about the file (no speech found, packets skipped).
     notice: Option<String>,
 }
 
@@ -132,6 +120,8 @@ struct MediaJob {
 
 enum Outcome {
     Prepared(Box<Prepared>),
+    /// A catalog or store failed while the file was prepared: the run stops.
+    Fatal(Box<IngestError>),
     Media(Box<MediaJob>),
     /// Unchanged since it was indexed.
     Skipped {
@@ -143,23 +133,6 @@ enum Outcome {
         bytes: i64,
         error: String,
     },
-}
-
-/// `file://` URI of a path (absolute, symlinks resolved where possible).
-pub fn file_uri(path: &Path) -> String {
-    let absolute = std::fs::canonicalize(path).unwrap_or_else(|_| {
-        if path.is_absolute() {
-            path.to_path_buf()
-        } else {
-            std::env::current_dir().unwrap_or_default().join(path)
-        }
-    });
-    format!("file://{}", absolute.display())
-}
-
-/// The path behind a `file://` URI.
-pub fn uri_path(uri: &str) -> Option<PathBuf> {
-    uri.strip_prefix("file://").map(PathBuf::from)
 }
 
 /// Every file under `paths` (folders recursively, hidden entries and the data directory
@@ -239,7 +212,7 @@ fn entry_uri(path: &Path) -> String {
     match (path.parent(), path.file_name()) {
         (Some(parent), Some(name)) if !parent.as_os_str().is_empty() => {
             let parent = std::fs::canonicalize(parent).unwrap_or_else(|_| parent.to_path_buf());
-            format!("file://{}", parent.join(name).display())
+            crate::uri::path_uri(&parent.join(name))
         }
         _ => file_uri(path),
     }
@@ -253,6 +226,8 @@ struct ReadLimits {
     overlap: usize,
     text_version: String,
     audio_version: String,
+    /// The space text chunks' vectors go to.
+    text_space: String,
 }
 
 /// The first bytes of a file, enough to recognise a container.
@@ -423,20 +398,18 @@ fn read_and_chunk(
         })
         .collect();
     Outcome::Prepared(Box::new(Prepared {
-        source_id: sid,
-        uri,
-        media_type: kind.media_type(),
-        bytes: size,
-        content_hash,
-        title,
-        chunks,
-        vectors: Vec::new(),
-        sentence_vectors: Vec::new(),
-        version: pipeline_version.to_string(),
-        extra: Vec::new(),
-        extra_vectors: Vec::new(),
-        extra_space: None,
-        media: None,
+        write: SourceWrite {
+            source_id: sid,
+            uri,
+            media_type: kind.media_type().to_string(),
+            bytes: size,
+            content_hash,
+            version: pipeline_version.to_string(),
+            title,
+            chunks,
+            space: limits.text_space.clone(),
+            ..Default::default()
+        },
         notice: extracted.notice.clone(),
     }))
 }
@@ -444,26 +417,47 @@ fn read_and_chunk(
 /// Files written per batch before the BM25 commit and the catalog's `complete` marks.
 const WRITE_BATCH: usize = 32;
 
-impl Mosaic {
+/// The text of a caught panic.
+fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "unknown panic".into())
+}
+
+/// Whether `uri` is one of `prefixes` or lies under one of them.
+fn under_any(uri: &str, prefixes: &[String]) -> bool {
+    prefixes
+        .iter()
+        .any(|p| uri == p || uri.starts_with(&format!("{}/", p.trim_end_matches('/'))))
+}
+
+impl Engine {
     /// Ingests files and folders. Returns the run's summary; only store or catalog failures
     /// (not bad files) are errors.
     pub async fn ingest(
         &self,
         paths: &[PathBuf],
         options: &IngestOptions,
-        progress: &ProgressBar,
+        progress: Arc<dyn Progress>,
     ) -> Result<IngestReport, IngestError> {
         let mut report = IngestReport::default();
         let model_id = self.pipelines.text.embedder.model.clone();
         let embedder = self.text_embedder(&model_id).await?;
         let spec = embedder.spec().clone();
         let sentence_vectors = self.pipelines.text.embedder.sentence_vectors;
-        let space = Mosaic::text_space(&spec, sentence_vectors);
+        let space = SpaceSpec::text(&spec.id, spec.dims(), sentence_vectors);
         self.vectors.ensure_space(&space).await?;
         self.catalog
             .ensure_space(&space.name, &spec.id, space.dims, "text")
             .await?;
         let pipeline_version = self.pipelines.text.version();
+        let mut writer = Writer::new(
+            self.catalog.as_ref(),
+            self.vectors.as_ref(),
+            self.lexical.as_ref(),
+        );
 
         let (mut files, walk_failures) = collect_files(paths, &self.settings.data_dir);
         for failure in walk_failures {
@@ -472,29 +466,25 @@ impl Mosaic {
             report.failed.push(failure);
         }
 
-        // Repair sources a killed run left half-written: clear their entries everywhere and
-        // ingest them again (or drop them if their file is gone).
-        for source in self
-            .catalog
-            .sources_with_status(catalog::status::INDEXING)
-            .await?
-        {
-            tracing::info!(uri = %source.uri, "repairing a source left by an interrupted run");
-            self.remove_from_stores(&source.id).await?;
+        // Finish what an interrupted run left and reconcile the stores by id; sources that
+        // must be written again are ingested from their files (or removed, when gone).
+        let repair = writer.repair().await?;
+        report.removed += repair.removed;
+        let repaired = repair.orphans_deleted + repair.lexical_rewritten > 0;
+        let mut gone = Vec::new();
+        for source in repair.reingest {
             match uri_path(&source.uri).filter(|p| p.is_file()) {
                 Some(path) => files.push(path),
-                None => {
-                    self.catalog.remove_source(&source.id).await?;
-                    report.removed += 1;
-                }
+                None => gone.push(source.id),
             }
         }
-        self.lexical.run(|l| l.commit()).await?;
+        report.removed += gone.len();
+        writer.remove(&gone).await?;
         files.sort();
         files.dedup();
 
         if options.prune {
-            report.removed += self.prune(paths).await?;
+            report.removed += self.remove_paths(paths, true).await?;
         }
 
         progress.set_length(files.len() as u64);
@@ -512,7 +502,7 @@ impl Mosaic {
             .enabled
             .then(|| self.models.locate_panns(&audio.similar.model))
             .flatten();
-        let limits = std::sync::Arc::new(ReadLimits {
+        let limits = Arc::new(ReadLimits {
             max_bytes: self.settings.ingest.max_file_bytes,
             max_media_bytes: self.settings.ingest.max_media_bytes,
             budget,
@@ -522,9 +512,9 @@ impl Mosaic {
                 .pipelines
                 .audio
                 .version(&self.pipelines.text, panns.is_some()),
+            text_space: space.name.clone(),
         });
-        let media = std::sync::Arc::new(MediaContext {
-            transcriber: tokio::sync::OnceCell::new(),
+        let media = Arc::new(MediaContext {
             model: audio.transcribe.model.clone(),
             options: audio.transcribe_options(),
             grouping: GroupOptions {
@@ -535,8 +525,9 @@ impl Mosaic {
             },
             version: limits.audio_version.clone(),
             version_without_windows: audio.version(&self.pipelines.text, false),
+            text_space: space.name.clone(),
             panns,
-            audio_embedder: tokio::sync::OnceCell::new(),
+            audio_space: tokio::sync::OnceCell::new(),
             windows: audio.similar.window_options(audio.transcribe.silence_dbfs),
             progress: progress.clone(),
         });
@@ -548,7 +539,7 @@ impl Mosaic {
             .into_iter()
             .map(|s| (s.uri.clone(), s))
             .collect();
-        let known = std::sync::Arc::new(known);
+        let known = Arc::new(known);
 
         let prepared = stream::iter(files)
             .map(|path| {
@@ -558,34 +549,41 @@ impl Mosaic {
                 let embedder = embedder.clone();
                 let media = media.clone();
                 async move {
+                    let uri = file_uri(&path);
                     let read_counter = counter.clone();
+                    let read_uri = uri.clone();
                     let outcome = tokio::task::spawn_blocking(move || {
-                        let source = known.get(&file_uri(&path));
+                        let source = known.get(&read_uri);
                         read_and_chunk(&path, &limits, &read_counter, source)
                     })
                     .await
                     .unwrap_or_else(|e| Outcome::Failed {
-                        uri: String::new(),
+                        uri: uri.clone(),
                         media_type: "unknown".into(),
                         bytes: 0,
-                        error: format!("extraction crashed: {e}"),
+                        error: match e.try_into_panic() {
+                            Ok(panic) => format!("extraction crashed: {}", panic_text(&*panic)),
+                            Err(e) => format!("extraction stopped: {e}"),
+                        },
                     });
+                    // Decoding, transcription and embedding run on the model workers, which
+                    // turn a panic into that request's error: it fails this file alone.
                     let outcome = match outcome {
                         Outcome::Media(job) => {
                             self.transcribe_outcome(*job, &media, &counter).await
                         }
                         other => other,
                     };
-                    embed_outcome(outcome, &embedder, sentence_vectors).await
+                    embed_outcome(outcome, embedder.as_ref(), sentence_vectors).await
                 }
             })
             .buffered(self.settings.ingest.parallel_files.max(1));
         futures::pin_mut!(prepared);
 
-        let mut batch: Vec<Prepared> = Vec::new();
         while let Some(outcome) = prepared.next().await {
-            progress.inc(1);
-            match outcome? {
+            progress.advance();
+            match outcome {
+                Outcome::Fatal(error) => return Err(*error),
                 Outcome::Skipped { uri } => {
                     report.skipped += 1;
                     // Back to the version that is indexed: no longer stale.
@@ -617,28 +615,28 @@ impl Mosaic {
                     report.failed.push(Failure { uri, error });
                 }
                 Outcome::Prepared(p) => {
-                    progress.set_message(p.uri.rsplit('/').next().unwrap_or_default().to_string());
+                    progress.message(crate::uri::display_name(&p.write.uri));
                     if let Some(note) = &p.notice {
-                        tracing::info!(uri = %p.uri, %note, "ingested with a notice");
+                        tracing::info!(uri = %p.write.uri, %note, "ingested with a notice");
                         report.notices.push(Notice {
-                            uri: p.uri.clone(),
+                            uri: p.write.uri.clone(),
                             note: note.clone(),
                         });
                     }
-                    self.write_source(&p, &space.name).await?;
-                    batch.push(*p);
-                    if batch.len() >= WRITE_BATCH {
-                        report.chunks += self.commit_batch(&mut batch, &space.name).await?;
-                        report.ingested += WRITE_BATCH;
+                    writer.stage(p.write).await?;
+                    if writer.pending() >= WRITE_BATCH {
+                        let (sources, chunks) = writer.commit().await?;
+                        report.ingested += sources;
+                        report.chunks += chunks;
                     }
                 }
             }
         }
-        let last = batch.len();
-        report.chunks += self.commit_batch(&mut batch, &space.name).await?;
-        report.ingested += last;
+        let (sources, chunks) = writer.commit().await?;
+        report.ingested += sources;
+        report.chunks += chunks;
         if report.ingested > 0 || report.removed > 0 {
-            progress.set_message("building vector indexes");
+            progress.message("building vector indexes".into());
             let started = std::time::Instant::now();
             self.vectors.optimize().await?;
             tracing::debug!(
@@ -646,9 +644,19 @@ impl Mosaic {
                 "vector indexes built"
             );
         }
-        self.lexical.run(|l| l.close_writer()).await?;
-        progress.finish_and_clear();
+        if report.ingested > 0 || report.removed > 0 || repaired {
+            self.lexical.compact().await?;
+        }
+        self.lexical.close_writer().await?;
+        progress.finish();
         Ok(report)
+    }
+
+    /// Finishes interrupted writes and reconciles the stores with the catalog by id, then
+    /// ingests again the sources that need it (removing those whose files are gone).
+    pub async fn repair(&self, progress: Arc<dyn Progress>) -> Result<IngestReport, IngestError> {
+        // A full ingest of nothing: it runs the repair, then writes what it hands back.
+        self.ingest(&[], &IngestOptions::default(), progress).await
     }
 
     async fn record_failure(
@@ -661,84 +669,23 @@ impl Mosaic {
         if uri.is_empty() {
             return Ok(());
         }
+        let id = source_id(uri);
         self.catalog
-            .fail_source(&source_id(uri), uri, media_type, bytes, error)
-            .await?;
-        Ok(())
-    }
-
-    /// Marks the source `indexing`, then replaces its entries in the vector store and the
-    /// BM25 index (the BM25 part becomes visible at the batch commit).
-    async fn write_source(&self, p: &Prepared, space: &str) -> Result<(), IngestError> {
-        self.catalog
-            .begin_source(&p.source_id, &p.uri, p.media_type, p.bytes)
-            .await?;
-        self.remove_from_stores(&p.source_id).await?;
-        self.vectors
-            .upsert(
-                space,
-                vector_points(&p.chunks, &p.vectors, &p.sentence_vectors),
+            .fail_source(
+                NewSource {
+                    id: &id,
+                    uri,
+                    media_type,
+                    bytes,
+                },
+                error,
             )
             .await?;
-        if let Some(extra_space) = &p.extra_space {
-            self.vectors
-                .upsert(extra_space, vector_points(&p.extra, &p.extra_vectors, &[]))
-                .await?;
-        }
-        let docs: Vec<LexicalDoc> = p
-            .chunks
-            .iter()
-            .map(|c| LexicalDoc {
-                chunk_id: c.id.clone(),
-                source_id: c.source_id.clone(),
-                modality: c.modality.as_str().to_string(),
-                text: c.indexed_text(),
-            })
-            .collect();
-        self.lexical.run(move |l| l.add(&docs)).await?;
         Ok(())
     }
 
-    /// Makes the batch durable in both stores, then marks its sources complete.
-    async fn commit_batch(
-        &self,
-        batch: &mut Vec<Prepared>,
-        space: &str,
-    ) -> Result<usize, IngestError> {
-        if batch.is_empty() {
-            return Ok(0);
-        }
-        self.lexical.run(|l| l.commit()).await?;
-        self.vectors.flush().await?;
-        let mut chunks = 0;
-        for p in batch.drain(..) {
-            self.catalog
-                .finish_source(&FinishedSource {
-                    source_id: &p.source_id,
-                    content_hash: &p.content_hash,
-                    pipeline_version: &p.version,
-                    title: p.title.as_deref(),
-                    chunks: &p.chunks,
-                    space: Some(space),
-                    media: p.media.as_ref(),
-                    extra: &p.extra,
-                    extra_space: p.extra_space.as_deref(),
-                })
-                .await?;
-            chunks += p.chunks.len() + p.extra.len();
-        }
-        Ok(chunks)
-    }
-
-    /// Deletes a source's entries from the vector store and queues their BM25 deletion.
-    async fn remove_from_stores(&self, source_id: &str) -> Result<(), IngestError> {
-        self.vectors.delete_source(source_id).await?;
-        let id = source_id.to_string();
-        self.lexical.run(move |l| l.delete_source(&id)).await?;
-        Ok(())
-    }
-
-    /// Removes sources whose uri is one of `paths` or lies under one of them. Returns how many.
+    /// Removes sources whose uri is one of `paths` or lies under one of them (with
+    /// `only_missing`, only those whose files are gone). Returns how many.
     pub async fn remove_paths(
         &self,
         paths: &[PathBuf],
@@ -747,13 +694,7 @@ impl Mosaic {
         let prefixes: Vec<String> = paths.iter().map(|p| file_uri(p)).collect();
         let mut removed = Vec::new();
         for source in self.catalog.sources().await? {
-            let under = prefixes.iter().any(|p| {
-                source.uri == *p
-                    || source
-                        .uri
-                        .starts_with(&format!("{}/", p.trim_end_matches('/')))
-            });
-            if !under {
+            if !under_any(&source.uri, &prefixes) {
                 continue;
             }
             // A broken link still exists (its failure stays recorded until the link goes).
@@ -761,81 +702,47 @@ impl Mosaic {
             if only_missing && uri_path(&source.uri).is_some_and(exists) {
                 continue;
             }
-            self.remove_from_stores(&source.id).await?;
             removed.push(source.id);
         }
+        let mut writer = Writer::new(
+            self.catalog.as_ref(),
+            self.vectors.as_ref(),
+            self.lexical.as_ref(),
+        );
+        writer.remove(&removed).await?;
         if !removed.is_empty() {
-            self.lexical.run(|l| l.commit()).await?;
-            self.vectors.flush().await?;
-            for id in &removed {
-                self.catalog.remove_source(id).await?;
-            }
+            self.lexical.compact().await?;
         }
         Ok(removed.len())
     }
-
-    async fn prune(&self, paths: &[PathBuf]) -> Result<usize, IngestError> {
-        self.remove_paths(paths, true).await
-    }
-}
-
-/// Chunks with their vectors (and sentence vectors, when given: one list per chunk) as
-/// points, with the payload queries filter and display on.
-fn vector_points(
-    chunks: &[ChunkRecord],
-    vectors: &[Vec<f32>],
-    sentence_vectors: &[Vec<Vec<f32>>],
-) -> Vec<VectorPoint> {
-    chunks
-        .iter()
-        .zip(vectors)
-        .enumerate()
-        .map(|(i, (c, v))| VectorPoint {
-            id: c.id.clone(),
-            vector: v.clone(),
-            parts: sentence_vectors.get(i).cloned().unwrap_or_default(),
-            payload: json!({
-                "source_id": c.source_id,
-                "modality": c.modality.as_str(),
-                "anchor": c.anchor,
-                "text": c.text,
-            }),
-        })
-        .collect()
 }
 
 /// Shared by the recordings of one ingest run.
 struct MediaContext {
-    /// Started with the first recording; `Err` holds why it could not be (reported per file).
-    transcriber: tokio::sync::OnceCell<Result<TranscriberService, String>>,
     model: String,
     options: TranscribeOptions,
     grouping: GroupOptions,
     version: String,
     /// The version recorded when audio windows could not be embedded.
     version_without_windows: String,
+    text_space: String,
     /// The CNN14 checkpoint, when similar-audio search is on and it is installed.
     panns: Option<PathBuf>,
-    audio_embedder: tokio::sync::OnceCell<Result<(AudioEmbedderService, String), String>>,
+    /// The audio space, registered with the first recording.
+    audio_space: tokio::sync::OnceCell<String>,
     windows: WindowOptions,
-    progress: ProgressBar,
+    progress: Arc<dyn Progress>,
 }
 
-impl Mosaic {
-    /// Loads CNN14 on its thread and registers its embedding space.
-    async fn start_audio_embedder(
+impl Engine {
+    /// Registers CNN14's embedding space in both stores.
+    async fn register_audio_space(
         &self,
+        service: &dyn AudioEmbedding,
         checkpoint: &Path,
-    ) -> Result<(AudioEmbedderService, String), String> {
-        tracing::info!(model = %checkpoint.display(), "loading CNN14");
-        let service = AudioEmbedderService::start(checkpoint)
-            .await
-            .map_err(|e| e.to_string())?;
-        let space = Mosaic::audio_space(service.dims());
-        self.vectors
-            .ensure_space(&space)
-            .await
-            .map_err(|e| e.to_string())?;
+    ) -> Result<String, IngestError> {
+        let space = SpaceSpec::audio(service.dims());
+        self.vectors.ensure_space(&space).await?;
         self.catalog
             .ensure_space(
                 &space.name,
@@ -843,13 +750,81 @@ impl Mosaic {
                 space.dims,
                 "audio",
             )
-            .await
-            .map_err(|e| e.to_string())?;
-        Ok((service, space.name))
+            .await?;
+        Ok(space.name)
     }
 
-    /// Decodes and transcribes a recording on the Whisper thread and groups its segments into
-    /// timed transcript chunks (embedded afterwards like any text).
+    /// The transcript of a recording: the catalog's, when this content was transcribed before
+    /// with the same model and options, else Whisper's (decoded and transcribed on the
+    /// Whisper thread).
+    async fn transcript_of(
+        &self,
+        job: &MediaJob,
+        media: &MediaContext,
+        name: &str,
+    ) -> Result<Result<(MediaRecord, Option<String>), String>, IngestError> {
+        let sid = source_id(&job.uri);
+        let key = self.pipelines.audio.transcript_key(&job.content_hash);
+        if let Some(stored) = self.catalog.transcript(&sid, &key).await? {
+            tracing::info!(uri = %job.uri, "transcript reused: same recording, speech model and options");
+            return Ok(Ok((stored, None)));
+        }
+        Ok(self.transcribe_now(job, media, name, key).await)
+    }
+
+    /// Decodes and transcribes a recording on the Whisper thread.
+    async fn transcribe_now(
+        &self,
+        job: &MediaJob,
+        media: &MediaContext,
+        name: &str,
+        key: String,
+    ) -> Result<(MediaRecord, Option<String>), String> {
+        let service = self
+            .workers
+            .transcriber(&media.model)
+            .await
+            .map_err(|e| format!("speech: {e}"))?;
+        let progress = media.progress.clone();
+        let label = name.to_string();
+        let report = Box::new(move |done: u64, total: Option<u64>| {
+            let total = total.map(|t| format!("/{}", clock(t))).unwrap_or_default();
+            progress.message(format!("{label}: transcribed {}{total}", clock(done)));
+        });
+        let transcript = service
+            .transcribe(&job.path, media.options.clone(), report)
+            .await
+            .map_err(|e| e.to_string())?;
+        let info = &transcript.info;
+        let media_info = json!({
+            "container": info.container,
+            "codec": info.codec,
+            "channels": info.channels,
+            "sample_rate": info.sample_rate,
+            "has_video": info.has_video,
+            "language": transcript.language,
+            "model": media.model,
+        });
+        let bad = (transcript.bad_packets > 0).then(|| {
+            format!(
+                "{} undecodable packets skipped (truncated or corrupt file?)",
+                transcript.bad_packets
+            )
+        });
+        Ok((
+            MediaRecord {
+                duration_ms: transcript.duration_ms,
+                info: media_info.to_string(),
+                segments: transcript.segments,
+                transcript_key: key,
+            },
+            bad,
+        ))
+    }
+
+    /// Transcribes a recording (or reuses its transcript) and groups the segments into timed
+    /// transcript chunks (embedded afterwards like any text), plus audio windows for
+    /// similar-audio search.
     async fn transcribe_outcome(
         &self,
         job: MediaJob,
@@ -862,44 +837,15 @@ impl Mosaic {
             bytes: job.bytes,
             error,
         };
-        let service = media
-            .transcriber
-            .get_or_init(|| async {
-                let path = self
-                    .models
-                    .require_whisper(&media.model)
-                    .map_err(|e| format!("speech: {e}"))?;
-                tracing::info!(model = %path.display(), "loading Whisper");
-                TranscriberService::start(&path)
-                    .await
-                    .map_err(|e| e.to_string())
-            })
-            .await;
-        let service = match service {
-            Ok(s) => s.clone(),
-            Err(e) => return failed(e.clone()),
-        };
-        let name = job
-            .path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let bar = media.progress.clone();
-        let label = name.clone();
-        let progress = Box::new(move |done: u64, total: Option<u64>| {
-            let total = total.map(|t| format!("/{}", clock(t))).unwrap_or_default();
-            bar.set_message(format!("{label}: transcribed {}{total}", clock(done)));
-        });
-        let transcript = match service
-            .transcribe(&job.path, media.options.clone(), progress)
-            .await
-        {
-            Ok(t) => t,
-            Err(e) => return failed(e.to_string()),
+        let name = crate::uri::display_name(&job.uri);
+        let (record, bad_packets) = match self.transcript_of(&job, media, &name).await {
+            Ok(Ok(t)) => t,
+            Ok(Err(e)) => return failed(e),
+            Err(fatal) => return Outcome::Fatal(Box::new(fatal)),
         };
         let sid = source_id(&job.uri);
         let groups =
-            transcript_chunks::group(&transcript.segments, &media.grouping, &|t| counter.count(t));
+            transcript_chunks::group(&record.segments, &media.grouping, &|t| counter.count(t));
         let chunks: Vec<ChunkRecord> = groups
             .iter()
             .enumerate()
@@ -927,43 +873,44 @@ impl Mosaic {
             })
             .collect();
         let mut notes = Vec::new();
-        if transcript.segments.is_empty() {
+        if record.segments.is_empty() {
             notes.push(format!(
                 "no speech found in {} of audio",
-                clock(transcript.duration_ms)
+                clock(record.duration_ms)
             ));
         }
-        if transcript.bad_packets > 0 {
-            notes.push(format!(
-                "{} undecodable packets skipped (truncated or corrupt file?)",
-                transcript.bad_packets
-            ));
-        }
+        notes.extend(bad_packets);
         // Audio windows for similar-audio search, in their own space.
         let mut extra = Vec::new();
         let mut extra_vectors = Vec::new();
         let mut extra_space = None;
         let mut version = media.version.clone();
         if let Some(checkpoint) = &media.panns {
-            let started = media
-                .audio_embedder
-                .get_or_init(|| self.start_audio_embedder(checkpoint))
-                .await;
-            let result = match started {
-                Ok((service, space)) => {
-                    media
-                        .progress
-                        .set_message(format!("{name}: audio embeddings"));
-                    service
-                        .embed_file(&job.path, media.windows)
-                        .await
-                        .map(|w| (w, space.clone()))
-                        .map_err(|e| e.to_string())
-                }
-                Err(e) => Err(e.clone()),
-            };
+            let result = async {
+                let service = self
+                    .workers
+                    .audio_embedder(checkpoint)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let space = match media
+                    .audio_space
+                    .get_or_try_init(|| self.register_audio_space(service.as_ref(), checkpoint))
+                    .await
+                {
+                    Ok(space) => space.clone(),
+                    Err(fatal) => return Ok(Err(fatal)),
+                };
+                media.progress.message(format!("{name}: audio embeddings"));
+                let windows = service
+                    .embed_file(&job.path, media.windows)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok::<_, String>(Ok((windows, space)))
+            }
+            .await;
             match result {
-                Ok((windows, space)) => {
+                Ok(Err(fatal)) => return Outcome::Fatal(Box::new(fatal)),
+                Ok(Ok((windows, space))) => {
                     for w in windows {
                         let anchor = Anchor::Time {
                             start_ms: w.start_ms,
@@ -995,66 +942,64 @@ impl Mosaic {
                 }
             }
         }
-        let info = &transcript.info;
-        let media_info = json!({
-            "container": info.container,
-            "codec": info.codec,
-            "channels": info.channels,
-            "sample_rate": info.sample_rate,
-            "has_video": info.has_video,
-            "language": transcript.language,
-            "model": media.model,
-        });
         Outcome::Prepared(Box::new(Prepared {
-            source_id: sid,
-            uri: job.uri.clone(),
-            media_type: job.kind.media_type(),
-            bytes: job.bytes,
-            content_hash: job.content_hash.clone(),
-            title: Some(name),
-            chunks,
-            vectors: Vec::new(),
-            sentence_vectors: Vec::new(),
-            version,
-            extra,
-            extra_vectors,
-            extra_space,
-            media: Some(MediaRecord {
-                duration_ms: transcript.duration_ms,
-                info: media_info.to_string(),
-                segments: transcript.segments,
-            }),
+            write: SourceWrite {
+                source_id: sid,
+                uri: job.uri.clone(),
+                media_type: job.kind.media_type().to_string(),
+                bytes: job.bytes,
+                content_hash: job.content_hash.clone(),
+                version,
+                title: Some(name),
+                chunks,
+                space: media.text_space.clone(),
+                vectors: Vec::new(),
+                sentence_vectors: Vec::new(),
+                extra,
+                extra_vectors,
+                extra_space,
+                media: Some(record),
+            },
             notice: (!notes.is_empty()).then(|| notes.join("; ")),
         }))
     }
 }
 
 /// Embeds a prepared file's chunks on the model thread, and with `sentences` each sentence
-/// of each chunk, under the chunk's context line as the chunk itself is embedded.
-async fn embed_outcome(
-    outcome: Outcome,
-    embedder: &EmbedderService,
-    sentences: bool,
-) -> Result<Outcome, IngestError> {
+/// of each chunk, under the chunk's context line as the chunk itself is embedded. An embedding
+/// failure fails this file alone.
+async fn embed_outcome(outcome: Outcome, embedder: &dyn TextEmbedding, sentences: bool) -> Outcome {
     let Outcome::Prepared(mut p) = outcome else {
-        return Ok(outcome);
+        return outcome;
     };
-    let mut texts: Vec<String> = p.chunks.iter().map(|c| c.indexed_text()).collect();
+    let chunks = &p.write.chunks;
+    let mut texts: Vec<String> = chunks.iter().map(|c| c.indexed_text()).collect();
     let mut owners = Vec::new();
     if sentences {
-        for (i, c) in p.chunks.iter().enumerate() {
+        for (i, c) in chunks.iter().enumerate() {
             for (s, e) in chunk::sentence_spans(&c.text) {
                 texts.push(with_context(&c.context, &c.text[s..e]));
                 owners.push(i);
             }
         }
     }
-    let mut vectors = embedder.embed(texts, Purpose::Passage).await?;
-    let sentence_vectors = vectors.split_off(p.chunks.len());
-    p.vectors = vectors;
-    p.sentence_vectors = vec![Vec::new(); p.chunks.len()];
+    let count = chunks.len();
+    let mut vectors = match embedder.embed(texts, Purpose::Passage).await {
+        Ok(v) => v,
+        Err(e) => {
+            return Outcome::Failed {
+                uri: p.write.uri.clone(),
+                media_type: p.write.media_type.clone(),
+                bytes: p.write.bytes,
+                error: format!("embedding failed: {e}"),
+            }
+        }
+    };
+    let sentence_vectors = vectors.split_off(count.min(vectors.len()));
+    p.write.vectors = vectors;
+    p.write.sentence_vectors = vec![Vec::new(); count];
     for (owner, v) in owners.into_iter().zip(sentence_vectors) {
-        p.sentence_vectors[owner].push(v);
+        p.write.sentence_vectors[owner].push(v);
     }
-    Ok(Outcome::Prepared(p))
+    Outcome::Prepared(p)
 }

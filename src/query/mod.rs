@@ -14,15 +14,15 @@ use serde::Serialize;
 use thiserror::Error;
 use tokio::sync::mpsc;
 
-use crate::app::Mosaic;
 use crate::catalog::{with_context, Anchor, CatalogError, Source, SourceRef, StoredChunk};
-use crate::embed::{EmbedderService, Purpose};
+use crate::embed::{Purpose, TextEmbedding};
+use crate::engine::Engine;
 use crate::fault::{Fault, HasFault};
-use crate::ingest::uri_path;
 use crate::lexical::LexicalError;
 use crate::llm::{GenerationParams, LlmError, Message, Role};
 use crate::models::ModelError;
 use crate::store::{SearchFilter, StoreError};
+use crate::uri::uri_path;
 use fuse::{ranked_ids, reciprocal_rank_fusion, RankedList};
 
 #[derive(Debug, Error)]
@@ -314,7 +314,7 @@ pub fn build_messages(
     messages
 }
 
-impl Mosaic {
+impl Engine {
     /// Retrieves, fuses and reranks.
     pub async fn search(&self, request: &SearchRequest) -> Result<SearchOutcome, QueryError> {
         let query = request.query.trim();
@@ -328,7 +328,7 @@ impl Mosaic {
         let mut raw_scores: Vec<std::collections::HashMap<String, f64>> = Vec::new();
 
         if request.mode != RetrievalMode::Bm25 {
-            for space in self.catalog.spaces().await? {
+            for space in self.catalog.searchable_spaces().await? {
                 if space.modality != "text" || space.chunks == 0 {
                     continue;
                 }
@@ -371,10 +371,7 @@ impl Mosaic {
             let q = query.to_string();
             let k = settings.retrieve.bm25_top_k;
             let modalities = request.modalities.clone();
-            let hits = self
-                .lexical
-                .run(move |l| l.search(&q, k, &modalities))
-                .await?;
+            let hits = self.lexical.search(q, k, modalities).await?;
             raw_scores.push(
                 hits.iter()
                     .map(|h| (h.id.clone(), h.score as f64))
@@ -539,7 +536,7 @@ impl Mosaic {
                 &retrieval_query,
                 &evidence,
                 &chunks,
-                embedder.as_ref(),
+                embedder.as_deref(),
                 &sentence_vectors,
             )
             .await?;
@@ -727,7 +724,7 @@ impl Mosaic {
         query: &str,
         sentences: &[evidence::Sentence],
         chunks: &[StoredChunk],
-        embedder: Option<&EmbedderService>,
+        embedder: Option<&dyn TextEmbedding>,
         vectors: &[Vec<f32>],
     ) -> Result<SentenceScores, QueryError> {
         let settings = &self.pipelines.query;
@@ -738,7 +735,7 @@ impl Mosaic {
             let owned = query.to_string();
             let focus = self
                 .lexical
-                .run(move |l| l.without_common_words(&owned, COMMON_WORD_SHARE))
+                .without_common_words(owned, COMMON_WORD_SHARE)
                 .await?;
             tracing::debug!("sentences ranked against {focus:?}");
             let questions = embedder

@@ -9,10 +9,9 @@ use std::path::Path;
 use serde::Serialize;
 
 use super::QueryError;
-use crate::app::Mosaic;
 use crate::catalog::{Anchor, SourceRef};
-use crate::embed::audio::AudioEmbedderService;
-use crate::store::SearchFilter;
+use crate::engine::Engine;
+use crate::store::{SearchFilter, SpaceSpec};
 
 /// One matching time in a source.
 #[derive(Debug, Clone, Serialize)]
@@ -72,7 +71,7 @@ pub fn rank_alignments(
     ranked
 }
 
-impl Mosaic {
+impl Engine {
     /// Recordings that sound like the clip at `clip`, best first, each with its best
     /// matching times.
     pub async fn similar_audio(
@@ -88,10 +87,12 @@ impl Mosaic {
                 self.models.dir().join("panns").display()
             ))
         })?;
-        let service = AudioEmbedderService::start(&checkpoint)
+        let service = self
+            .workers
+            .audio_embedder(&checkpoint)
             .await
             .map_err(|e| QueryError::SimilarAudio(e.to_string()))?;
-        let space = Mosaic::audio_space(service.dims());
+        let space = SpaceSpec::audio(service.dims());
         let options = similar.window_options(self.pipelines.audio.transcribe.silence_dbfs);
         let windows = service
             .embed_file(clip, options)

@@ -15,7 +15,7 @@ use qdrant_edge::{
     EdgeVectorParamsBuilder, FieldCondition, FieldIndexOperations, Filter, JsonPath, Match,
     MultiVectorComparator, MultiVectorConfig, NamedQuery, NamedVectors, PayloadFieldSchema,
     PayloadSchemaType, PointId, PointInsertOperations, PointOperations, PointStruct, QueryEnum,
-    SearchRequest, UpdateOperation, Vector, WithPayloadInterface,
+    ScrollRequest, SearchRequest, UpdateOperation, Vector, WithPayloadInterface, WithVector,
 };
 
 use super::{Result, SearchFilter, SpaceSpec, StoreError, VectorHit, VectorPoint, VectorStore};
@@ -107,7 +107,7 @@ impl EdgeStore {
     }
 
     /// Names of the spaces that exist on disk.
-    pub fn space_names(&self) -> Vec<String> {
+    pub fn names(&self) -> Vec<String> {
         let mut names: Vec<String> = self
             .spaces
             .lock()
@@ -169,7 +169,7 @@ impl EdgeStore {
                 ))
                 .map_err(engine)?;
         }
-        shard.flush();
+        flush_shard(&spec.name, &shard)?;
         std::fs::write(path.join("dims"), spec.dims.to_string()).map_err(io)?;
         if spec.multivector {
             std::fs::write(path.join(MULTIVECTOR_MARKER), "max_sim").map_err(io)?;
@@ -203,6 +203,29 @@ fn point_id(id: &str) -> Result<PointId> {
     uuid::Uuid::parse_str(id)
         .map(PointId::Uuid)
         .map_err(|_| StoreError::Engine(format!("chunk id {id} is not a UUID")))
+}
+
+fn point_id_text(id: PointId) -> String {
+    match id {
+        PointId::Uuid(u) => u.to_string(),
+        PointId::NumId(n) => n.to_string(),
+    }
+}
+
+/// qdrant-edge's `flush` reports a failed WAL or segment write by panicking: turn that into an
+/// error, so a write that may not be durable is never taken for one that is.
+fn flush_shard(space: &str, shard: &EdgeShard) -> Result<()> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| shard.flush())).map_err(|panic| {
+        let reason = panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "unknown".into());
+        StoreError::Flush {
+            space: space.to_string(),
+            reason,
+        }
+    })
 }
 
 fn json_path(key: &str) -> JsonPath {
@@ -367,10 +390,7 @@ impl VectorStore for EdgeStore {
                 Ok(points
                     .into_iter()
                     .map(|p| VectorHit {
-                        id: match p.id {
-                            PointId::Uuid(u) => u.to_string(),
-                            PointId::NumId(n) => n.to_string(),
-                        },
+                        id: point_id_text(p.id),
                         score: p.score,
                     })
                     .collect())
@@ -395,17 +415,76 @@ impl VectorStore for EdgeStore {
         .boxed()
     }
 
+    fn space_names(&self) -> BoxFuture<'_, Result<Vec<String>>> {
+        let names = self.names();
+        async move { Ok(names) }.boxed()
+    }
+
+    fn point_ids<'a>(&'a self, space: &'a str) -> BoxFuture<'a, Result<Vec<String>>> {
+        let target = self.space(space);
+        blocking(move || {
+            let Some(target) = target else {
+                return Ok(Vec::new());
+            };
+            let mut ids = Vec::new();
+            let mut offset = None;
+            loop {
+                let (records, next) = target
+                    .shard
+                    .scroll(ScrollRequest {
+                        offset,
+                        limit: Some(1000),
+                        filter: None,
+                        with_payload: Some(WithPayloadInterface::Bool(false)),
+                        with_vector: WithVector::Bool(false),
+                        order_by: None,
+                    })
+                    .map_err(engine)?;
+                ids.extend(records.into_iter().map(|r| point_id_text(r.id)));
+                match next {
+                    Some(n) => offset = Some(n),
+                    None => break,
+                }
+            }
+            Ok(ids)
+        })
+        .boxed()
+    }
+
+    fn delete_points<'a>(&'a self, space: &'a str, ids: Vec<String>) -> BoxFuture<'a, Result<()>> {
+        let target = self.space(space);
+        blocking(move || {
+            let Some(target) = target else {
+                return Ok(());
+            };
+            let ids = ids
+                .iter()
+                .map(|i| point_id(i))
+                .collect::<Result<Vec<_>>>()?;
+            if ids.is_empty() {
+                return Ok(());
+            }
+            target
+                .shard
+                .update(UpdateOperation::PointOperation(
+                    PointOperations::DeletePoints { ids },
+                ))
+                .map_err(engine)
+        })
+        .boxed()
+    }
+
     fn flush(&self) -> BoxFuture<'_, Result<()>> {
-        let spaces: Vec<Arc<Space>> = self
+        let spaces: Vec<(String, Arc<Space>)> = self
             .spaces
             .lock()
             .expect("space map lock")
-            .values()
-            .cloned()
+            .iter()
+            .map(|(n, s)| (n.clone(), s.clone()))
             .collect();
         blocking(move || {
-            for space in spaces {
-                space.shard.flush();
+            for (name, space) in spaces {
+                flush_shard(&name, &space.shard)?;
             }
             Ok(())
         })
@@ -413,17 +492,17 @@ impl VectorStore for EdgeStore {
     }
 
     fn optimize(&self) -> BoxFuture<'_, Result<()>> {
-        let spaces: Vec<Arc<Space>> = self
+        let spaces: Vec<(String, Arc<Space>)> = self
             .spaces
             .lock()
             .expect("space map lock")
-            .values()
-            .cloned()
+            .iter()
+            .map(|(n, s)| (n.clone(), s.clone()))
             .collect();
         blocking(move || {
-            for space in spaces {
+            for (name, space) in spaces {
                 space.shard.optimize().map_err(engine)?;
-                space.shard.flush();
+                flush_shard(&name, &space.shard)?;
             }
             Ok(())
         })
@@ -508,7 +587,7 @@ mod tests {
         drop(store);
 
         let reopened = EdgeStore::open(dir.path()).unwrap();
-        assert_eq!(reopened.space_names(), vec![space.name.clone()]);
+        assert_eq!(reopened.names(), vec![space.name.clone()]);
         assert_eq!(reopened.count(&space.name).await.unwrap(), 2);
         let wrong = SpaceSpec {
             name: space.name.clone(),

@@ -36,6 +36,11 @@ pub enum StoreError {
     Layout { space: String, existing: bool },
     #[error("blocking task failed: {0}")]
     Join(String),
+    #[error("vector store flush failed in space {space}: {reason}")]
+    Flush { space: String, reason: String },
+    /// Raised by fault-injection wrappers in tests.
+    #[error("injected vector store fault at call {0}")]
+    Injected(usize),
 }
 
 impl HasFault for StoreError {
@@ -45,6 +50,7 @@ impl HasFault for StoreError {
             | StoreError::Dimensions { .. }
             | StoreError::NotMultivector { .. }
             | StoreError::Layout { .. } => Fault::User,
+            StoreError::Injected(_) => Fault::Transient,
             _ => Fault::Internal,
         }
     }
@@ -60,6 +66,33 @@ pub struct SpaceSpec {
     /// Each point holds several vectors (a text chunk's own vector and one per sentence) and
     /// scores as the best of them against the query (Qdrant's multivector `max_sim`).
     pub multivector: bool,
+}
+
+impl SpaceSpec {
+    /// The space a text model writes to, named `text/<model id>/<dims>`. With sentence vectors
+    /// each chunk is a multivector point (its own vector and one per sentence), in a space of
+    /// its own name.
+    pub fn text(model_id: &str, dims: usize, sentence_vectors: bool) -> Self {
+        let name = format!("text/{model_id}/{dims}");
+        SpaceSpec {
+            name: if sentence_vectors {
+                format!("{name}/sentences")
+            } else {
+                name
+            },
+            dims,
+            multivector: sentence_vectors,
+        }
+    }
+
+    /// The space of audio windows (CNN14).
+    pub fn audio(dims: usize) -> Self {
+        SpaceSpec {
+            name: format!("audio/cnn14/{dims}"),
+            dims,
+            multivector: false,
+        }
+    }
 }
 
 /// One point to upsert: a chunk's vector plus the payload queries filter and display on.
@@ -107,7 +140,14 @@ pub trait VectorStore: Send + Sync {
     ) -> BoxFuture<'a, Result<Vec<VectorHit>>>;
     /// Exact number of points in a space (0 for an unknown space).
     fn count<'a>(&'a self, space: &'a str) -> BoxFuture<'a, Result<usize>>;
-    /// Makes every write so far durable.
+    /// The spaces that exist in the store.
+    fn space_names(&self) -> BoxFuture<'_, Result<Vec<String>>>;
+    /// Every point id in a space (empty for an unknown space): the consistency check compares
+    /// them with the catalog by id.
+    fn point_ids<'a>(&'a self, space: &'a str) -> BoxFuture<'a, Result<Vec<String>>>;
+    /// Removes points by id from one space.
+    fn delete_points<'a>(&'a self, space: &'a str, ids: Vec<String>) -> BoxFuture<'a, Result<()>>;
+    /// Makes every write so far durable; an error means they may not be.
     fn flush(&self) -> BoxFuture<'_, Result<()>>;
     /// Builds search indexes over what was written (costly: once per ingest run, not per batch).
     fn optimize(&self) -> BoxFuture<'_, Result<()>>;

@@ -1,61 +1,58 @@
-//! The Whisper thread: one loaded model owned by one OS thread, fed through a channel. FFmpeg
-//! decoding and whisper.cpp both run there, never on the async runtime.
+//! Whisper on the shared model worker: one loaded model owned by one OS thread. FFmpeg decoding
+//! and whisper.cpp both run there, never on the async runtime; one recording per request.
 
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
-
-use tokio::sync::oneshot;
 
 use super::whisper::{TranscribeError, TranscribeOptions, Transcript, Whisper};
+use crate::embed::worker::{Model, Worker, WorkerError};
 
 /// Called from the Whisper thread with (decoded ms, total ms when known).
 pub type Progress = Box<dyn FnMut(u64, Option<u64>) + Send>;
 
-struct Job {
+/// One recording to transcribe.
+pub struct Request {
     path: PathBuf,
     options: TranscribeOptions,
     progress: Progress,
-    reply: oneshot::Sender<Result<Transcript, TranscribeError>>,
 }
 
-/// Handle to a Whisper model on its own thread. Cheap to clone.
+impl Model for Whisper {
+    type Input = Request;
+    type Output = Transcript;
+    type Params = ();
+
+    fn cost(&self, _: &Request) -> usize {
+        1
+    }
+
+    fn run(&mut self, _: &(), inputs: Vec<Request>) -> Result<Vec<Transcript>, String> {
+        inputs
+            .into_iter()
+            .map(|mut r| {
+                self.transcribe_file(&r.path, &r.options, &mut r.progress)
+                    .map_err(|e| e.to_string())
+            })
+            .collect()
+    }
+}
+
+/// Handle to a Whisper model on its worker thread. Cheap to clone.
 #[derive(Clone)]
 pub struct TranscriberService {
-    sender: mpsc::SyncSender<Job>,
+    worker: Worker<Whisper>,
 }
 
 impl TranscriberService {
-    /// Loads the ggml model on a new thread; returns once it is loaded (or failed to).
+    /// Loads the ggml model (on a blocking thread) and starts its worker.
     pub async fn start(model: &Path) -> Result<Self, TranscribeError> {
-        let (sender, receiver) = mpsc::sync_channel::<Job>(4);
-        let (ready_tx, ready_rx) = oneshot::channel();
         let path = model.to_path_buf();
-        std::thread::Builder::new()
-            .name("whisper".into())
-            .spawn(move || {
-                let whisper = match Whisper::load(&path) {
-                    Ok(w) => {
-                        let _ = ready_tx.send(Ok(()));
-                        w
-                    }
-                    Err(e) => {
-                        let _ = ready_tx.send(Err(e));
-                        return;
-                    }
-                };
-                for mut job in receiver {
-                    let result =
-                        whisper.transcribe_file(&job.path, &job.options, &mut job.progress);
-                    let _ = job.reply.send(result);
-                }
-            })
-            .map_err(|e| {
-                TranscribeError::Whisper(format!("cannot start the Whisper thread: {e}"))
-            })?;
-        ready_rx
+        let whisper = tokio::task::spawn_blocking(move || Whisper::load(&path))
             .await
-            .map_err(|_| TranscribeError::Whisper("the Whisper thread stopped".into()))??;
-        Ok(TranscriberService { sender })
+            .map_err(|e| TranscribeError::Whisper(e.to_string()))??;
+        let worker = Worker::spawn("whisper", whisper, 4, 1).map_err(|e| {
+            TranscribeError::Whisper(format!("cannot start the Whisper thread: {e}"))
+        })?;
+        Ok(TranscriberService { worker })
     }
 
     /// Decodes and transcribes `path` on the Whisper thread.
@@ -65,19 +62,20 @@ impl TranscriberService {
         options: TranscribeOptions,
         progress: Progress,
     ) -> Result<Transcript, TranscribeError> {
-        let (reply, rx) = oneshot::channel();
-        let job = Job {
+        let request = Request {
             path: path.to_path_buf(),
             options,
             progress,
-            reply,
         };
-        let sender = self.sender.clone();
-        tokio::task::spawn_blocking(move || sender.send(job))
+        let mut out = self
+            .worker
+            .call((), vec![request])
             .await
-            .map_err(|e| TranscribeError::Whisper(e.to_string()))?
-            .map_err(|_| TranscribeError::Whisper("the Whisper thread stopped".into()))?;
-        rx.await
-            .map_err(|_| TranscribeError::Whisper("the Whisper thread stopped".into()))?
+            .map_err(|e| match e {
+                WorkerError::Gone => TranscribeError::Whisper("the Whisper thread stopped".into()),
+                WorkerError::Failed(reason) => TranscribeError::Failed(reason),
+            })?;
+        out.pop()
+            .ok_or_else(|| TranscribeError::Whisper("no transcript came back".into()))
     }
 }

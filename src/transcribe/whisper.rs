@@ -10,6 +10,7 @@ use std::path::Path;
 use thiserror::Error;
 use whisper_rs::{FullParams, SamplingStrategy, WhisperContext, WhisperContextParameters};
 
+pub use crate::catalog::{Segment, Word};
 use crate::media::decode::{self, AudioInfo, DecodeError};
 
 /// Whisper's sample rate.
@@ -23,25 +24,9 @@ pub enum TranscribeError {
     Load { path: String, reason: String },
     #[error("whisper.cpp failed: {0}")]
     Whisper(String),
-}
-
-/// One Whisper segment, in milliseconds from the start of the recording.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct Segment {
-    pub start_ms: u64,
-    pub end_ms: u64,
-    pub text: String,
-    /// Word pieces with their own times, where whisper.cpp gives them.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub words: Vec<Word>,
-}
-
-/// A token of a segment with its time range.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct Word {
-    pub text: String,
-    pub start_ms: u64,
-    pub end_ms: u64,
+    /// A transcription that failed on the worker thread (the reason as it was reported there).
+    #[error("{0}")]
+    Failed(String),
 }
 
 /// Options from `pipelines/audio.toml`.

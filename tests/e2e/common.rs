@@ -40,6 +40,8 @@ pub fn mosaic(data: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
         .arg(data)
         .args(args)
         .env("MOSAIC__LLM__EMBEDDED", "false")
+        // Tests share an index; one may hold it a while on a loaded machine.
+        .env("MOSAIC__LOCK_WAIT_SECS", "600")
         .env_remove("MOSAIC_LLM_URL")
         .env_remove("RUST_LOG");
     for (k, v) in env {

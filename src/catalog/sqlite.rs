@@ -1,0 +1,745 @@
+//! The embedded catalog: SQLite in WAL mode through sqlx. Every statement uses `$n`
+//! placeholders, `ON CONFLICT` upserts, `CASE` sums and timestamps bound from Rust, so the same
+//! SQL runs on PostgreSQL; only the pool and row types differ.
+//!
+//! Durability: the pool runs with `synchronous = FULL`, so a committed transaction (and with it
+//! a source's `complete` mark) survives a power cut, not only a killed process. The price is one
+//! fsync per source; ingest commits its stores in batches, so the catalog's fsyncs are a small
+//! part of a run.
+
+use std::path::Path;
+use std::str::FromStr;
+
+use futures::future::BoxFuture;
+use futures::FutureExt;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::Row;
+
+use super::{
+    status, Anchor, Catalog, CatalogCounts, CatalogError, ChunkKey, FinishedSource, MediaRecord,
+    Modality, NewSource, Result, Segment, Source, SpaceRow, StoredChunk,
+};
+
+/// The SQLite catalog at `<data>/catalog.db`.
+#[derive(Clone)]
+pub struct SqliteCatalog {
+    pool: SqlitePool,
+}
+
+/// The current time as the catalog stores it (RFC 3339, UTC, milliseconds).
+pub(crate) fn now() -> String {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = since.as_secs() as i64;
+    let (days, day_secs) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        day_secs / 3600,
+        (day_secs / 60) % 60,
+        day_secs % 60,
+        since.subsec_millis()
+    )
+}
+
+impl SqliteCatalog {
+    /// Opens (creating if needed) the SQLite catalog at `path` and applies migrations.
+    pub async fn open(path: &Path) -> Result<Self> {
+        let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(std::time::Duration::from_secs(30));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await?;
+        sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    async fn finish(&self, done: &FinishedSource<'_>) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM chunks WHERE source_id = $1")
+            .bind(done.source_id)
+            .execute(&mut *tx)
+            .await?;
+        let all = done
+            .chunks
+            .iter()
+            .map(|c| (c, done.space))
+            .chain(done.extra.iter().map(|c| (c, done.extra_space)));
+        for (chunk, space) in all {
+            let (kind, page, cs, ce, sm, em, at) = anchor_columns(&chunk.anchor);
+            sqlx::query(
+                "INSERT INTO chunks (id, source_id, ordinal, modality, text, context, token_count, anchor_kind,
+                   page, char_start, char_end, start_ms, end_ms, at_ms)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+            )
+            .bind(&chunk.id)
+            .bind(&chunk.source_id)
+            .bind(chunk.ordinal as i64)
+            .bind(chunk.modality.as_str())
+            .bind(&chunk.text)
+            .bind(&chunk.context)
+            .bind(chunk.token_count as i64)
+            .bind(kind)
+            .bind(page)
+            .bind(cs)
+            .bind(ce)
+            .bind(sm)
+            .bind(em)
+            .bind(at)
+            .execute(&mut *tx)
+            .await?;
+            if let Some(space) = space {
+                sqlx::query("INSERT INTO chunk_vectors (chunk_id, space) VALUES ($1, $2)")
+                    .bind(&chunk.id)
+                    .bind(space)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        if let Some(media) = done.media {
+            sqlx::query("DELETE FROM segments WHERE source_id = $1")
+                .bind(done.source_id)
+                .execute(&mut *tx)
+                .await?;
+            for (ordinal, seg) in media.segments.iter().enumerate() {
+                let words = (!seg.words.is_empty())
+                    .then(|| serde_json::to_string(&seg.words).expect("words serialize"));
+                sqlx::query(
+                    "INSERT INTO segments (source_id, ordinal, start_ms, end_ms, text, words)
+                     VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(done.source_id)
+                .bind(ordinal as i64)
+                .bind(seg.start_ms as i64)
+                .bind(seg.end_ms as i64)
+                .bind(&seg.text)
+                .bind(words)
+                .execute(&mut *tx)
+                .await?;
+            }
+            sqlx::query(
+                "UPDATE sources SET duration_ms = $1, media_info = $2, transcript_key = $3 WHERE id = $4",
+            )
+            .bind(media.duration_ms as i64)
+            .bind(&media.info)
+            .bind(&media.transcript_key)
+            .bind(done.source_id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query(
+            "UPDATE sources SET status = $1, error = NULL, content_hash = $2, pipeline_version = $3,
+               title = $4, chunk_count = $5, updated_at = $6
+             WHERE id = $7",
+        )
+        .bind(status::COMPLETE)
+        .bind(done.content_hash)
+        .bind(done.pipeline_version)
+        .bind(done.title)
+        .bind((done.chunks.len() + done.extra.len()) as i64)
+        .bind(now())
+        .bind(done.source_id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn by_ids(&self, ids: &[String]) -> Result<Vec<StoredChunk>> {
+        let mut by_id = std::collections::HashMap::new();
+        // SQLite allows 32,766 parameters; stay well below in one statement.
+        for part in ids.chunks(900) {
+            let placeholders: Vec<String> = (1..=part.len()).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "SELECT c.id AS chunk_id, c.ordinal, c.modality, c.text, c.context, c.anchor_kind, c.page, c.char_start,
+                        c.char_end, c.start_ms, c.end_ms, c.at_ms, s.*
+                 FROM chunks c JOIN sources s ON s.id = c.source_id
+                 WHERE s.status = 'complete' AND c.id IN ({})",
+                placeholders.join(",")
+            );
+            let mut query = sqlx::query(&sql);
+            for id in part {
+                query = query.bind(id);
+            }
+            for row in &query.fetch_all(&self.pool).await? {
+                let chunk = stored_chunk_from_row(row)?;
+                by_id.insert(chunk.id.clone(), chunk);
+            }
+        }
+        Ok(ids.iter().filter_map(|id| by_id.remove(id)).collect())
+    }
+
+    async fn keys(&self) -> Result<Vec<ChunkKey>> {
+        let rows = sqlx::query(
+            "SELECT c.id, c.source_id, c.modality, cv.space
+             FROM chunks c JOIN sources s ON s.id = c.source_id
+             LEFT JOIN chunk_vectors cv ON cv.chunk_id = c.id
+             WHERE s.status = 'complete' ORDER BY c.id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut keys: Vec<ChunkKey> = Vec::new();
+        for row in rows {
+            let id: String = row.try_get("id")?;
+            let space: Option<String> = row.try_get("space")?;
+            if let Some(last) = keys.last_mut().filter(|k| k.id == id) {
+                last.spaces.extend(space);
+                continue;
+            }
+            let modality: String = row.try_get("modality")?;
+            keys.push(ChunkKey {
+                id,
+                source_id: row.try_get("source_id")?,
+                spaces: space.into_iter().collect(),
+                lexical: modality != Modality::Audio.as_str(),
+            });
+        }
+        Ok(keys)
+    }
+
+    async fn segments_between(
+        &self,
+        source_id: &str,
+        from_ms: u64,
+        to_ms: u64,
+    ) -> Result<Vec<Segment>> {
+        let rows = sqlx::query(
+            "SELECT start_ms, end_ms, text, words FROM segments
+             WHERE source_id = $1 AND end_ms > $2 AND start_ms < $3 ORDER BY ordinal",
+        )
+        .bind(source_id)
+        .bind(from_ms.min(i64::MAX as u64) as i64)
+        .bind(to_ms.min(i64::MAX as u64) as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let words: Option<String> = r.try_get("words")?;
+                let words = match words {
+                    Some(w) => serde_json::from_str(&w)
+                        .map_err(|e| CatalogError::Corrupt(format!("segment words: {e}")))?,
+                    None => Vec::new(),
+                };
+                Ok(Segment {
+                    start_ms: r.try_get::<i64, _>("start_ms")? as u64,
+                    end_ms: r.try_get::<i64, _>("end_ms")? as u64,
+                    text: r.try_get("text")?,
+                    words,
+                })
+            })
+            .collect()
+    }
+
+    async fn info(&self, source_id: &str) -> Result<Option<(u64, serde_json::Value)>> {
+        let row = sqlx::query("SELECT duration_ms, media_info FROM sources WHERE id = $1")
+            .bind(source_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        let duration: Option<i64> = row.try_get("duration_ms")?;
+        let info: Option<String> = row.try_get("media_info")?;
+        Ok(match (duration, info) {
+            (Some(d), Some(i)) => Some((
+                d as u64,
+                serde_json::from_str(&i).map_err(|e| CatalogError::Corrupt(e.to_string()))?,
+            )),
+            _ => None,
+        })
+    }
+
+    async fn stored_transcript(&self, source_id: &str, key: &str) -> Result<Option<MediaRecord>> {
+        let row = sqlx::query(
+            "SELECT duration_ms, media_info FROM sources
+             WHERE id = $1 AND transcript_key = $2 AND duration_ms IS NOT NULL AND media_info IS NOT NULL",
+        )
+        .bind(source_id)
+        .bind(key)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let duration: i64 = row.try_get("duration_ms")?;
+        Ok(Some(MediaRecord {
+            duration_ms: duration as u64,
+            info: row.try_get("media_info")?,
+            segments: self.segments_between(source_id, 0, u64::MAX).await?,
+            transcript_key: key.to_string(),
+        }))
+    }
+}
+
+impl Catalog for SqliteCatalog {
+    fn source<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<Source>>> {
+        async move {
+            let row = sqlx::query("SELECT * FROM sources WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+            row.map(|r| source_from_row(&r)).transpose()
+        }
+        .boxed()
+    }
+
+    fn sources(&self) -> BoxFuture<'_, Result<Vec<Source>>> {
+        async move {
+            let rows = sqlx::query("SELECT * FROM sources ORDER BY uri")
+                .fetch_all(&self.pool)
+                .await?;
+            rows.iter().map(source_from_row).collect()
+        }
+        .boxed()
+    }
+
+    fn sources_with_status<'a>(&'a self, status: &'a str) -> BoxFuture<'a, Result<Vec<Source>>> {
+        async move {
+            let rows = sqlx::query("SELECT * FROM sources WHERE status = $1 ORDER BY uri")
+                .bind(status)
+                .fetch_all(&self.pool)
+                .await?;
+            rows.iter().map(source_from_row).collect()
+        }
+        .boxed()
+    }
+
+    fn begin_source<'a>(&'a self, source: NewSource<'a>) -> BoxFuture<'a, Result<()>> {
+        async move {
+            let now = now();
+            sqlx::query(
+                "INSERT INTO sources (id, uri, media_type, bytes, status, created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $6)
+                 ON CONFLICT(id) DO UPDATE SET media_type = excluded.media_type, bytes = excluded.bytes,
+                   status = excluded.status, error = NULL, updated_at = excluded.updated_at",
+            )
+            .bind(source.id)
+            .bind(source.uri)
+            .bind(source.media_type)
+            .bind(source.bytes)
+            .bind(status::INDEXING)
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+            Ok(())
+        }
+        .boxed()
+    }
+
+    fn finish_source<'a>(&'a self, done: &'a FinishedSource<'a>) -> BoxFuture<'a, Result<()>> {
+        self.finish(done).boxed()
+    }
+
+    fn fail_source<'a>(
+        &'a self,
+        source: NewSource<'a>,
+        error: &'a str,
+    ) -> BoxFuture<'a, Result<()>> {
+        async move {
+            let now = now();
+            sqlx::query(
+                "INSERT INTO sources (id, uri, media_type, bytes, status, error, created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $7)
+                 ON CONFLICT(id) DO UPDATE SET error = excluded.error,
+                   status = CASE WHEN sources.chunk_count > 0 AND sources.status = 'complete'
+                                 THEN sources.status ELSE excluded.status END,
+                   updated_at = excluded.updated_at",
+            )
+            .bind(source.id)
+            .bind(source.uri)
+            .bind(source.media_type)
+            .bind(source.bytes)
+            .bind(status::FAILED)
+            .bind(error)
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+            Ok(())
+        }
+        .boxed()
+    }
+
+    fn clear_error<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<()>> {
+        async move {
+            sqlx::query("UPDATE sources SET error = NULL WHERE id = $1")
+                .bind(id)
+                .execute(&self.pool)
+                .await?;
+            Ok(())
+        }
+        .boxed()
+    }
+
+    fn set_status<'a>(&'a self, id: &'a str, status: &'a str) -> BoxFuture<'a, Result<()>> {
+        async move {
+            sqlx::query("UPDATE sources SET status = $1, updated_at = $2 WHERE id = $3")
+                .bind(status)
+                .bind(now())
+                .bind(id)
+                .execute(&self.pool)
+                .await?;
+            Ok(())
+        }
+        .boxed()
+    }
+
+    fn remove_source<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<()>> {
+        async move {
+            sqlx::query("DELETE FROM sources WHERE id = $1")
+                .bind(id)
+                .execute(&self.pool)
+                .await?;
+            Ok(())
+        }
+        .boxed()
+    }
+
+    fn ensure_space<'a>(
+        &'a self,
+        name: &'a str,
+        model_id: &'a str,
+        dims: usize,
+        modality: &'a str,
+    ) -> BoxFuture<'a, Result<()>> {
+        async move {
+            sqlx::query(
+                "INSERT INTO embedding_spaces (name, model_id, dims, modality, created_at)
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT(name) DO NOTHING",
+            )
+            .bind(name)
+            .bind(model_id)
+            .bind(dims as i64)
+            .bind(modality)
+            .bind(now())
+            .execute(&self.pool)
+            .await?;
+            Ok(())
+        }
+        .boxed()
+    }
+
+    fn spaces(&self) -> BoxFuture<'_, Result<Vec<SpaceRow>>> {
+        async move {
+            let rows = sqlx::query(
+                "SELECT s.name, s.model_id, s.dims, s.modality, COUNT(cv.chunk_id) AS chunks
+                 FROM embedding_spaces s LEFT JOIN chunk_vectors cv ON cv.space = s.name
+                 GROUP BY s.name, s.model_id, s.dims, s.modality ORDER BY s.name",
+            )
+            .fetch_all(&self.pool)
+            .await?;
+            rows.iter()
+                .map(|r| {
+                    Ok(SpaceRow {
+                        name: r.try_get("name")?,
+                        model_id: r.try_get("model_id")?,
+                        dims: r.try_get("dims")?,
+                        modality: r.try_get("modality")?,
+                        chunks: r.try_get("chunks")?,
+                    })
+                })
+                .collect()
+        }
+        .boxed()
+    }
+
+    fn searchable_spaces(&self) -> BoxFuture<'_, Result<Vec<SpaceRow>>> {
+        async move {
+            let rows = sqlx::query(
+                "SELECT s.name, s.model_id, s.dims, s.modality FROM embedding_spaces s
+                 WHERE EXISTS (SELECT 1 FROM chunk_vectors cv WHERE cv.space = s.name)
+                 ORDER BY s.name",
+            )
+            .fetch_all(&self.pool)
+            .await?;
+            rows.iter()
+                .map(|r| {
+                    Ok(SpaceRow {
+                        name: r.try_get("name")?,
+                        model_id: r.try_get("model_id")?,
+                        dims: r.try_get("dims")?,
+                        modality: r.try_get("modality")?,
+                        chunks: 1,
+                    })
+                })
+                .collect()
+        }
+        .boxed()
+    }
+
+    fn chunks_by_ids<'a>(&'a self, ids: &'a [String]) -> BoxFuture<'a, Result<Vec<StoredChunk>>> {
+        self.by_ids(ids).boxed()
+    }
+
+    fn chunk_keys(&self) -> BoxFuture<'_, Result<Vec<ChunkKey>>> {
+        self.keys().boxed()
+    }
+
+    fn counts(&self) -> BoxFuture<'_, Result<CatalogCounts>> {
+        async move {
+            let row = sqlx::query(
+                "SELECT COUNT(*) AS sources,
+                   COALESCE(SUM(CASE WHEN status = 'complete' THEN 1 ELSE 0 END), 0) AS complete,
+                   COALESCE(SUM(CASE WHEN status = 'failed' THEN 1 ELSE 0 END), 0) AS failed,
+                   COALESCE(SUM(CASE WHEN status IN ('indexing', 'removing') THEN 1 ELSE 0 END), 0) AS indexing,
+                   COALESCE(SUM(CASE WHEN status = 'complete' AND error IS NOT NULL THEN 1 ELSE 0 END), 0) AS stale,
+                   (SELECT COUNT(*) FROM chunks) AS chunks,
+                   (SELECT COUNT(*) FROM chunks WHERE modality <> 'audio') AS lexical_chunks
+                 FROM sources",
+            )
+            .fetch_one(&self.pool)
+            .await?;
+            Ok(CatalogCounts {
+                sources: row.try_get("sources")?,
+                complete: row.try_get("complete")?,
+                failed: row.try_get("failed")?,
+                indexing: row.try_get("indexing")?,
+                stale: row.try_get("stale")?,
+                chunks: row.try_get("chunks")?,
+                lexical_chunks: row.try_get("lexical_chunks")?,
+            })
+        }
+        .boxed()
+    }
+
+    fn segments<'a>(
+        &'a self,
+        source_id: &'a str,
+        from_ms: u64,
+        to_ms: u64,
+    ) -> BoxFuture<'a, Result<Vec<Segment>>> {
+        self.segments_between(source_id, from_ms, to_ms).boxed()
+    }
+
+    fn media_info<'a>(
+        &'a self,
+        source_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<(u64, serde_json::Value)>>> {
+        self.info(source_id).boxed()
+    }
+
+    fn transcript<'a>(
+        &'a self,
+        source_id: &'a str,
+        transcript_key: &'a str,
+    ) -> BoxFuture<'a, Result<Option<MediaRecord>>> {
+        self.stored_transcript(source_id, transcript_key).boxed()
+    }
+
+    fn close(&self) -> BoxFuture<'_, ()> {
+        self.pool.close().boxed()
+    }
+}
+
+type AnchorColumns = (
+    &'static str,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+);
+
+fn anchor_columns(anchor: &Anchor) -> AnchorColumns {
+    match anchor {
+        Anchor::Span {
+            page,
+            char_start,
+            char_end,
+        } => (
+            "span",
+            page.map(i64::from),
+            Some(*char_start as i64),
+            Some(*char_end as i64),
+            None,
+            None,
+            None,
+        ),
+        Anchor::Time { start_ms, end_ms } => (
+            "time",
+            None,
+            None,
+            None,
+            Some(*start_ms as i64),
+            Some(*end_ms as i64),
+            None,
+        ),
+        Anchor::Frame { at_ms } => ("frame", None, None, None, None, None, Some(*at_ms as i64)),
+        Anchor::Image => ("image", None, None, None, None, None, None),
+    }
+}
+
+fn source_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Source> {
+    Ok(Source {
+        id: row.try_get("id")?,
+        uri: row.try_get("uri")?,
+        title: row.try_get("title")?,
+        media_type: row.try_get("media_type")?,
+        content_hash: row.try_get("content_hash")?,
+        bytes: row.try_get("bytes")?,
+        status: row.try_get("status")?,
+        error: row.try_get("error")?,
+        pipeline_version: row.try_get("pipeline_version")?,
+        chunk_count: row.try_get("chunk_count")?,
+    })
+}
+
+fn stored_chunk_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<StoredChunk> {
+    let kind: String = row.try_get("anchor_kind")?;
+    let get = |name: &str| -> Result<Option<i64>> { Ok(row.try_get::<Option<i64>, _>(name)?) };
+    let need = |name: &str| -> Result<u64> {
+        get(name)?
+            .map(|v| v as u64)
+            .ok_or_else(|| CatalogError::Corrupt(format!("{kind} anchor without {name}")))
+    };
+    let anchor = match kind.as_str() {
+        "span" => Anchor::Span {
+            page: get("page")?.map(|p| p as u32),
+            char_start: need("char_start")?,
+            char_end: need("char_end")?,
+        },
+        "time" => Anchor::Time {
+            start_ms: need("start_ms")?,
+            end_ms: need("end_ms")?,
+        },
+        "frame" => Anchor::Frame {
+            at_ms: need("at_ms")?,
+        },
+        "image" => Anchor::Image,
+        other => {
+            return Err(CatalogError::Corrupt(format!(
+                "unknown anchor kind {other}"
+            )))
+        }
+    };
+    let modality: String = row.try_get("modality")?;
+    Ok(StoredChunk {
+        id: row.try_get("chunk_id")?,
+        source: source_from_row(row)?,
+        ordinal: row.try_get::<i64, _>("ordinal")? as u32,
+        modality: Modality::parse(&modality)
+            .ok_or_else(|| CatalogError::Corrupt(format!("unknown modality {modality}")))?,
+        text: row
+            .try_get::<Option<String>, _>("text")?
+            .unwrap_or_default(),
+        context: row.try_get("context")?,
+        anchor,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::{chunk_id, source_id, ChunkRecord};
+
+    fn new_source(id: &str) -> NewSource<'_> {
+        NewSource {
+            id,
+            uri: "file:///a.txt",
+            media_type: "text",
+            bytes: 10,
+        }
+    }
+
+    #[tokio::test]
+    async fn finish_replaces_chunks_and_hides_indexing_sources() {
+        let dir = tempfile::tempdir().unwrap();
+        let catalog = SqliteCatalog::open(&dir.path().join("catalog.db"))
+            .await
+            .unwrap();
+        let sid = source_id("file:///a.txt");
+        catalog.begin_source(new_source(&sid)).await.unwrap();
+        catalog
+            .ensure_space("text/m/4", "m", 4, "text")
+            .await
+            .unwrap();
+        let chunk = |n: u32| ChunkRecord {
+            id: chunk_id(
+                &sid,
+                "h",
+                "v",
+                Modality::Text,
+                &Anchor::Span {
+                    page: None,
+                    char_start: n as u64,
+                    char_end: n as u64 + 1,
+                },
+            ),
+            source_id: sid.clone(),
+            ordinal: n,
+            modality: Modality::Text,
+            text: format!("chunk {n}"),
+            context: String::new(),
+            token_count: 2,
+            anchor: Anchor::Span {
+                page: None,
+                char_start: n as u64,
+                char_end: n as u64 + 1,
+            },
+        };
+        let first = vec![chunk(0), chunk(1)];
+        let ids: Vec<String> = first.iter().map(|c| c.id.clone()).collect();
+        catalog
+            .finish_source(&FinishedSource {
+                source_id: &sid,
+                content_hash: "h",
+                pipeline_version: "v",
+                title: None,
+                chunks: &first,
+                space: Some("text/m/4"),
+                media: None,
+                extra: &[],
+                extra_space: None,
+            })
+            .await
+            .unwrap();
+        assert_eq!(catalog.chunks_by_ids(&ids).await.unwrap().len(), 2);
+
+        catalog.begin_source(new_source(&sid)).await.unwrap();
+        assert!(
+            catalog.chunks_by_ids(&ids).await.unwrap().is_empty(),
+            "indexing sources are hidden"
+        );
+
+        let second = vec![chunk(5)];
+        catalog
+            .finish_source(&FinishedSource {
+                source_id: &sid,
+                content_hash: "h2",
+                pipeline_version: "v",
+                title: None,
+                chunks: &second,
+                space: Some("text/m/4"),
+                media: None,
+                extra: &[],
+                extra_space: None,
+            })
+            .await
+            .unwrap();
+        assert!(catalog.chunks_by_ids(&ids).await.unwrap().is_empty());
+        assert_eq!(catalog.counts().await.unwrap().chunks, 1);
+        assert_eq!(catalog.spaces().await.unwrap()[0].chunks, 1);
+
+        catalog.fail_source(new_source(&sid), "boom").await.unwrap();
+        let s = catalog.source(&sid).await.unwrap().unwrap();
+        assert_eq!(
+            s.status,
+            status::COMPLETE,
+            "a failed re-ingest keeps what was indexed"
+        );
+        assert_eq!(s.error.as_deref(), Some("boom"));
+    }
+}
