@@ -7,6 +7,7 @@ pub mod app;
 pub mod catalog;
 pub mod cli;
 pub mod config;
+pub mod conformance;
 pub mod embed;
 pub mod engine;
 pub mod fault;

@@ -1,0 +1,61 @@
+//! Every store implementation passes its trait's conformance suite (`mosaic::conformance`):
+//! the embedded engines, and the same engines behind the fault-injection wrappers with no
+//! fault planned (the wrappers must be transparent).
+
+use std::sync::Arc;
+
+use mosaic::catalog::SqliteCatalog;
+use mosaic::conformance;
+use mosaic::faults::{FaultPlan, FaultyCatalog, FaultyLexical, FaultyVectors};
+use mosaic::lexical::TantivyIndex;
+use mosaic::store::EdgeStore;
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Runtime::new().unwrap()
+}
+
+#[test]
+fn sqlite_catalog_conforms() {
+    let dir = tempfile::tempdir().unwrap();
+    runtime().block_on(async {
+        let plain = SqliteCatalog::open(&dir.path().join("a.db")).await.unwrap();
+        conformance::catalog(&plain).await;
+        let wrapped = FaultyCatalog {
+            inner: Arc::new(SqliteCatalog::open(&dir.path().join("b.db")).await.unwrap()),
+            plan: FaultPlan::never(),
+        };
+        conformance::catalog(&wrapped).await;
+        assert!(wrapped.plan.calls() > 20);
+    });
+}
+
+#[test]
+fn edge_vector_store_conforms() {
+    let dir = tempfile::tempdir().unwrap();
+    runtime().block_on(async {
+        let plain = EdgeStore::open(&dir.path().join("a")).unwrap();
+        conformance::vector_store(&plain).await;
+        let wrapped = FaultyVectors {
+            inner: Arc::new(EdgeStore::open(&dir.path().join("b")).unwrap()),
+            plan: FaultPlan::never(),
+        };
+        conformance::vector_store(&wrapped).await;
+        assert!(wrapped.plan.calls() > 10);
+    });
+}
+
+#[test]
+fn tantivy_lexical_index_conforms() {
+    let dir = tempfile::tempdir().unwrap();
+    runtime().block_on(async {
+        let (plain, _) = TantivyIndex::open(&dir.path().join("a"), "en_stem").unwrap();
+        conformance::lexical_index(&plain).await;
+        let (inner, _) = TantivyIndex::open(&dir.path().join("b"), "en_stem").unwrap();
+        let wrapped = FaultyLexical {
+            inner: Arc::new(inner),
+            plan: FaultPlan::never(),
+        };
+        conformance::lexical_index(&wrapped).await;
+        assert!(wrapped.plan.calls() > 10);
+    });
+}
