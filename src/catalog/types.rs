@@ -230,6 +230,24 @@ pub fn chunk_id(
         .to_string()
 }
 
+/// Converts byte offsets of `text` to character (Unicode scalar) offsets, the unit of span
+/// anchors.
+pub struct CharIndex {
+    starts: Vec<usize>,
+}
+
+impl CharIndex {
+    pub fn new(text: &str) -> Self {
+        Self {
+            starts: text.char_indices().map(|(b, _)| b).collect(),
+        }
+    }
+
+    pub fn char_offset(&self, byte: usize) -> usize {
+        self.starts.partition_point(|&b| b < byte)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -328,22 +328,7 @@ fn unwrap_lines(text: &str) -> String {
     String::from_utf8(out).expect("only ASCII bytes were replaced")
 }
 
-/// Converts byte offsets of `text` to character (Unicode scalar) offsets.
-pub struct CharIndex {
-    starts: Vec<usize>,
-}
-
-impl CharIndex {
-    pub fn new(text: &str) -> Self {
-        Self {
-            starts: text.char_indices().map(|(b, _)| b).collect(),
-        }
-    }
-
-    pub fn char_offset(&self, byte: usize) -> usize {
-        self.starts.partition_point(|&b| b < byte)
-    }
-}
+pub use crate::catalog::CharIndex;
 
 #[cfg(test)]
 mod tests {

@@ -13,7 +13,7 @@ use thiserror::Error;
 
 use crate::fault::{Fault, HasFault};
 pub use import::{import, ImportReport};
-pub use spec::{known_prefixes, Pooling, TextModelSpec};
+pub use spec::{known_prefixes, EncoderConfig, Pooling, TextModelSpec};
 
 #[derive(Debug, Error)]
 pub enum ModelError {

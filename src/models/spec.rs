@@ -8,7 +8,6 @@ use std::path::Path;
 use serde::Deserialize;
 
 use super::{ModelError, Result};
-use crate::embed::encoder::EncoderConfig;
 
 /// How token states become one vector.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -221,5 +220,81 @@ mod tests {
             ("", "")
         );
         assert_eq!(known_prefixes("thenlper/gte-small"), ("", ""));
+    }
+}
+
+/// The fields of a Hugging Face `config.json` the encoder needs.
+#[derive(Debug, Clone, Deserialize)]
+pub struct EncoderConfig {
+    #[serde(default = "default_model_type")]
+    pub model_type: String,
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    pub intermediate_size: usize,
+    #[serde(default = "default_act")]
+    pub hidden_act: String,
+    pub max_position_embeddings: usize,
+    #[serde(default = "default_type_vocab")]
+    pub type_vocab_size: usize,
+    #[serde(default = "default_eps")]
+    pub layer_norm_eps: f64,
+    #[serde(default)]
+    pub pad_token_id: usize,
+    #[serde(default)]
+    pub num_labels: Option<usize>,
+    #[serde(default)]
+    pub id2label: Option<serde_json::Value>,
+}
+
+fn default_model_type() -> String {
+    "bert".into()
+}
+fn default_act() -> String {
+    "gelu".into()
+}
+fn default_type_vocab() -> usize {
+    2
+}
+fn default_eps() -> f64 {
+    1e-12
+}
+
+impl EncoderConfig {
+    /// RoBERTa-style models number positions from `pad_token_id + 1`.
+    pub fn roberta_positions(&self) -> bool {
+        matches!(
+            self.model_type.as_str(),
+            "roberta" | "xlm-roberta" | "camembert"
+        )
+    }
+
+    /// Positions available to real tokens.
+    pub fn max_tokens(&self) -> usize {
+        if self.roberta_positions() {
+            self.max_position_embeddings - self.pad_token_id - 1
+        } else {
+            self.max_position_embeddings
+        }
+    }
+
+    /// Number of classifier outputs (cross-encoders have 1).
+    pub fn labels(&self) -> usize {
+        self.num_labels
+            .or_else(|| {
+                self.id2label
+                    .as_ref()
+                    .and_then(|v| v.as_object())
+                    .map(|m| m.len())
+            })
+            .unwrap_or(1)
+    }
+
+    pub fn is_supported(&self) -> bool {
+        matches!(
+            self.model_type.as_str(),
+            "bert" | "roberta" | "xlm-roberta" | "camembert"
+        )
     }
 }

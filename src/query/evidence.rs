@@ -5,8 +5,8 @@
 
 use unicode_segmentation::UnicodeSegmentation;
 
+use crate::catalog::CharIndex;
 use crate::catalog::{Anchor, StoredChunk};
-use crate::ingest::chunk::CharIndex;
 use crate::transcribe::Segment;
 
 /// One sentence of a context block.
