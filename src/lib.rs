@@ -10,6 +10,7 @@ pub mod config;
 pub mod embed;
 pub mod fault;
 pub mod ingest;
+pub mod kernels;
 pub mod lexical;
 pub mod llm;
 pub mod media;

@@ -40,7 +40,7 @@ fn passages() -> Vec<String> {
 
 #[test]
 fn bf16_embeddings_stay_within_cosine_0999_of_f32() {
-    if !mosaic::embed::bf16::supported() {
+    if !mosaic::kernels::bf16::supported() {
         eprintln!("this CPU has no AVX512_BF16: the bf16 path is not available here");
         return;
     }
@@ -62,7 +62,7 @@ fn bf16_embeddings_stay_within_cosine_0999_of_f32() {
 
 #[test]
 fn bf16_keeps_every_top_hit_of_the_test_questions() {
-    if !mosaic::embed::bf16::supported() {
+    if !mosaic::kernels::bf16::supported() {
         eprintln!("this CPU has no AVX512_BF16: the bf16 path is not available here");
         return;
     }
@@ -197,7 +197,7 @@ fn minilm_cross_encoder(out: &std::path::Path) {
 
 #[test]
 fn bf16_cross_encoder_states_stay_within_cosine_0999_of_f32() {
-    if !mosaic::embed::bf16::supported() {
+    if !mosaic::kernels::bf16::supported() {
         eprintln!("this CPU has no AVX512_BF16: the bf16 path is not available here");
         return;
     }

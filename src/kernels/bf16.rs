@@ -6,7 +6,7 @@
 
 use rayon::prelude::*;
 
-use super::kernels::{self, Activation};
+use super::Activation;
 
 /// Output columns per packed panel (two 16-lane vectors).
 const NR: usize = 32;
@@ -19,7 +19,7 @@ const ROWS_PER_TASK: usize = 64;
 pub fn supported() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        super::kernels::simd_allowed()
+        super::simd_allowed()
             && std::arch::is_x86_feature_detected!("avx512f")
             && std::arch::is_x86_feature_detected!("avx512bw")
             && std::arch::is_x86_feature_detected!("avx512bf16")
@@ -179,7 +179,7 @@ unsafe fn block(
                     *d = t + b;
                 }
                 if let Some(activation) = activation {
-                    kernels::activate_row(dst, activation);
+                    super::activate_row(dst, activation);
                 }
             }
             r += mr;

@@ -3,7 +3,7 @@
 //! computed into a small buffer that stays in cache, turned into exponentials in place, and
 //! multiplied by the values; the softmax's division is applied once to the output row. No
 //! `[len × len]` matrix is allocated and no GEMM library is called per head, which is what
-//! the general path in [`super::kernels::attention`] does.
+//! the general path in [`super::attention`](fn@super::attention) does.
 //!
 //! Keys are packed per head into panels of 16 (`kt[panel][dim][16]`) so a query row meets 32
 //! keys per pair of vector FMAs; values are copied into contiguous rows. Head sizes that are a
@@ -26,7 +26,7 @@ pub fn supported(head_dim: usize) -> bool {
     {
         head_dim.is_multiple_of(16)
             && matches!(head_dim / 16, 1 | 2 | 4 | 8)
-            && super::kernels::simd_allowed()
+            && super::simd_allowed()
             && std::arch::is_x86_feature_detected!("avx512f")
     }
     #[cfg(not(target_arch = "x86_64"))]
@@ -49,7 +49,7 @@ impl Out {
     }
 }
 
-/// Same contract as [`super::kernels::attention`]: `qkv` is `[t × 3h]`, `spans` the
+/// Same contract as [`super::attention`](fn@super::attention): `qkv` is `[t × 3h]`, `spans` the
 /// `(first row, length)` of each sequence; writes the context `[t × h]` into `out`. With
 /// `bf16` (and a CPU with AVX512_BF16) the two products take bf16 operands (queries, keys,
 /// probabilities and values rounded to bf16, f32 accumulation, softmax in f32). Panics unless
@@ -438,18 +438,14 @@ mod x86 {
         let mut sum = _mm512_setzero_ps();
         j = 0;
         while j < full {
-            let e = super::super::kernels::simd::exp16(_mm512_fmsub_ps(
-                _mm512_loadu_ps(p.add(j)),
-                s,
-                shift,
-            ));
+            let e = super::super::simd::exp16(_mm512_fmsub_ps(_mm512_loadu_ps(p.add(j)), s, shift));
             _mm512_storeu_ps(p.add(j), e);
             sum = _mm512_add_ps(sum, e);
             j += 16;
         }
         if tail != 0 {
             let x = _mm512_maskz_loadu_ps(tail, p.add(full));
-            let e = super::super::kernels::simd::exp16(_mm512_fmsub_ps(x, s, shift));
+            let e = super::super::simd::exp16(_mm512_fmsub_ps(x, s, shift));
             _mm512_mask_storeu_ps(p.add(full), tail, e);
             sum = _mm512_mask_add_ps(sum, tail, sum, e);
         }
@@ -573,7 +569,7 @@ mod tests {
             }
             // The general path gives the same.
             let mut general = vec![0f32; total * hidden];
-            super::super::kernels::attention(&qkv, hidden, heads, &spans, &mut general);
+            super::super::attention(&qkv, hidden, heads, &spans, &mut general);
             for (g, w) in out.iter().zip(&general) {
                 assert!((g - w).abs() < 1e-4 * w.abs().max(1.0));
             }

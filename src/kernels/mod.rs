@@ -1,12 +1,18 @@
-//! CPU kernels for the encoder's hot path, on packed tokens (the real tokens of every sequence
-//! in a batch, one after another, no padding): matrix products through the fastest GEMM this
-//! machine has, attention per sequence and head without padded copies or masks, and fused
-//! row kernels (bias, residual + layer norm, GELU, softmax) parallel over rows.
+//! CPU kernels every model shares (the text encoder's hot path, CNN14's convolutions), on
+//! packed tokens (the real tokens of every sequence in a batch, one after another, no
+//! padding): matrix products through the fastest GEMM this machine has, attention per
+//! sequence and head without padded copies or masks, and fused row kernels (bias, residual +
+//! layer norm, GELU, softmax) parallel over rows. The AVX-512 fused attention is in
+//! [`mod@attention`], the bf16 products in [`bf16`]. All of Mosaic's `unsafe` kernel code lives
+//! in this module, so its soundness can be checked in one place.
 //!
 //! GEMM: a BLAS library is loaded at run time when one is present (`MOSAIC_BLAS=/path/lib.so`,
 //! else MKL's `libmkl_rt`, else OpenBLAS), so no build depends on it; otherwise the pure-Rust
 //! `gemm` crate (the one behind candle's CPU matmul) is used. Which one is logged once.
 //! `MOSAIC_BLAS=off` forces the pure-Rust path.
+
+pub mod attention;
+pub mod bf16;
 
 use std::sync::OnceLock;
 
@@ -27,7 +33,7 @@ macro_rules! wide {
             unsafe fn avx2<R>(f: impl FnOnce() -> R) -> R {
                 f()
             }
-            let simd = $crate::embed::kernels::simd_allowed();
+            let simd = $crate::kernels::simd_allowed();
             if simd
                 && std::arch::is_x86_feature_detected!("avx512f")
                 && std::arch::is_x86_feature_detected!("avx512dq")
