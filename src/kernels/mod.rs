@@ -14,6 +14,7 @@
 pub mod attention;
 pub mod bf16;
 
+use std::marker::PhantomData;
 use std::sync::OnceLock;
 
 use rayon::prelude::*;
@@ -25,27 +26,13 @@ macro_rules! wide {
     ($body:expr) => {{
         #[cfg(target_arch = "x86_64")]
         {
-            #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,fma")]
-            unsafe fn avx512<R>(f: impl FnOnce() -> R) -> R {
-                f()
-            }
-            #[target_feature(enable = "avx2,fma")]
-            unsafe fn avx2<R>(f: impl FnOnce() -> R) -> R {
-                f()
-            }
             let simd = $crate::kernels::simd_allowed();
-            if simd
-                && std::arch::is_x86_feature_detected!("avx512f")
-                && std::arch::is_x86_feature_detected!("avx512dq")
-            {
-                // SAFETY: the features were detected on this CPU.
-                unsafe { avx512(|| $body) }
-            } else if simd
-                && std::arch::is_x86_feature_detected!("avx2")
-                && std::arch::is_x86_feature_detected!("fma")
-            {
-                // SAFETY: as above.
-                unsafe { avx2(|| $body) }
+            if simd && $crate::kernels::avx512_rows_detected() {
+                // SAFETY: `avx512_rows_detected` found every feature `with_avx512_rows` enables.
+                unsafe { $crate::kernels::with_avx512_rows(|| $body) }
+            } else if simd && $crate::kernels::avx2_rows_detected() {
+                // SAFETY: `avx2_rows_detected` found every feature `with_avx2_rows` enables.
+                unsafe { $crate::kernels::with_avx2_rows(|| $body) }
             } else {
                 $body
             }
@@ -55,6 +42,42 @@ macro_rules! wide {
             $body
         }
     }};
+}
+
+/// Whether this CPU has every feature [`with_avx512_rows`] is compiled for.
+#[cfg(target_arch = "x86_64")]
+fn avx512_rows_detected() -> bool {
+    std::arch::is_x86_feature_detected!("avx512f")
+        && std::arch::is_x86_feature_detected!("avx512bw")
+        && std::arch::is_x86_feature_detected!("avx512dq")
+        && std::arch::is_x86_feature_detected!("avx512vl")
+        && std::arch::is_x86_feature_detected!("fma")
+}
+
+/// Runs `f` (inlined here) compiled for AVX-512.
+///
+/// # Safety
+/// The CPU must have every feature enabled here: check [`avx512_rows_detected`] first.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,fma")]
+unsafe fn with_avx512_rows<R>(f: impl FnOnce() -> R) -> R {
+    f()
+}
+
+/// Whether this CPU has every feature [`with_avx2_rows`] is compiled for.
+#[cfg(target_arch = "x86_64")]
+fn avx2_rows_detected() -> bool {
+    std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+}
+
+/// Runs `f` (inlined here) compiled for AVX2 + FMA.
+///
+/// # Safety
+/// The CPU must have every feature enabled here: check [`avx2_rows_detected`] first.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn with_avx2_rows<R>(f: impl FnOnce() -> R) -> R {
+    f()
 }
 
 /// Whether the CPU-specific kernels (AVX-512 / AVX2 row kernels, fused attention, bf16
@@ -128,7 +151,7 @@ fn load_blas(path: &str, threads: usize) -> Result<Gemm, String> {
     let sgemm: CblasSgemm = unsafe { library.get::<CblasSgemm>(b"cblas_sgemm\0") }
         .map(|s| *s)
         .map_err(|e| e.to_string())?;
-    let threads = threads as i32;
+    let threads = i32::try_from(threads).unwrap_or(i32::MAX);
     // SAFETY: these setters take one int and exist in MKL and OpenBLAS respectively.
     unsafe {
         if let Ok(set) = library.get::<unsafe extern "C" fn(i32)>(b"MKL_Set_Num_Threads\0") {
@@ -183,6 +206,40 @@ enum Route {
     OnThisThread,
 }
 
+/// Elements a row-major `rows × cols` matrix with leading dimension `ld` spans in its buffer:
+/// `(rows - 1)·ld + cols`, none when it is empty. Panics where that overflows.
+fn extent(rows: usize, cols: usize, ld: usize) -> usize {
+    if rows == 0 || cols == 0 {
+        return 0;
+    }
+    (rows - 1)
+        .checked_mul(ld)
+        .and_then(|e| e.checked_add(cols))
+        .expect("matrix extent overflows usize")
+}
+
+/// The dimensions `[m, n, k, lda, ldb, ldc]` of a row-major CBLAS product `c[m×n] = a[m×k] ·
+/// b` (`b` is `[k×n]`, or `[n×k]` read transposed) as CBLAS's `int`s, or `None` where BLAS
+/// cannot take them: a value past `i32::MAX`, or a leading dimension shorter than its row
+/// (CBLAS rejects that and leaves `c` unwritten). The caller then takes the pure-Rust GEMM.
+#[allow(clippy::too_many_arguments)]
+fn blas_dims(
+    transpose_b: bool,
+    m: usize,
+    n: usize,
+    k: usize,
+    lda: usize,
+    ldb: usize,
+    ldc: usize,
+) -> Option<[i32; 6]> {
+    let row_b = if transpose_b { k } else { n };
+    if lda < k.max(1) || ldb < row_b.max(1) || ldc < n.max(1) {
+        return None;
+    }
+    let int = |v: usize| i32::try_from(v).ok();
+    Some([int(m)?, int(n)?, int(k)?, int(lda)?, int(ldb)?, int(ldc)?])
+}
+
 /// Row-major `c[m×n] = a[m×k] · b` (or `c += a · b` when `accumulate`) where `b` is `[k×n]`
 /// (or `[n×k]` read transposed), with leading dimensions.
 #[allow(clippy::too_many_arguments)]
@@ -200,35 +257,87 @@ fn sgemm(
     c: &mut [f32],
     ldc: usize,
 ) {
+    assert!(c.len() >= extent(m, n, ldc), "dst too short");
+    assert!(m <= 1 || n == 0 || ldc >= n, "dst rows overlap (ldc < n)");
+    // SAFETY: `c` is exclusively borrowed and covers every element `i·ldc + j` (i < m, j < n)
+    // the product writes (checked above), and those are distinct: rows are `ldc ≥ n` apart.
+    unsafe {
+        sgemm_into(
+            route,
+            accumulate,
+            transpose_b,
+            m,
+            n,
+            k,
+            a,
+            lda,
+            b,
+            ldb,
+            c.as_mut_ptr(),
+            ldc,
+        )
+    }
+}
+
+/// [`sgemm`] into a destination given by pointer, for destinations no slice can describe
+/// without covering elements that belong to others (attention's per-head column blocks).
+///
+/// # Safety
+/// `c` must be valid for reads and writes at `i·ldc + j` for every `i < m` and `j < n`, those
+/// elements must be distinct (`ldc ≥ n` where `m > 1`), and nothing else may access them
+/// during the call.
+#[allow(clippy::too_many_arguments)]
+unsafe fn sgemm_into(
+    route: Route,
+    accumulate: bool,
+    transpose_b: bool,
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[f32],
+    lda: usize,
+    b: &[f32],
+    ldb: usize,
+    c: *mut f32,
+    ldc: usize,
+) {
     if m == 0 || n == 0 {
         return;
     }
-    assert!(a.len() >= (m - 1) * lda + k, "lhs too short");
-    assert!(c.len() >= (m - 1) * ldc + n, "dst too short");
+    assert!(a.len() >= extent(m, k, lda), "lhs too short");
     let (rows_b, cols_b) = if transpose_b { (n, k) } else { (k, n) };
-    assert!(b.len() >= (rows_b - 1) * ldb + cols_b, "rhs too short");
+    assert!(b.len() >= extent(rows_b, cols_b, ldb), "rhs too short");
     if let (Route::Threaded, Gemm::Blas { sgemm, .. }) = (route, gemm()) {
-        // SAFETY: the slices cover every element the call reads or writes (checked above)
-        // and the dimensions fit in i32 for any batch the encoder forms.
-        unsafe {
-            sgemm(
-                ROW_MAJOR,
-                NO_TRANS,
-                if transpose_b { TRANS } else { NO_TRANS },
-                m as i32,
-                n as i32,
-                k as i32,
-                1.0,
-                a.as_ptr(),
-                lda as i32,
-                b.as_ptr(),
-                ldb as i32,
-                if accumulate { 1.0 } else { 0.0 },
-                c.as_mut_ptr(),
-                ldc as i32,
-            )
-        };
-        return;
+        match blas_dims(transpose_b, m, n, k, lda, ldb, ldc) {
+            Some([m, n, k, lda, ldb, ldc]) => {
+                // SAFETY: `a` and `b` cover every element the call reads (checked above), the
+                // caller vouches for `c`, and `blas_dims` checked that every dimension fits
+                // CBLAS's `int` and every leading dimension spans its row.
+                unsafe {
+                    sgemm(
+                        ROW_MAJOR,
+                        NO_TRANS,
+                        if transpose_b { TRANS } else { NO_TRANS },
+                        m,
+                        n,
+                        k,
+                        1.0,
+                        a.as_ptr(),
+                        lda,
+                        b.as_ptr(),
+                        ldb,
+                        if accumulate { 1.0 } else { 0.0 },
+                        c,
+                        ldc,
+                    )
+                };
+                return;
+            }
+            None => tracing::debug!(
+                "a {m}×{k}·{k}×{n} product (leading dimensions {lda}, {ldb}, {ldc}) is past what \
+                 CBLAS takes: it runs on the pure-Rust GEMM"
+            ),
+        }
     }
     let (rhs_cs, rhs_rs) = if transpose_b {
         (ldb as isize, 1)
@@ -239,13 +348,14 @@ fn sgemm(
         Route::Threaded => gemm::Parallelism::Rayon(rayon::current_num_threads()),
         Route::OnThisThread => gemm::Parallelism::None,
     };
-    // SAFETY: as above; the strides describe row-major storage inside the checked slices.
+    // SAFETY: the strides describe row-major storage inside `a` and `b` (checked above), and
+    // the caller vouches for every element of `c` the product writes.
     unsafe {
         gemm::gemm(
             m,
             n,
             k,
-            c.as_mut_ptr(),
+            c,
             1,
             ldc as isize,
             accumulate,
@@ -382,7 +492,7 @@ pub fn activate_row(chunk: &mut [f32], activation: Activation) {
         Activation::GeluErf => {
             #[cfg(target_arch = "x86_64")]
             if simd::available() {
-                // SAFETY: AVX-512F was detected.
+                // SAFETY: `simd::available` checked AVX-512F, all `gelu_erf` enables.
                 unsafe { simd::gelu_erf(chunk) };
                 return;
             }
@@ -430,13 +540,21 @@ pub fn exp(x: f32) -> f32 {
 }
 
 /// The same `exp` and GELU written with AVX-512 intrinsics, 16 lanes at a time (the
-/// compiler does not vectorise the scalar forms on its own).
+/// compiler does not vectorise the scalar forms on its own). Every function here is compiled
+/// for AVX-512F alone (as are the f32 kernels of [`super::attention`](mod@super::attention)):
+/// [`avx512f_detected`] is their check.
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod simd {
     use std::arch::x86_64::*;
 
+    /// Whether the functions below may run: CPU-specific kernels allowed and AVX-512F present.
     pub fn available() -> bool {
-        super::simd_allowed() && std::arch::is_x86_feature_detected!("avx512f")
+        super::simd_allowed() && avx512f_detected()
+    }
+
+    /// Whether this CPU has AVX-512F, the one feature the functions below enable.
+    pub fn avx512f_detected() -> bool {
+        std::arch::is_x86_feature_detected!("avx512f")
     }
 
     #[target_feature(enable = "avx512f")]
@@ -529,18 +647,109 @@ pub fn erf(x: f32) -> f32 {
     y.copysign(x)
 }
 
-/// Raw pointer that may cross threads: each task writes a disjoint block.
-#[derive(Clone, Copy)]
-struct SharedOut(*mut f32);
-// SAFETY: tasks write disjoint (row range × column range) blocks of the output.
-unsafe impl Send for SharedOut {}
-unsafe impl Sync for SharedOut {}
+/// One (sequence, head) block of attention's `[t × hidden]` output: rows `start..start + len`,
+/// columns `head·d..(head + 1)·d`. Only [`head_blocks`] makes them, after checking that no two
+/// sequences share a row, so no two blocks share an element and each block is, like a `&mut`,
+/// the one handle to its elements: tasks fill their own blocks side by side. Its rows are
+/// `hidden` apart with other heads' columns between them, which no slice can describe without
+/// covering those, hence the pointer.
+/// The fields are private so that no holder can change the shape the pointer is valid for.
+pub(crate) struct HeadBlock<'a> {
+    start: usize,
+    rows: usize,
+    head: usize,
+    cols: usize,
+    stride: usize,
+    /// Row `start`, column `head·cols` of the output.
+    origin: *mut f32,
+    _out: PhantomData<&'a mut [f32]>,
+}
 
-impl SharedOut {
-    /// Through a method so closures capture the wrapper (which is `Sync`), not the raw field.
-    fn ptr(&self) -> *mut f32 {
-        self.0
+// SAFETY: a block is the only handle to its elements (see `head_blocks`), as a `&mut [f32]`
+// to them would be, and the output stays borrowed for the block's lifetime, so a block may
+// move to another thread.
+unsafe impl Send for HeadBlock<'_> {}
+
+impl HeadBlock<'_> {
+    /// The sequence's first row in the output.
+    pub(crate) fn start(&self) -> usize {
+        self.start
     }
+
+    /// The block's rows: the sequence's length.
+    pub(crate) fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// The head: the block's columns are `head·cols..(head + 1)·cols` of the output.
+    pub(crate) fn head(&self) -> usize {
+        self.head
+    }
+
+    /// Columns per row: the head size.
+    pub(crate) fn cols(&self) -> usize {
+        self.cols
+    }
+
+    /// Elements from one row of the block to the next: the output's row (`hidden`).
+    pub(crate) fn stride(&self) -> usize {
+        self.stride
+    }
+
+    /// The block's first element: element `(i, c)`, `i < rows` and `c < cols`, is
+    /// `i·stride + c` past it. Valid for reads and writes there, and only through this block.
+    pub(crate) fn origin(&mut self) -> *mut f32 {
+        self.origin
+    }
+}
+
+/// Splits attention's output `out` (rows of `hidden`) into one [`HeadBlock`] per (sequence,
+/// head) of `spans` (`(first row, length)`; empty sequences get none), in order. Panics unless
+/// every sequence lies inside `out` and no two share a row: what makes the blocks disjoint.
+pub(crate) fn head_blocks<'a>(
+    out: &'a mut [f32],
+    hidden: usize,
+    heads: usize,
+    spans: &[(usize, usize)],
+) -> Vec<HeadBlock<'a>> {
+    assert!(
+        hidden > 0 && heads > 0,
+        "attention needs a hidden size and heads"
+    );
+    let d = hidden / heads;
+    let rows = out.len() / hidden;
+    let mut sorted: Vec<(usize, usize)> = spans.iter().copied().filter(|s| s.1 > 0).collect();
+    sorted.sort_unstable();
+    let mut end = 0;
+    for &(start, len) in &sorted {
+        assert!(
+            start >= end,
+            "sequences overlap: one starts at row {start} before another ends at {end}"
+        );
+        end = start
+            .checked_add(len)
+            .filter(|&end| end <= rows)
+            .expect("sequence outside the output");
+    }
+    let base = out.as_mut_ptr();
+    spans
+        .iter()
+        .filter(|s| s.1 > 0)
+        .flat_map(|&(start, len)| {
+            (0..heads).map(move |head| HeadBlock {
+                start,
+                rows: len,
+                head,
+                cols: d,
+                stride: hidden,
+                // SAFETY: `start + len ≤ rows` (checked above) and `(head + 1)·d ≤ hidden`, so
+                // the block's first element, and its last, `(start + len - 1)·hidden + (head +
+                // 1)·d - 1`, lie inside `out`.
+                origin: unsafe { base.add(start * hidden + head * d) },
+                _out: PhantomData,
+            })
+        })
+        .collect()
 }
 
 /// `row = softmax(row · scale)`.
@@ -557,7 +766,7 @@ fn softmax_row(row: &mut [f32], scale: f32) {
     let max = lanes.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     #[cfg(target_arch = "x86_64")]
     let done = if simd::available() {
-        // SAFETY: AVX-512F was detected.
+        // SAFETY: `simd::available` checked AVX-512F, all `exp_minus` enables.
         unsafe { simd::exp_minus(row, max) };
         true
     } else {
@@ -584,7 +793,8 @@ fn softmax_row(row: &mut [f32], scale: f32) {
 /// Multi-head self-attention over packed sequences. `qkv` is `[t × 3h]` (queries, keys,
 /// values side by side), `spans` are `(first row, length)` of each sequence; writes the
 /// context `[t × h]` into `out`. Each (sequence, head) is independent: only real tokens take
-/// part, so there is no mask and no padding.
+/// part, so there is no mask and no padding. Panics unless the sequences lie inside `out` and
+/// no two share a row.
 pub fn attention(
     qkv: &[f32],
     hidden: usize,
@@ -595,13 +805,9 @@ pub fn attention(
     let d = hidden / heads;
     let stride = 3 * hidden;
     let scale = 1.0 / (d as f32).sqrt();
-    let shared = SharedOut(out.as_mut_ptr());
-    let out_len = out.len();
-    let tasks: Vec<(usize, usize, usize)> = spans
-        .iter()
-        .flat_map(|&(start, len)| (0..heads).map(move |h| (start, len, h)))
-        .collect();
-    tasks.par_iter().for_each(|&(start, len, h)| {
+    let blocks = head_blocks(out, hidden, heads, spans);
+    blocks.into_par_iter().for_each(|mut block| {
+        let (start, len, h) = (block.start(), block.rows(), block.head());
         let q = &qkv[start * stride + h * d..];
         let k = &qkv[start * stride + hidden + h * d..];
         let v = &qkv[start * stride + 2 * hidden + h * d..];
@@ -623,25 +829,29 @@ pub fn attention(
         for row in scores.chunks_mut(len) {
             wide!(softmax_row(row, scale));
         }
-        let offset = start * hidden + h * d;
-        // SAFETY: this task alone writes rows start..start+len, columns h*d..(h+1)*d of the
-        // output; the slice below starts there and stays inside the buffer.
-        let dst =
-            unsafe { std::slice::from_raw_parts_mut(shared.ptr().add(offset), out_len - offset) };
-        sgemm(
-            Route::OnThisThread,
-            false,
-            false,
-            len,
-            d,
-            len,
-            &scores,
-            len,
-            v,
-            stride,
-            dst,
-            hidden,
+        // The context goes straight into this task's block: `len` rows of `d`, `hidden` apart.
+        assert!(
+            block.rows() == len && block.cols() == d && block.stride() == hidden && d <= hidden
         );
+        // SAFETY: the product writes element (i, c), i < len and c < d, at i·hidden + c past
+        // the block's origin: exactly the block's elements (asserted above), distinct as
+        // d ≤ hidden, and no other task's (`head_blocks`).
+        unsafe {
+            sgemm_into(
+                Route::OnThisThread,
+                false,
+                false,
+                len,
+                d,
+                len,
+                &scores,
+                len,
+                v,
+                stride,
+                block.origin(),
+                hidden,
+            )
+        };
     });
 }
 
@@ -715,6 +925,308 @@ mod tests {
         }
     }
 
+    /// Softmax(q kᵀ / √d) v in f64, one (sequence, head) at a time; rows outside `spans` 0.
+    pub(super) fn reference_attention(
+        qkv: &[f32],
+        hidden: usize,
+        heads: usize,
+        spans: &[(usize, usize)],
+    ) -> Vec<f64> {
+        let d = hidden / heads;
+        let stride = 3 * hidden;
+        let rows = spans.iter().map(|s| s.0 + s.1).max().unwrap_or(0);
+        let mut out = vec![0f64; rows * hidden];
+        for &(start, len) in spans {
+            for h in 0..heads {
+                for i in 0..len {
+                    let q = &qkv[(start + i) * stride + h * d..][..d];
+                    let s: Vec<f64> = (0..len)
+                        .map(|j| {
+                            let k = &qkv[(start + j) * stride + hidden + h * d..][..d];
+                            q.iter()
+                                .zip(k)
+                                .map(|(a, b)| *a as f64 * *b as f64)
+                                .sum::<f64>()
+                                / (d as f64).sqrt()
+                        })
+                        .collect();
+                    let m = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                    let e: Vec<f64> = s.iter().map(|x| (x - m).exp()).collect();
+                    let sum: f64 = e.iter().sum();
+                    for (j, w) in e.iter().enumerate() {
+                        let v = &qkv[(start + j) * stride + 2 * hidden + h * d..][..d];
+                        for c in 0..d {
+                            out[(start + i) * hidden + h * d + c] += w / sum * v[c] as f64;
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn general_attention_matches_a_reference_on_odd_spans() {
+        // Spans out of order, odd lengths, an empty one, and head sizes that are not a multiple
+        // of 16 (what the fused path leaves to this one).
+        for (hidden, heads) in [(60, 3), (42, 7), (64, 4)] {
+            let spans = [(10, 33), (0, 1), (43, 0), (1, 9), (43, 70)];
+            let total = 113;
+            let qkv = data(total * 3 * hidden, hidden as u32);
+            let mut out = vec![f32::NAN; total * hidden];
+            attention(&qkv, hidden, heads, &spans, &mut out);
+            let want = reference_attention(&qkv, hidden, heads, &spans);
+            for (i, (g, w)) in out.iter().zip(&want).enumerate() {
+                assert!(
+                    (*g as f64 - w).abs() < 1e-4 * w.abs().max(1.0),
+                    "hidden {hidden} heads {heads} element {i}: {g} vs {w}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn head_blocks_cover_each_element_once() {
+        let (hidden, heads) = (12, 3);
+        let spans = [(4, 3), (0, 4), (7, 0), (7, 2)];
+        let mut out = vec![0f32; 10 * hidden];
+        let mut blocks = head_blocks(&mut out, hidden, heads, &spans);
+        assert_eq!(blocks.len(), 3 * heads);
+        for (id, block) in blocks.iter_mut().enumerate() {
+            let (len, cols, stride) = (block.rows(), block.cols(), block.stride());
+            let origin = block.origin();
+            for i in 0..len {
+                for c in 0..cols {
+                    // SAFETY: (i, c) is inside the block (`HeadBlock::origin`), and the blocks
+                    // are used one at a time here.
+                    unsafe { *origin.add(i * stride + c) += 1.0 + id as f32 };
+                }
+            }
+        }
+        drop(blocks);
+        // Rows 0..9 are covered, each element by exactly one block (a second write would show
+        // as a sum of two ids); row 9 by none.
+        for (r, row) in out.chunks(hidden).enumerate() {
+            for (c, v) in row.iter().enumerate() {
+                let want = match r {
+                    0..4 => 1 + 3 + c / 4,
+                    4..7 => 1 + c / 4,
+                    7..9 => 1 + 6 + c / 4,
+                    _ => 0,
+                };
+                assert_eq!(*v, want as f32, "row {r} column {c}");
+            }
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "sequences overlap")]
+    fn overlapping_sequences_are_refused() {
+        let hidden = 8;
+        let qkv = data(10 * 3 * hidden, 5);
+        let mut out = vec![0f32; 10 * hidden];
+        attention(&qkv, hidden, 2, &[(0, 5), (4, 3)], &mut out);
+    }
+
+    #[test]
+    #[should_panic(expected = "sequences overlap")]
+    fn repeated_sequences_are_refused() {
+        let mut out = vec![0f32; 10 * 8];
+        head_blocks(&mut out, 8, 2, &[(2, 3), (0, 1), (2, 3)]);
+    }
+
+    #[test]
+    #[should_panic(expected = "sequence outside the output")]
+    fn sequences_past_the_output_are_refused() {
+        let mut out = vec![0f32; 10 * 8];
+        head_blocks(&mut out, 8, 2, &[(0, 4), (4, 7)]);
+    }
+
+    #[test]
+    #[should_panic(expected = "sequence outside the output")]
+    fn sequences_whose_end_overflows_are_refused() {
+        let mut out = vec![0f32; 10 * 8];
+        head_blocks(&mut out, 8, 2, &[(usize::MAX, 2)]);
+    }
+
+    #[test]
+    #[should_panic(expected = "dst rows overlap")]
+    fn products_into_overlapping_rows_are_refused() {
+        let (m, k, n) = (4, 3, 5);
+        let (a, b) = (data(m * k, 1), data(k * n, 2));
+        let mut c = vec![0f32; m * n];
+        // ldc < n: row i's last columns would be row i + 1's first.
+        sgemm(
+            Route::Threaded,
+            false,
+            false,
+            m,
+            n,
+            k,
+            &a,
+            k,
+            &b,
+            n,
+            &mut c,
+            n - 1,
+        );
+    }
+
+    #[test]
+    fn blas_takes_only_dimensions_that_fit_its_int() {
+        let max = i32::MAX as usize;
+        let m = max as i32;
+        assert_eq!(blas_dims(false, 3, 5, 7, 7, 5, 5), Some([3, 5, 7, 7, 5, 5]));
+        assert_eq!(blas_dims(true, 3, 5, 7, 7, 7, 9), Some([3, 5, 7, 7, 7, 9]));
+        assert_eq!(blas_dims(false, max, max, max, max, max, max), Some([m; 6]));
+        // One past i32::MAX in each position (leading dimensions kept valid).
+        assert_eq!(blas_dims(false, max + 1, 5, 7, 7, 5, 5), None);
+        assert_eq!(blas_dims(false, 3, max + 1, 7, 7, max + 1, max + 1), None);
+        assert_eq!(blas_dims(false, 3, 5, max + 1, max + 1, 5, 5), None);
+        assert_eq!(blas_dims(false, 3, 5, 7, max + 1, 5, 5), None);
+        assert_eq!(blas_dims(false, 3, 5, 7, 7, max + 1, 5), None);
+        assert_eq!(blas_dims(false, 3, 5, 7, 7, 5, max + 1), None);
+        assert_eq!(blas_dims(false, usize::MAX, 5, 7, 7, 5, 5), None);
+        // Leading dimensions shorter than their rows, which CBLAS rejects.
+        assert_eq!(blas_dims(false, 3, 5, 7, 6, 5, 5), None);
+        assert_eq!(blas_dims(false, 3, 5, 7, 7, 4, 5), None);
+        assert_eq!(blas_dims(true, 3, 5, 7, 7, 6, 5), None);
+        assert_eq!(blas_dims(false, 3, 5, 7, 7, 5, 4), None);
+        assert_eq!(blas_dims(false, 3, 5, 0, 0, 5, 5), None);
+    }
+
+    #[test]
+    fn extents_are_checked() {
+        assert_eq!(extent(0, 5, 7), 0);
+        assert_eq!(extent(3, 0, 7), 0);
+        assert_eq!(extent(3, 5, 7), 19);
+        assert!(std::panic::catch_unwind(|| extent(usize::MAX, 2, 2)).is_err());
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn feature_checks_cover_every_feature_their_kernels_enable() {
+        use std::arch::is_x86_feature_detected as has;
+        for (name, present) in [
+            ("avx512f", has!("avx512f")),
+            ("avx512bw", has!("avx512bw")),
+            ("avx512dq", has!("avx512dq")),
+            ("avx512vl", has!("avx512vl")),
+            ("avx512bf16", has!("avx512bf16")),
+            ("avx2", has!("avx2")),
+            ("fma", has!("fma")),
+        ] {
+            eprintln!("{name}: {}", if present { "present" } else { "absent" });
+        }
+        // `with_avx512_rows`: avx512f,avx512bw,avx512dq,avx512vl,fma.
+        assert_eq!(
+            avx512_rows_detected(),
+            has!("avx512f")
+                && has!("avx512bw")
+                && has!("avx512dq")
+                && has!("avx512vl")
+                && has!("fma")
+        );
+        // `with_avx2_rows`: avx2,fma.
+        assert_eq!(avx2_rows_detected(), has!("avx2") && has!("fma"));
+        // `simd::*` and the fused attention's f32 kernels: avx512f.
+        assert_eq!(simd::avx512f_detected(), has!("avx512f"));
+        // `bf16::*` and the fused attention's bf16 kernels: avx512f,avx512bw,avx512bf16.
+        assert_eq!(
+            bf16::avx512_bf16_detected(),
+            has!("avx512f") && has!("avx512bw") && has!("avx512bf16")
+        );
+        // The `allowed` checks add only `MOSAIC_CPU`.
+        assert_eq!(simd::available(), simd_allowed() && has!("avx512f"));
+        assert_eq!(
+            bf16::supported(),
+            simd_allowed() && bf16::avx512_bf16_detected()
+        );
+    }
+
+    #[test]
+    fn row_kernels_match_a_scalar_reference_on_odd_sizes() {
+        // Row counts that leave a partial last task (16 rows of 1000 per task, 10 of 1500).
+        let (t, k, n) = (37, 29, 1000);
+        let x = data(t * k, 11);
+        let w = data(n * k, 12);
+        let bias = data(n, 13);
+        let gelu_erf = |v: f64| 0.5 * v * (1.0 + libm::erf(v / std::f64::consts::SQRT_2));
+        let gelu_tanh = |v: f64| {
+            0.5 * v
+                * (1.0 + ((2.0 / std::f64::consts::PI).sqrt() * (v + 0.044715 * v.powi(3))).tanh())
+        };
+        for activation in [
+            None,
+            Some(Activation::GeluErf),
+            Some(Activation::GeluTanh),
+            Some(Activation::Relu),
+        ] {
+            let mut out = vec![f32::NAN; t * n];
+            linear_activate(&x, t, k, &w, &bias, activation, &mut out);
+            for i in 0..t {
+                for j in 0..n {
+                    let z = bias[j] as f64
+                        + (0..k)
+                            .map(|p| x[i * k + p] as f64 * w[j * k + p] as f64)
+                            .sum::<f64>();
+                    let want = match activation {
+                        None => z,
+                        Some(Activation::GeluErf) => gelu_erf(z),
+                        Some(Activation::GeluTanh) => gelu_tanh(z),
+                        Some(Activation::Relu) => z.max(0.0),
+                    };
+                    let got = out[i * n + j] as f64;
+                    assert!(
+                        (got - want).abs() < 1e-4 * want.abs().max(1.0),
+                        "{activation:?} [{i},{j}]: {got} vs {want}"
+                    );
+                }
+            }
+        }
+
+        let (t, n) = (23, 1500);
+        let x0 = data(t * n, 14);
+        let residual = data(t * n, 15);
+        let gamma = data(n, 16);
+        let beta = data(n, 17);
+        let reference = |x: &[f32], res: Option<&[f32]>| -> Vec<f64> {
+            let mut out = Vec::with_capacity(x.len());
+            for (r, row) in x.chunks(n).enumerate() {
+                let row: Vec<f64> = row
+                    .iter()
+                    .enumerate()
+                    .map(|(c, v)| *v as f64 + res.map_or(0.0, |res| res[r * n + c] as f64))
+                    .collect();
+                let mean = row.iter().sum::<f64>() / n as f64;
+                let var = row.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n as f64;
+                let inv = 1.0 / (var + 1e-12).sqrt();
+                out.extend(
+                    row.iter()
+                        .enumerate()
+                        .map(|(c, v)| (v - mean) * inv * gamma[c] as f64 + beta[c] as f64),
+                );
+            }
+            out
+        };
+        let mut x = x0.clone();
+        add_layer_norm(&mut x, &residual, &gamma, &beta, 1e-12);
+        for (i, (got, want)) in x.iter().zip(reference(&x0, Some(&residual))).enumerate() {
+            assert!(
+                (*got as f64 - want).abs() < 1e-4,
+                "add_layer_norm [{i}]: {got} vs {want}"
+            );
+        }
+        let mut x = x0.clone();
+        layer_norm(&mut x, &gamma, &beta, 1e-12);
+        for (i, (got, want)) in x.iter().zip(reference(&x0, None)).enumerate() {
+            assert!(
+                (*got as f64 - want).abs() < 1e-4,
+                "layer_norm [{i}]: {got} vs {want}"
+            );
+        }
+    }
+
     #[test]
     fn attention_of_one_token_returns_its_value() {
         // With one token, softmax is 1 and the context is the value itself.
@@ -729,10 +1241,12 @@ mod tests {
     #[test]
     fn simd_gelu_and_exp_match_the_scalar_forms() {
         if !simd::available() {
+            eprintln!("no AVX-512F (or MOSAIC_CPU=generic): AVX-512 GELU and exp skipped");
             return;
         }
         let xs: Vec<f32> = (0..1000).map(|i| (i as f32 - 500.0) * 0.013).collect();
         let mut g = xs.clone();
+        // SAFETY: `simd::available` checked AVX-512F, all `gelu_erf` enables.
         unsafe { simd::gelu_erf(&mut g) };
         for (x, y) in xs.iter().zip(&g) {
             let want = 0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2));
@@ -742,6 +1256,7 @@ mod tests {
             );
         }
         let mut e = xs.clone();
+        // SAFETY: as above, for `exp_minus`.
         unsafe { simd::exp_minus(&mut e, 1.5) };
         for (x, y) in xs.iter().zip(&e) {
             let want = ((*x - 1.5) as f64).exp() as f32;
