@@ -13,6 +13,7 @@ pub mod engine;
 pub mod fault;
 pub mod faults;
 pub mod ingest;
+pub mod kernels;
 pub mod lexical;
 pub mod llm;
 pub mod media;

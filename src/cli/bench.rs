@@ -148,7 +148,7 @@ fn products(dtype: &str) -> &'static str {
     if dtype == "bf16" {
         "bf16 (AVX512_BF16 kernel)"
     } else {
-        crate::embed::kernels::gemm().name()
+        crate::kernels::gemm().name()
     }
 }
 

@@ -26,7 +26,7 @@ use candle_core::pickle::{Object, PthTensors, Stack};
 use candle_core::{DType, Device, Tensor};
 use rayon::prelude::*;
 
-use super::kernels;
+use crate::kernels;
 
 /// Sample rate the network expects, in Hz.
 pub const SAMPLE_RATE: u32 = 32_000;

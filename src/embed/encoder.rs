@@ -9,8 +9,7 @@ use std::cell::RefCell;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 
-use super::kernels::{self, Activation};
-use super::{attention, bf16};
+use crate::kernels::{self, attention, bf16, Activation};
 
 /// Intermediate buffers of the forward pass, kept per thread and reused across layers and
 /// batches: the largest is `[tokens × intermediate]` (50 MB for 8,192 MiniLM tokens), and

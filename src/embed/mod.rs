@@ -2,13 +2,10 @@
 //! reranking, and the service that keeps a model on its own thread behind a bounded channel so
 //! async code never runs inference inline.
 
-pub mod attention;
 pub mod audio;
-pub mod bf16;
 pub mod cnn14;
 pub mod cross;
 pub mod encoder;
-pub mod kernels;
 mod service;
 mod text;
 pub mod worker;

@@ -3,7 +3,7 @@
 //! computed into a small buffer that stays in cache, turned into exponentials in place, and
 //! multiplied by the values; the softmax's division is applied once to the output row. No
 //! `[len × len]` matrix is allocated and no GEMM library is called per head, which is what
-//! the general path in [`super::kernels::attention`] does.
+//! the general path in [`super::attention`](fn@super::attention) does.
 //!
 //! Keys are packed per head into panels of 16 (`kt[panel][dim][16]`) so a query row meets 32
 //! keys per pair of vector FMAs; values are copied into contiguous rows. Head sizes that are a
@@ -20,14 +20,16 @@ thread_local! {
     static SCRATCH: RefCell<(Vec<f32>, Vec<u32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
 }
 
-/// Whether [`attention`] runs on this CPU for heads of `head_dim`.
+/// Whether [`attention`] runs on this CPU for heads of `head_dim`. The f32 kernels are
+/// compiled for AVX-512F alone, checked by `kernels::simd::avx512f_detected`; the bf16 ones
+/// for `avx512f,avx512bw,avx512bf16`, checked by [`super::bf16::supported`].
 pub fn supported(head_dim: usize) -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         head_dim.is_multiple_of(16)
             && matches!(head_dim / 16, 1 | 2 | 4 | 8)
-            && super::kernels::simd_allowed()
-            && std::arch::is_x86_feature_detected!("avx512f")
+            && super::simd_allowed()
+            && super::simd::avx512f_detected()
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -36,24 +38,12 @@ pub fn supported(head_dim: usize) -> bool {
     }
 }
 
-/// Raw output pointer shared by tasks that write disjoint (rows × head columns) blocks.
-#[derive(Clone, Copy)]
-struct Out(*mut f32);
-// SAFETY: every task writes only its own sequence's rows in its own head's columns.
-unsafe impl Send for Out {}
-unsafe impl Sync for Out {}
-
-impl Out {
-    fn ptr(self) -> *mut f32 {
-        self.0
-    }
-}
-
-/// Same contract as [`super::kernels::attention`]: `qkv` is `[t × 3h]`, `spans` the
+/// Same contract as [`super::attention`](fn@super::attention): `qkv` is `[t × 3h]`, `spans` the
 /// `(first row, length)` of each sequence; writes the context `[t × h]` into `out`. With
 /// `bf16` (and a CPU with AVX512_BF16) the two products take bf16 operands (queries, keys,
 /// probabilities and values rounded to bf16, f32 accumulation, softmax in f32). Panics unless
-/// [`supported`] for `hidden / heads`.
+/// [`supported`] for `hidden / heads`, and unless the sequences lie inside `qkv` and `out`, tile
+/// the batch and share no row.
 pub fn attention(
     qkv: &[f32],
     hidden: usize,
@@ -68,35 +58,45 @@ pub fn attention(
         supported(d),
         "fused attention needs AVX-512 and a head size of 16·2^i"
     );
-    let total: usize = spans.iter().map(|s| s.1).sum();
-    assert!(qkv.len() >= total * 3 * hidden && out.len() >= total * hidden);
-    for &(start, len) in spans {
-        assert!(start + len <= total, "span outside the batch");
-    }
-    let shared = Out(out.as_mut_ptr());
-    let tasks: Vec<(usize, usize, usize)> = spans
+    let stride = hidden.checked_mul(3).expect("hidden size overflows");
+    let total = spans
         .iter()
-        .filter(|s| s.1 > 0)
-        .flat_map(|&(start, len)| (0..heads).map(move |h| (start, len, h)))
-        .collect();
-    tasks.par_iter().for_each(|&(start, len, head)| {
+        .try_fold(0usize, |total, s| total.checked_add(s.1))
+        .expect("batch size overflows");
+    assert!(
+        total.checked_mul(stride).is_some_and(|n| qkv.len() >= n) && out.len() >= total * hidden,
+        "buffers shorter than the batch"
+    );
+    for &(start, len) in spans {
+        assert!(
+            start.checked_add(len).is_some_and(|end| end <= total),
+            "span outside the batch"
+        );
+    }
+    // One disjoint output block per (sequence, head); panics if sequences overlap.
+    let blocks = super::head_blocks(out, hidden, heads, spans);
+    blocks.into_par_iter().for_each(|mut block| {
+        // The kernels write the block's rows, `d` columns each, `hidden` apart: its elements.
+        assert!(block.cols() == d && block.stride() == hidden);
         SCRATCH.with(|scratch| {
             let mut scratch = scratch.borrow_mut();
             let (f, u) = &mut *scratch;
-            // SAFETY: AVX-512F (and AVX512_BF16 for `bf16`) was checked; the spans lie inside
-            // `qkv` and `out` (asserted above) and this task writes only its (rows, head)
-            // block.
+            // SAFETY: `supported(d)` (asserted above) checked AVX-512F, all `head` enables, and
+            // `bf16` is set only where `super::bf16::supported()` checked every feature
+            // `head_bf16` enables; the kernels read rows `start..start + len` of `qkv`, which
+            // lie inside it (asserted above), and write only this task's block (asserted
+            // shape above, disjoint from every other task's by `head_blocks`).
             #[cfg(target_arch = "x86_64")]
             unsafe {
                 if bf16 {
-                    x86::head_bf16(qkv, hidden, d, start, len, head, shared.ptr(), f, u)
+                    x86::head_bf16(qkv, hidden, d, &mut block, f, u)
                 } else {
-                    x86::head(qkv, hidden, d, start, len, head, shared.ptr(), f)
+                    x86::head(qkv, hidden, d, &mut block, f)
                 }
             };
             #[cfg(not(target_arch = "x86_64"))]
             {
-                let _ = (f, u, shared, start, len, head, bf16);
+                let _ = (f, u, &mut block, bf16);
                 unreachable!("fused attention is x86_64 only")
             }
         })
@@ -108,23 +108,28 @@ mod x86 {
     use std::arch::x86_64::*;
 
     use super::super::bf16::convert_row as pairs;
+    use super::super::HeadBlock;
 
     /// Query rows per block.
     const ROWS: usize = 8;
 
-    /// One (sequence, head): context rows `start..start+len`, columns `head*d..(head+1)*d`.
+    /// One (sequence, head): context rows `start..start+len`, columns `head*d..(head+1)*d`,
+    /// written into `block`.
+    ///
+    /// # Safety
+    /// The CPU must have AVX-512F ([`super::super::simd::avx512f_detected`]); `qkv` must hold
+    /// the block's rows (`start + len` rows of `3·hidden`), and the block must have `d`
+    /// columns, `hidden` apart.
     #[target_feature(enable = "avx512f")]
-    #[allow(clippy::too_many_arguments)]
     pub unsafe fn head(
         qkv: &[f32],
         hidden: usize,
         d: usize,
-        start: usize,
-        len: usize,
-        head: usize,
-        out: *mut f32,
+        block: &mut HeadBlock,
         scratch: &mut Vec<f32>,
     ) {
+        let (start, len, head) = (block.start(), block.rows(), block.head());
+        let out = block.origin();
         let stride = 3 * hidden;
         // Keys padded to whole pairs of 16-key panels.
         let padded = len.div_ceil(32) * 32;
@@ -178,7 +183,7 @@ mod x86 {
                 let row = &mut scores[i * padded..i * padded + len];
                 *inv = 1.0 / exp_row(row, scale);
             }
-            let dst = out.add((start + r0) * hidden + head * d);
+            let dst = out.add(r0 * hidden);
             let valid = ROWS.min(len - r0);
             match d / 16 {
                 1 => values_block::<1, 8>(scores, padded, v, len, &inv, dst, hidden, valid),
@@ -192,19 +197,21 @@ mod x86 {
 
     /// [`head`] with bf16 products (`vdpbf16ps`): keys packed as pairs along the head
     /// dimension in panels of 16 keys, values as pairs of consecutive keys per column.
+    ///
+    /// # Safety
+    /// As [`head`], and the CPU must have every feature enabled here
+    /// ([`super::super::bf16::supported`] checks them).
     #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
-    #[allow(clippy::too_many_arguments)]
     pub unsafe fn head_bf16(
         qkv: &[f32],
         hidden: usize,
         d: usize,
-        start: usize,
-        len: usize,
-        head: usize,
-        out: *mut f32,
+        block: &mut HeadBlock,
         scratch: &mut Vec<f32>,
         pairs_scratch: &mut Vec<u32>,
     ) {
+        let (start, len, head) = (block.start(), block.rows(), block.head());
+        let out = block.origin();
         let stride = 3 * hidden;
         let padded = len.div_ceil(32) * 32;
         let half = d / 2;
@@ -283,7 +290,7 @@ mod x86 {
                 row[len..].fill(0.0);
                 pairs(row, &mut pp[i * key_pairs..(i + 1) * key_pairs]);
             }
-            let dst = out.add((start + r0) * hidden + head * d);
+            let dst = out.add(r0 * hidden);
             let valid = ROWS.min(len - r0);
             match d / 16 {
                 1 => values_block_bf16::<1, 8>(
@@ -438,18 +445,14 @@ mod x86 {
         let mut sum = _mm512_setzero_ps();
         j = 0;
         while j < full {
-            let e = super::super::kernels::simd::exp16(_mm512_fmsub_ps(
-                _mm512_loadu_ps(p.add(j)),
-                s,
-                shift,
-            ));
+            let e = super::super::simd::exp16(_mm512_fmsub_ps(_mm512_loadu_ps(p.add(j)), s, shift));
             _mm512_storeu_ps(p.add(j), e);
             sum = _mm512_add_ps(sum, e);
             j += 16;
         }
         if tail != 0 {
             let x = _mm512_maskz_loadu_ps(tail, p.add(full));
-            let e = super::super::kernels::simd::exp16(_mm512_fmsub_ps(x, s, shift));
+            let e = super::super::simd::exp16(_mm512_fmsub_ps(x, s, shift));
             _mm512_mask_storeu_ps(p.add(full), tail, e);
             sum = _mm512_mask_add_ps(sum, tail, sum, e);
         }
@@ -494,6 +497,7 @@ mod x86 {
 
 #[cfg(test)]
 mod tests {
+    use super::super::tests::reference_attention as reference;
     use super::*;
 
     fn data(n: usize, seed: u32) -> Vec<f32> {
@@ -505,47 +509,12 @@ mod tests {
             .collect()
     }
 
-    /// Softmax(q kᵀ / √d) v in f64, one (sequence, head) at a time.
-    fn reference(qkv: &[f32], hidden: usize, heads: usize, spans: &[(usize, usize)]) -> Vec<f64> {
-        let d = hidden / heads;
-        let stride = 3 * hidden;
-        let total: usize = spans.iter().map(|s| s.1).sum();
-        let mut out = vec![0f64; total * hidden];
-        for &(start, len) in spans {
-            for h in 0..heads {
-                for i in 0..len {
-                    let q = &qkv[(start + i) * stride + h * d..][..d];
-                    let s: Vec<f64> = (0..len)
-                        .map(|j| {
-                            let k = &qkv[(start + j) * stride + hidden + h * d..][..d];
-                            q.iter()
-                                .zip(k)
-                                .map(|(a, b)| *a as f64 * *b as f64)
-                                .sum::<f64>()
-                                / (d as f64).sqrt()
-                        })
-                        .collect();
-                    let m = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-                    let e: Vec<f64> = s.iter().map(|x| (x - m).exp()).collect();
-                    let sum: f64 = e.iter().sum();
-                    for (j, w) in e.iter().enumerate() {
-                        let v = &qkv[(start + j) * stride + 2 * hidden + h * d..][..d];
-                        for c in 0..d {
-                            out[(start + i) * hidden + h * d + c] += w / sum * v[c] as f64;
-                        }
-                    }
-                }
-            }
-        }
-        out
-    }
-
     #[test]
     fn matches_a_reference_softmax_attention() {
         // Head sizes 16, 32 and 64; lengths that leave partial row blocks and partial panels.
         for (hidden, heads) in [(32, 2), (64, 2), (128, 2), (96, 3), (256, 2)] {
             if !supported(hidden / heads) {
-                eprintln!("no AVX-512 here: skipped");
+                eprintln!("no AVX-512F here (or MOSAIC_CPU=generic): skipped");
                 return;
             }
             let spans = [(0, 1), (1, 9), (10, 33), (43, 70)];
@@ -561,7 +530,9 @@ mod tests {
                 );
             }
             // bf16 products: within bf16 rounding of the reference.
-            if super::super::bf16::supported() {
+            if !super::super::bf16::supported() {
+                eprintln!("no AVX512_BF16 (or MOSAIC_CPU=generic): bf16 attention skipped");
+            } else {
                 let mut low = vec![f32::NAN; total * hidden];
                 attention(&qkv, hidden, heads, &spans, true, &mut low);
                 for (i, (g, w)) in low.iter().zip(&want).enumerate() {
@@ -573,7 +544,7 @@ mod tests {
             }
             // The general path gives the same.
             let mut general = vec![0f32; total * hidden];
-            super::super::kernels::attention(&qkv, hidden, heads, &spans, &mut general);
+            super::super::attention(&qkv, hidden, heads, &spans, &mut general);
             for (g, w) in out.iter().zip(&general) {
                 assert!((g - w).abs() < 1e-4 * w.abs().max(1.0));
             }

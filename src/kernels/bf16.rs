@@ -6,7 +6,7 @@
 
 use rayon::prelude::*;
 
-use super::kernels::{self, Activation};
+use super::Activation;
 
 /// Output columns per packed panel (two 16-lane vectors).
 const NR: usize = 32;
@@ -15,12 +15,19 @@ const MR: usize = 8;
 /// Rows of `x` per parallel task (its bf16 copy stays in L2 while every panel passes).
 const ROWS_PER_TASK: usize = 64;
 
-/// Whether this CPU can run the bf16 path.
+/// Whether this CPU can run the bf16 path: CPU-specific kernels allowed and
+/// [`avx512_bf16_detected`]. This is the check for every kernel here and for the bf16 ones of
+/// [`super::attention`](mod@super::attention).
 pub fn supported() -> bool {
+    super::simd_allowed() && avx512_bf16_detected()
+}
+
+/// Whether this CPU has every feature the bf16 kernels are compiled for:
+/// `avx512f,avx512bw,avx512bf16`.
+pub fn avx512_bf16_detected() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        super::kernels::simd_allowed()
-            && std::arch::is_x86_feature_detected!("avx512f")
+        std::arch::is_x86_feature_detected!("avx512f")
             && std::arch::is_x86_feature_detected!("avx512bw")
             && std::arch::is_x86_feature_detected!("avx512bf16")
     }
@@ -107,17 +114,22 @@ pub fn matmul(
             for r in 0..rows {
                 let src = &xs[r * k..(r + 1) * k];
                 let dst = &mut a[r * row_pairs..(r + 1) * row_pairs];
-                // SAFETY: `supported()` was checked above.
+                // SAFETY: `supported()` (asserted above) checked every feature `convert_row`
+                // enables; it reads and writes within `src` and `dst`.
                 unsafe { convert_row(src, dst) };
             }
-            // SAFETY: `supported()` was checked; the kernel reads `a` and the panels within
-            // their lengths and writes only `outs`.
+            // SAFETY: `supported()` (asserted above) checked every feature `block` enables;
+            // the kernel reads `a` and the panels within their lengths and writes only `outs`,
+            // this task's own rows (`par_chunks_mut`).
             unsafe { block(&a, rows, row_pairs, w, bias, activation, outs) };
         });
 }
 
 /// f32 row -> bf16 pairs (round to nearest even), 32 values per instruction:
 /// `dst[i] = bf16(src[2i]) | bf16(src[2i + 1]) << 16`, `src` read as zero past its end.
+///
+/// # Safety
+/// The CPU must have every feature enabled here: check [`supported`] first.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
 pub(crate) unsafe fn convert_row(src: &[f32], dst: &mut [u32]) {
@@ -141,6 +153,10 @@ pub(crate) unsafe fn convert_row(_: &[f32], _: &mut [u32]) {
     unreachable!("bf16 kernels are x86_64 only")
 }
 
+/// `out[rows × n] = activation(a · wᵀ + bias)` for `rows` rows of bf16 pairs `a`.
+///
+/// # Safety
+/// The CPU must have every feature enabled here: check [`supported`] first.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
 unsafe fn block(
@@ -179,7 +195,7 @@ unsafe fn block(
                     *d = t + b;
                 }
                 if let Some(activation) = activation {
-                    kernels::activate_row(dst, activation);
+                    super::activate_row(dst, activation);
                 }
             }
             r += mr;
@@ -202,6 +218,9 @@ unsafe fn block(
 
 /// `tile[R × 32] = a[R rows] · panel` over all `k_pairs`; `R` is a constant so the 2R
 /// accumulators stay in registers.
+///
+/// # Safety
+/// The CPU must have every feature enabled here: check [`supported`] first.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
 #[inline]
@@ -213,7 +232,12 @@ unsafe fn micro<const R: usize>(
     tile: &mut [f32],
 ) {
     use std::arch::x86_64::*;
-    debug_assert!(a.len() >= (R - 1) * row_pairs + k_pairs && panel.len() >= k_pairs * NR);
+    // The loads below read `a` and `panel` through pointers, within these lengths.
+    assert!(
+        a.len() >= (R - 1) * row_pairs + k_pairs
+            && panel.len() >= k_pairs * NR
+            && tile.len() >= R * NR
+    );
     let mut acc = [[_mm512_setzero_ps(); 2]; R];
     let ap = a.as_ptr();
     let bp = panel.as_ptr();
@@ -250,7 +274,7 @@ mod tests {
     #[test]
     fn matches_f32_within_bf16_rounding() {
         if !supported() {
-            eprintln!("no AVX512_BF16 here: skipped");
+            eprintln!("no AVX512_BF16 here (or MOSAIC_CPU=generic): skipped");
             return;
         }
         // Odd sizes: partial row blocks, a partial panel and an odd k.
