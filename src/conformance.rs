@@ -366,3 +366,97 @@ pub async fn lexical_index(index: &dyn LexicalIndex) {
     assert!(index.chunk_ids().await.unwrap().is_empty());
     index.close_writer().await.unwrap();
 }
+
+/// The [`crate::embed::TextEmbedding`] contract: one unit vector of the model's dimensions
+/// per text, in order, the same text giving the same vector whatever it is batched with.
+pub async fn text_embedding(embedder: &dyn crate::embed::TextEmbedding) {
+    use crate::embed::Purpose;
+    let dims = embedder.spec().dims();
+    assert!(embedder
+        .embed(Vec::new(), Purpose::Passage)
+        .await
+        .unwrap()
+        .is_empty());
+    let texts: Vec<String> = ["glass frogs", "a ferry timetable", "glass frogs"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let vectors = embedder
+        .embed(texts.clone(), Purpose::Passage)
+        .await
+        .unwrap();
+    assert_eq!(vectors.len(), 3);
+    for v in &vectors {
+        assert_eq!(v.len(), dims);
+        let norm: f32 = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        assert!((norm - 1.0).abs() < 1e-3, "unit length, got {norm}");
+    }
+    let alone = embedder
+        .embed(vec![texts[1].clone()], Purpose::Passage)
+        .await
+        .unwrap();
+    let cosine: f32 = alone[0].iter().zip(&vectors[1]).map(|(a, b)| a * b).sum();
+    assert!(cosine > 0.9999, "batching changes nothing: {cosine}");
+    let same: f32 = vectors[0].iter().zip(&vectors[2]).map(|(a, b)| a * b).sum();
+    assert!(same > 0.9999);
+    assert!(embedder.token_counter().count("glass frogs") >= 2);
+    let query = embedder
+        .embed(vec!["glass frogs".into()], Purpose::Query)
+        .await
+        .unwrap();
+    assert_eq!(query[0].len(), dims);
+}
+
+/// The [`crate::transcribe::Transcriber`] contract on a recording that says `words`: timed
+/// segments in order, inside the recording, that contain the words.
+pub async fn transcriber(
+    transcriber: &dyn crate::transcribe::Transcriber,
+    recording: &std::path::Path,
+    words: &[&str],
+) {
+    let heard = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let seen = heard.clone();
+    let transcript = transcriber
+        .transcribe(
+            recording,
+            crate::transcribe::TranscribeOptions::default(),
+            Box::new(move |done, _| seen.store(done, std::sync::atomic::Ordering::SeqCst)),
+        )
+        .await
+        .unwrap();
+    assert!(transcript.duration_ms > 0);
+    assert!(!transcript.segments.is_empty());
+    let mut last_end = 0;
+    for s in &transcript.segments {
+        assert!(
+            s.start_ms < s.end_ms && s.end_ms <= transcript.duration_ms + 50,
+            "{s:?}"
+        );
+        assert!(s.start_ms + 50 >= last_end, "in order: {s:?}");
+        last_end = s.end_ms;
+    }
+    let text: String = transcript
+        .segments
+        .iter()
+        .map(|s| s.text.to_lowercase())
+        .collect::<Vec<_>>()
+        .join(" ");
+    for word in words {
+        assert!(text.contains(word), "{word:?} in {text:?}");
+    }
+    assert!(
+        heard.load(std::sync::atomic::Ordering::SeqCst) > 0,
+        "progress was reported"
+    );
+    let missing = transcriber
+        .transcribe(
+            std::path::Path::new("/no/such/recording.wav"),
+            crate::transcribe::TranscribeOptions::default(),
+            Box::new(|_, _| {}),
+        )
+        .await;
+    assert!(
+        missing.is_err(),
+        "a missing file is an error, not a transcript"
+    );
+}

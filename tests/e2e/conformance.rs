@@ -59,3 +59,28 @@ fn tantivy_lexical_index_conforms() {
         assert!(wrapped.plan.calls() > 10);
     });
 }
+
+#[test]
+fn model_workers_conform() {
+    use mosaic::engine::Models;
+    crate::common::real_model(crate::common::MINILM);
+    let dir = tempfile::tempdir().unwrap();
+    let wav = dir.path().join("notice.wav");
+    let status = std::process::Command::new("espeak-ng")
+        .args(["-s", "150", "-w"])
+        .arg(&wav)
+        .arg("The lower car park will be closed for resurfacing in October.")
+        .status()
+        .expect("espeak-ng (scripts/setup.sh installs it)");
+    assert!(status.success());
+    runtime().block_on(async {
+        let hub = mosaic::app::ModelHub::new(&mosaic::config::Settings::default()).unwrap();
+        let embedder = hub.text_embedder(crate::common::MINILM).await.unwrap();
+        conformance::text_embedding(embedder.as_ref()).await;
+        let whisper = hub.transcriber("tiny.en").await.unwrap();
+        conformance::transcriber(whisper.as_ref(), &wav, &["car park", "october"]).await;
+        // A loaded model stays loaded: the hub hands out the same worker.
+        let again = hub.text_embedder(crate::common::MINILM).await.unwrap();
+        assert!(Arc::ptr_eq(&embedder, &again));
+    });
+}
