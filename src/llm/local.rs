@@ -1,10 +1,10 @@
 //! The embedded language model: a llama-architecture GGUF (SmolLM2-135M-Instruct by default)
-//! on candle's quantized llama, on its own thread. The tokenizer is rebuilt from the GGUF
+//! on candle's quantized llama, on the shared model worker (one request at a time; tokens
+//! stream back through each request's own channel). The tokenizer is rebuilt from the GGUF
 //! metadata (GPT-2 byte-level BPE: `tokenizer.ggml.tokens` and `merges`), so the one file is
 //! all that is needed. Prompts use the ChatML template.
 
 use std::path::Path;
-use std::sync::mpsc as std_mpsc;
 
 use candle_core::quantized::gguf_file;
 use candle_core::{Device, Tensor};
@@ -15,24 +15,25 @@ use futures::FutureExt;
 use tokenizers::models::bpe::BPE;
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::{AddedToken, Tokenizer};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 use super::{GenerationParams, Generator, LlmError, Message, Result, Role};
+use crate::embed::worker::{Model, Worker, WorkerError};
 
-struct Job {
+/// One generation: the prompt, its parameters and where its tokens go.
+pub struct Request {
     prompt: String,
     params: GenerationParams,
     sink: mpsc::UnboundedSender<String>,
-    reply: oneshot::Sender<Result<String>>,
 }
 
-/// Handle to the embedded model's thread.
+/// Handle to the embedded model on its worker thread.
 pub struct LocalGenerator {
     name: String,
-    sender: std::sync::Mutex<std_mpsc::Sender<Job>>,
+    worker: Worker<Engine>,
 }
 
-struct Engine {
+pub struct Engine {
     model: ModelWeights,
     tokenizer: Tokenizer,
     stop_ids: Vec<u32>,
@@ -143,30 +144,42 @@ impl LocalGenerator {
             tokenizer_from_gguf(&content).map_err(|e| load_error(path, e))?;
         let model = ModelWeights::from_gguf(content, &mut file, &Device::Cpu)
             .map_err(|e| load_error(path, e))?;
-        let mut engine = Engine {
+        let engine = Engine {
             model,
             tokenizer,
             stop_ids,
         };
-        let (sender, receiver) = std_mpsc::channel::<Job>();
-        std::thread::Builder::new()
-            .name("llm:embedded".into())
-            .spawn(move || {
-                for job in receiver {
-                    let result = engine.run(&job.prompt, job.params, &job.sink);
-                    let _ = job.reply.send(result);
-                }
-            })
-            .map_err(|e| load_error(path, e))?;
+        let worker =
+            Worker::spawn("llm:embedded", engine, 8, 1).map_err(|e| load_error(path, e))?;
         Ok(Self {
             name: format!("embedded:{name}"),
-            sender: std::sync::Mutex::new(sender),
+            worker,
         })
     }
 }
 
+impl Model for Engine {
+    type Input = Request;
+    type Output = String;
+    type Params = ();
+
+    fn cost(&self, _: &Request) -> usize {
+        1
+    }
+
+    fn run(&mut self, _: &(), inputs: Vec<Request>) -> std::result::Result<Vec<String>, String> {
+        inputs
+            .into_iter()
+            .map(|r| {
+                self.generate(&r.prompt, r.params, &r.sink)
+                    .map_err(|e| e.to_string())
+            })
+            .collect()
+    }
+}
+
 impl Engine {
-    fn run(
+    fn generate(
         &mut self,
         prompt: &str,
         params: GenerationParams,
@@ -245,21 +258,21 @@ impl Generator for LocalGenerator {
         sink: mpsc::UnboundedSender<String>,
     ) -> BoxFuture<'a, Result<String>> {
         async move {
-            let (reply, answer) = oneshot::channel();
-            let job = Job {
+            let request = Request {
                 prompt: chatml(&messages),
                 params,
                 sink,
-                reply,
             };
-            self.sender
-                .lock()
-                .expect("sender lock")
-                .send(job)
-                .map_err(|_| LlmError::Local("the model thread stopped".into()))?;
-            answer
+            let mut out = self
+                .worker
+                .call((), vec![request])
                 .await
-                .map_err(|_| LlmError::Local("the model thread stopped".into()))?
+                .map_err(|e| match e {
+                    WorkerError::Gone => LlmError::Local("the model thread stopped".into()),
+                    WorkerError::Failed(reason) => LlmError::Local(reason),
+                })?;
+            out.pop()
+                .ok_or_else(|| LlmError::Local("no answer came back".into()))
         }
         .boxed()
     }
