@@ -40,3 +40,12 @@ impl HasFault for UserError {
         Fault::User
     }
 }
+
+/// The message of a caught panic (what `panic!` was given), for error reports.
+pub fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "unknown panic".into())
+}

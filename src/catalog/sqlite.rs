@@ -71,6 +71,15 @@ impl SqliteCatalog {
         Ok(Self { pool })
     }
 
+    /// Runs one statement that returns no rows.
+    async fn execute<'q>(
+        &self,
+        query: sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>,
+    ) -> Result<()> {
+        query.execute(&self.pool).await?;
+        Ok(())
+    }
+
     async fn finish(&self, done: &FinishedSource<'_>) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         sqlx::query("DELETE FROM chunks WHERE source_id = $1")
@@ -373,38 +382,21 @@ impl Catalog for SqliteCatalog {
     }
 
     fn clear_error<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<()>> {
-        async move {
-            sqlx::query("UPDATE sources SET error = NULL WHERE id = $1")
-                .bind(id)
-                .execute(&self.pool)
-                .await?;
-            Ok(())
-        }
-        .boxed()
+        self.execute(sqlx::query("UPDATE sources SET error = NULL WHERE id = $1").bind(id))
+            .boxed()
     }
 
     fn set_status<'a>(&'a self, id: &'a str, status: &'a str) -> BoxFuture<'a, Result<()>> {
-        async move {
-            sqlx::query("UPDATE sources SET status = $1, updated_at = $2 WHERE id = $3")
-                .bind(status)
-                .bind(now())
-                .bind(id)
-                .execute(&self.pool)
-                .await?;
-            Ok(())
-        }
-        .boxed()
+        let query = sqlx::query("UPDATE sources SET status = $1, updated_at = $2 WHERE id = $3")
+            .bind(status)
+            .bind(now())
+            .bind(id);
+        self.execute(query).boxed()
     }
 
     fn remove_source<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<()>> {
-        async move {
-            sqlx::query("DELETE FROM sources WHERE id = $1")
-                .bind(id)
-                .execute(&self.pool)
-                .await?;
-            Ok(())
-        }
-        .boxed()
+        self.execute(sqlx::query("DELETE FROM sources WHERE id = $1").bind(id))
+            .boxed()
     }
 
     fn ensure_space<'a>(
@@ -441,15 +433,7 @@ impl Catalog for SqliteCatalog {
             .fetch_all(&self.pool)
             .await?;
             rows.iter()
-                .map(|r| {
-                    Ok(SpaceRow {
-                        name: r.try_get("name")?,
-                        model_id: r.try_get("model_id")?,
-                        dims: r.try_get("dims")?,
-                        modality: r.try_get("modality")?,
-                        chunks: r.try_get("chunks")?,
-                    })
-                })
+                .map(|r| space_from_row(r, r.try_get("chunks")?))
                 .collect()
         }
         .boxed()
@@ -464,17 +448,7 @@ impl Catalog for SqliteCatalog {
             )
             .fetch_all(&self.pool)
             .await?;
-            rows.iter()
-                .map(|r| {
-                    Ok(SpaceRow {
-                        name: r.try_get("name")?,
-                        model_id: r.try_get("model_id")?,
-                        dims: r.try_get("dims")?,
-                        modality: r.try_get("modality")?,
-                        chunks: 1,
-                    })
-                })
-                .collect()
+            rows.iter().map(|r| space_from_row(r, 1)).collect()
         }
         .boxed()
     }
@@ -580,6 +554,16 @@ fn anchor_columns(anchor: &Anchor) -> AnchorColumns {
         Anchor::Frame { at_ms } => ("frame", None, None, None, None, None, Some(*at_ms as i64)),
         Anchor::Image => ("image", None, None, None, None, None, None),
     }
+}
+
+fn space_from_row(row: &sqlx::sqlite::SqliteRow, chunks: i64) -> Result<SpaceRow> {
+    Ok(SpaceRow {
+        name: row.try_get("name")?,
+        model_id: row.try_get("model_id")?,
+        dims: row.try_get("dims")?,
+        modality: row.try_get("modality")?,
+        chunks,
+    })
 }
 
 fn source_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Source> {

@@ -9,6 +9,8 @@ use std::sync::mpsc;
 
 use tokio::sync::oneshot;
 
+use crate::fault::panic_text;
+
 /// A model a [`Worker`] can run.
 pub trait Model: Send + 'static {
     /// One item of a request (a text, a passage, a file).
@@ -47,15 +49,6 @@ impl<M: Model> Clone for Worker<M> {
             sender: self.sender.clone(),
         }
     }
-}
-
-/// The text of a caught panic.
-pub fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
-    panic
-        .downcast_ref::<String>()
-        .cloned()
-        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-        .unwrap_or_else(|| "unknown panic".into())
 }
 
 impl<M: Model> Worker<M> {

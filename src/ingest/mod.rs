@@ -27,7 +27,7 @@ use crate::catalog::{
 use crate::embed::audio::WindowOptions;
 use crate::embed::{AudioEmbedding, Purpose, TextEmbedding};
 use crate::engine::{Engine, Progress};
-use crate::fault::{Fault, HasFault};
+use crate::fault::{panic_text, Fault, HasFault};
 use crate::lexical::LexicalError;
 use crate::models::ModelError;
 use crate::store::{SpaceSpec, StoreError};
@@ -416,15 +416,6 @@ fn read_and_chunk(
 
 /// Files written per batch before the BM25 commit and the catalog's `complete` marks.
 const WRITE_BATCH: usize = 32;
-
-/// The text of a caught panic.
-fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
-    panic
-        .downcast_ref::<String>()
-        .cloned()
-        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-        .unwrap_or_else(|| "unknown panic".into())
-}
 
 /// Whether `uri` is one of `prefixes` or lies under one of them.
 fn under_any(uri: &str, prefixes: &[String]) -> bool {

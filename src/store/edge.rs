@@ -216,14 +216,9 @@ fn point_id_text(id: PointId) -> String {
 /// error, so a write that may not be durable is never taken for one that is.
 fn flush_shard(space: &str, shard: &EdgeShard) -> Result<()> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| shard.flush())).map_err(|panic| {
-        let reason = panic
-            .downcast_ref::<String>()
-            .cloned()
-            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-            .unwrap_or_else(|| "unknown".into());
         StoreError::Flush {
             space: space.to_string(),
-            reason,
+            reason: crate::fault::panic_text(&*panic),
         }
     })
 }

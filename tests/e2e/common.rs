@@ -158,3 +158,18 @@ pub fn chat_stream<'a>(
     sse.push_str("data: [DONE]\n\n");
     ([("content-type", "text/event-stream")], sse)
 }
+
+/// `text` spoken by espeak-ng into `path` (a WAV of a few seconds).
+pub fn spoken(path: &Path, text: &str) -> PathBuf {
+    let status = Command::new("espeak-ng")
+        .args(["-s", "150", "-w"])
+        .arg(path)
+        .arg(text)
+        .status()
+        .expect("espeak-ng (scripts/setup.sh installs it)");
+    assert!(status.success(), "espeak-ng failed");
+    path.to_path_buf()
+}
+
+/// The announcement the store and stage tests ingest.
+pub const NOTICE: &str = "The lower car park will be closed for resurfacing in October.";

@@ -65,14 +65,7 @@ fn model_workers_conform() {
     use mosaic::engine::Models;
     crate::common::real_model(crate::common::MINILM);
     let dir = tempfile::tempdir().unwrap();
-    let wav = dir.path().join("notice.wav");
-    let status = std::process::Command::new("espeak-ng")
-        .args(["-s", "150", "-w"])
-        .arg(&wav)
-        .arg("The lower car park will be closed for resurfacing in October.")
-        .status()
-        .expect("espeak-ng (scripts/setup.sh installs it)");
-    assert!(status.success());
+    let wav = crate::common::spoken(&dir.path().join("notice.wav"), crate::common::NOTICE);
     runtime().block_on(async {
         let hub = mosaic::app::ModelHub::new(&mosaic::config::Settings::default()).unwrap();
         let embedder = hub.text_embedder(crate::common::MINILM).await.unwrap();

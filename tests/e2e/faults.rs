@@ -7,7 +7,6 @@
 //! return on the clean run.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
@@ -22,7 +21,7 @@ use mosaic::models::ModelError;
 use mosaic::query::{RetrievalMode, SearchRequest};
 use mosaic::transcribe::{Progress, TranscribeError, TranscribeOptions, Transcriber, Transcript};
 
-use crate::common::{fixtures, real_model, MINILM};
+use crate::common::{fixtures, real_model, spoken, MINILM, NOTICE};
 
 const QUERIES: [&str; 3] = [
     "When does the lower car park close for resurfacing?",
@@ -43,19 +42,6 @@ fn corpus(into: &Path, recording: &Path) -> PathBuf {
     }
     std::fs::copy(recording, dir.join("notice.wav")).unwrap();
     dir
-}
-
-/// A three-second announcement spoken by espeak-ng.
-fn make_recording(dir: &Path) -> PathBuf {
-    let wav = dir.join("notice.wav");
-    let status = Command::new("espeak-ng")
-        .args(["-s", "150", "-w"])
-        .arg(&wav)
-        .arg("The lower car park will be closed for resurfacing in October.")
-        .status()
-        .expect("espeak-ng (scripts/setup.sh installs it)");
-    assert!(status.success());
-    wav
 }
 
 fn settings(data: &Path) -> mosaic::config::Settings {
@@ -288,7 +274,7 @@ async fn scenario(
 fn every_store_call_failing_or_panicking_leaves_a_consistent_index() {
     real_model(MINILM);
     let dir = tempfile::tempdir().unwrap();
-    let recording = make_recording(dir.path());
+    let recording = spoken(&dir.path().join("notice.wav"), NOTICE);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

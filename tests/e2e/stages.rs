@@ -6,10 +6,8 @@
 //! - File names with spaces, `#`, `%` and bytes that are not UTF-8 are ingested, cited with a
 //!   URI that decodes back to the file, pruned when deleted and removed by path.
 
+use crate::common::{fixtures, mosaic, ok, real_model, spoken, MINILM, NOTICE};
 use std::os::unix::ffi::OsStrExt;
-use std::process::Command;
-
-use crate::common::{fixtures, mosaic, ok, real_model, MINILM};
 
 #[test]
 fn a_text_model_change_reembeds_recordings_without_transcribing_again() {
@@ -22,13 +20,7 @@ fn a_text_model_change_reembeds_recordings_without_transcribing_again() {
         files.join("science-glass-frogs.md"),
     )
     .unwrap();
-    let status = Command::new("espeak-ng")
-        .args(["-s", "150", "-w"])
-        .arg(files.join("notice.wav"))
-        .arg("The lower car park will be closed for resurfacing in October.")
-        .status()
-        .expect("espeak-ng (scripts/setup.sh installs it)");
-    assert!(status.success());
+    spoken(&files.join("notice.wav"), NOTICE);
     let data = dir.path().join("data");
     let first = ok(&mosaic(
         &data,
