@@ -65,8 +65,6 @@ pub struct CatalogCounts {
     /// Sources a run left `indexing` or `removing`: the next ingest or `repair` finishes them.
     pub indexing: i64,
     pub chunks: i64,
-    /// Chunks with text, which BM25 indexes (all but audio windows).
-    pub lexical_chunks: i64,
 }
 
 /// An embedding space registered in the catalog.

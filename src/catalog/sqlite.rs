@@ -469,8 +469,7 @@ impl Catalog for SqliteCatalog {
                    COALESCE(SUM(CASE WHEN status = 'failed' THEN 1 ELSE 0 END), 0) AS failed,
                    COALESCE(SUM(CASE WHEN status IN ('indexing', 'removing') THEN 1 ELSE 0 END), 0) AS indexing,
                    COALESCE(SUM(CASE WHEN status = 'complete' AND error IS NOT NULL THEN 1 ELSE 0 END), 0) AS stale,
-                   (SELECT COUNT(*) FROM chunks) AS chunks,
-                   (SELECT COUNT(*) FROM chunks WHERE modality <> 'audio') AS lexical_chunks
+                   (SELECT COUNT(*) FROM chunks) AS chunks
                  FROM sources",
             )
             .fetch_one(&self.pool)
@@ -482,7 +481,6 @@ impl Catalog for SqliteCatalog {
                 indexing: row.try_get("indexing")?,
                 stale: row.try_get("stale")?,
                 chunks: row.try_get("chunks")?,
-                lexical_chunks: row.try_get("lexical_chunks")?,
             })
         }
         .boxed()

@@ -228,8 +228,7 @@ pub async fn check(
     lexical: &dyn LexicalIndex,
 ) -> Result<Consistency> {
     let keys = catalog.chunk_keys().await?;
-    let interrupted = catalog.sources_with_status(status::INDEXING).await?.len()
-        + catalog.sources_with_status(status::REMOVING).await?.len();
+    let interrupted = catalog.counts().await?.indexing as usize;
     let mut per_space: BTreeMap<String, HashSet<&str>> = BTreeMap::new();
     let mut in_lexical: HashSet<&str> = HashSet::new();
     for key in &keys {

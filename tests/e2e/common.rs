@@ -173,3 +173,36 @@ pub fn spoken(path: &Path, text: &str) -> PathBuf {
 
 /// The announcement the store and stage tests ingest.
 pub const NOTICE: &str = "The lower car park will be closed for resurfacing in October.";
+
+/// A second text model for the pipelines: the tiny XLM-R fixture, imported by `mosaic models
+/// import` into `<dir>/models` under the id `mosaic-test/tiny-xlmr`, and `<dir>/pipelines`
+/// with a text.toml naming it. Returns the environment that selects both.
+pub fn second_text_model(dir: &Path, data: &Path) -> (PathBuf, PathBuf) {
+    let models = dir.join("models");
+    let imported = ok(&mosaic(
+        data,
+        &[
+            "--json",
+            "models",
+            "import",
+            fixtures()
+                .join("models/tiny-xlmr-embedder")
+                .to_str()
+                .unwrap(),
+            "--id",
+            "mosaic-test/tiny-xlmr",
+        ],
+        &[("MOSAIC__MODELS__DIR", models.to_str().unwrap())],
+    ));
+    assert_eq!(imported["id"], "mosaic-test/tiny-xlmr");
+    let pipelines = dir.join("pipelines");
+    std::fs::create_dir_all(&pipelines).unwrap();
+    let text_toml = std::fs::read_to_string(repo().join("pipelines/text.toml"))
+        .unwrap()
+        .replace(
+            "sentence-transformers/all-MiniLM-L6-v2",
+            "mosaic-test/tiny-xlmr",
+        );
+    std::fs::write(pipelines.join("text.toml"), text_toml).unwrap();
+    (models, pipelines)
+}

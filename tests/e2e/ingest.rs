@@ -313,39 +313,13 @@ fn switching_the_model_creates_a_new_space_and_reembeds() {
     ));
 
     // A second model, installed by `mosaic models import` from a local folder.
-    let models = dir.path().join("models");
-    let imported = ok(&mosaic(
-        &data,
-        &[
-            "--json",
-            "models",
-            "import",
-            fixtures()
-                .join("models/tiny-xlmr-embedder")
-                .to_str()
-                .unwrap(),
-            "--id",
-            "mosaic-test/tiny-xlmr",
-        ],
-        &[("MOSAIC__MODELS__DIR", models.to_str().unwrap())],
-    ));
-    assert_eq!(imported["id"], "mosaic-test/tiny-xlmr");
+    let (models, pipelines) = crate::common::second_text_model(dir.path(), &data);
     // The real MiniLM is linked into the same models folder so both stay available.
     std::os::unix::fs::symlink(
         real_model(MINILM),
         models.join("sentence-transformers--all-MiniLM-L6-v2"),
     )
     .unwrap();
-
-    let pipelines = dir.path().join("pipelines");
-    std::fs::create_dir_all(&pipelines).unwrap();
-    let text_toml = std::fs::read_to_string(crate::common::repo().join("pipelines/text.toml"))
-        .unwrap()
-        .replace(
-            "sentence-transformers/all-MiniLM-L6-v2",
-            "mosaic-test/tiny-xlmr",
-        );
-    std::fs::write(pipelines.join("text.toml"), text_toml).unwrap();
     let env = [
         ("MOSAIC__MODELS__DIR", models.to_str().unwrap()),
         ("MOSAIC_PIPELINES", pipelines.to_str().unwrap()),

@@ -30,38 +30,10 @@ fn a_text_model_change_reembeds_recordings_without_transcribing_again() {
     assert_eq!(first["ingested"], 2, "{first}");
 
     // Another text model, in a models folder that holds no Whisper model at all.
-    let models = dir.path().join("models");
-    ok(&mosaic(
-        &data,
-        &[
-            "--json",
-            "models",
-            "import",
-            fixtures()
-                .join("models/tiny-xlmr-embedder")
-                .to_str()
-                .unwrap(),
-            "--id",
-            "mosaic-test/tiny-xlmr",
-        ],
-        &[("MOSAIC__MODELS__DIR", models.to_str().unwrap())],
-    ));
+    let (models, pipelines) = crate::common::second_text_model(dir.path(), &data);
     assert!(!models.join("whisper").exists());
-    let pipelines = dir.path().join("pipelines");
-    std::fs::create_dir_all(&pipelines).unwrap();
-    for name in ["audio.toml", "query.toml"] {
-        std::fs::copy(
-            crate::common::repo().join("pipelines").join(name),
-            pipelines.join(name),
-        )
-        .unwrap();
-    }
-    let text_toml = std::fs::read_to_string(crate::common::repo().join("pipelines/text.toml"))
+    let text_toml = std::fs::read_to_string(pipelines.join("text.toml"))
         .unwrap()
-        .replace(
-            "sentence-transformers/all-MiniLM-L6-v2",
-            "mosaic-test/tiny-xlmr",
-        )
         .replace("batch_tokens = 8192", "batch_tokens = 512");
     std::fs::write(pipelines.join("text.toml"), text_toml).unwrap();
     let env = [
