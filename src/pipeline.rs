@@ -111,13 +111,14 @@ pub struct RerankSection {
     #[serde(default)]
     pub max_tokens: Option<usize>,
     pub enabled: bool,
-    /// Number type of the forward pass: "f32", or "bf16" on CPUs with AVX512_BF16.
+    /// Number type and product path of the forward pass: "auto" (measured at load), "f32",
+    /// "bf16", or a path id (see `crate::kernels::path::ProductPath::id`).
     #[serde(default = "default_dtype")]
     pub dtype: String,
 }
 
 fn default_dtype() -> String {
-    "f32".into()
+    "auto".into()
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -410,7 +411,7 @@ mod tests {
             "sentence-transformers/all-MiniLM-L6-v2"
         );
         assert!(p.query.fusion.k > 0.0);
-        assert_eq!(p.audio.transcribe.model, "tiny.en");
+        assert_eq!(p.audio.transcribe.model, "tiny.en-q8_0");
         let mut other = p.audio.clone();
         other.transcribe.threads = 7;
         assert_eq!(p.audio.version(&p.text, true), other.version(&p.text, true));

@@ -27,20 +27,30 @@ from sentence_transformers import CrossEncoder
 model_dir, query, texts_path = sys.argv[2], sys.argv[3], sys.argv[4]
 batch = int(sys.argv[5]) if len(sys.argv) > 5 else 32
 threads = int(sys.argv[6]) if len(sys.argv) > 6 else 2
+dtypes = ["f32", "bf16"] if (sys.argv[7] if len(sys.argv) > 7 else "both") == "both" else [sys.argv[7]]
 torch.set_num_threads(threads)
 texts = json.load(open(texts_path))
-# Raw logits, as Mosaic ranks by (no sigmoid).
-model = CrossEncoder(model_dir, device="cpu", max_length=512, default_activation_function=torch.nn.Identity())
 pairs = [(query, t) for t in texts]
-tokens = sum(len(ids) for ids in model.tokenizer([p[0] for p in pairs], [p[1] for p in pairs],
-                                                  truncation=True, max_length=512)["input_ids"])
-model.predict(pairs[:4], batch_size=batch)  # warm-up
-start = time.perf_counter()
-scores = model.predict(pairs, batch_size=batch, convert_to_numpy=True)
-seconds = time.perf_counter() - start
-print(json.dumps({
-    "engine": f"sentence-transformers {__import__('sentence_transformers').__version__} CrossEncoder / torch {torch.__version__}",
-    "pairs": len(texts), "tokens": tokens, "seconds": seconds, "batch": batch, "threads": threads,
-    "pairs_per_s": len(texts) / seconds, "tokens_per_s": tokens / seconds,
-    "checksum": float(scores.astype("float64").sum()),
-}, indent=2))
+rows, reference = [], None
+for dtype in dtypes:
+    # Raw logits, as Mosaic ranks by (no sigmoid).
+    kwargs = {"model_kwargs": {"torch_dtype": torch.bfloat16}} if dtype == "bf16" else {}
+    model = CrossEncoder(model_dir, device="cpu", max_length=512,
+                         default_activation_function=torch.nn.Identity(), **kwargs)
+    tokens = sum(len(ids) for ids in model.tokenizer([p[0] for p in pairs], [p[1] for p in pairs],
+                                                      truncation=True, max_length=512)["input_ids"])
+    model.predict(pairs[:4], batch_size=batch)  # warm-up
+    start = time.perf_counter()
+    scores = model.predict(pairs, batch_size=batch, convert_to_tensor=True).float().numpy()
+    seconds = time.perf_counter() - start
+    if reference is None:
+        reference = scores
+    import sentence_transformers
+    rows.append({
+        "engine": f"sentence-transformers {sentence_transformers.__version__} CrossEncoder / torch {torch.__version__} {dtype}",
+        "dtype": dtype, "pairs": len(pairs), "tokens": tokens, "seconds": seconds, "batch": batch,
+        "threads": threads, "pairs_per_s": len(pairs) / seconds, "tokens_per_s": tokens / seconds,
+        "checksum": float(scores.astype("float64").sum()),
+        "max_score_change": float(abs(scores - reference).max()),
+    })
+print(json.dumps(rows, indent=2))

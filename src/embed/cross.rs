@@ -7,6 +7,7 @@ use candle_core::Device;
 use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
 
 use super::encoder::{encoder_root, var_builder, Dense, Encoder, EncoderConfig, TokenBatch};
+use crate::kernels::path::ProductPath;
 use crate::models::{ModelError, Result};
 
 /// Classification head on the first token's state.
@@ -113,18 +114,43 @@ impl CrossEncoder {
         &self.id
     }
 
-    /// Selects the number type of the encoder's products (`"f32"`, or `"bf16"` on CPUs with
-    /// AVX512_BF16; elsewhere it logs why and stays on f32). The small classification head
-    /// stays f32. Returns the type in use.
-    pub fn set_dtype(&mut self, dtype: &str) -> Result<&'static str> {
+    /// Selects the encoder's product path from `dtype` (`"auto"`, `"f32"`, `"bf16"` or a
+    /// path id; see [`super::paths::select`]). The small classification head stays f32.
+    pub fn set_dtype(
+        &mut self,
+        dtype: &str,
+        cache: Option<&std::path::Path>,
+    ) -> Result<super::paths::PathChoice> {
         let id = self.id.clone();
-        self.encoder
-            .set_dtype(&id, dtype)
-            .map_err(|reason| ModelError::Invalid {
+        let probe = self.probe()?;
+        super::paths::select(&mut self.encoder, &id, dtype, || Ok(probe), cache).map_err(|reason| {
+            ModelError::Invalid {
                 id,
                 path: std::path::PathBuf::from("pipelines/query.toml"),
                 reason,
-            })
+            }
+        })
+    }
+
+    /// The encoder, for benchmarks that switch paths.
+    pub fn encoder_mut(&mut self) -> &mut Encoder {
+        &mut self.encoder
+    }
+
+    /// The fixed batch `dtype = "auto"` measures the paths on: each probe question with its
+    /// passage.
+    pub fn probe(&self) -> Result<TokenBatch> {
+        let mut pairs = Vec::new();
+        for (question, passage) in super::paths::PROBE_QUESTIONS
+            .iter()
+            .zip(super::paths::PROBE_TEXTS)
+        {
+            pairs.extend(self.tokenize(question, &[passage.to_string()])?);
+        }
+        Ok(TokenBatch {
+            ids: pairs.iter().map(|p| p.0.clone()).collect(),
+            type_ids: pairs.into_iter().map(|p| p.1).collect(),
+        })
     }
 
     /// Token ids and type ids of each (query, passage) pair.
@@ -178,10 +204,11 @@ impl CrossEncoder {
         let rows = self.first_token_states(batch)?;
         let b = rows.len();
         let first: Vec<f32> = rows.into_iter().flatten().collect();
-        let mut pooled = self.head.first.forward(&first, b);
+        let head = ProductPath::default_f32();
+        let mut pooled = self.head.first.forward(head, &first, b);
         pooled.iter_mut().for_each(|v| *v = v.tanh());
-        let logits = self.head.second.forward(&pooled, b);
-        let labels = self.head.second.bias.len();
+        let logits = self.head.second.forward(head, &pooled, b);
+        let labels = self.head.second.bias().len();
         Ok(logits.chunks(labels).map(<[f32]>::to_vec).collect())
     }
 }

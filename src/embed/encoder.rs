@@ -9,7 +9,8 @@ use std::cell::RefCell;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 
-use crate::kernels::{self, attention, bf16, Activation};
+use crate::kernels::path::{Linear, ProductPath};
+use crate::kernels::{self, attention, Activation};
 
 /// Intermediate buffers of the forward pass, kept per thread and reused across layers and
 /// batches: the largest is `[tokens × intermediate]` (50 MB for 8,192 MiniLM tokens), and
@@ -50,66 +51,56 @@ fn flat(t: Tensor) -> candle_core::Result<Vec<f32>> {
     t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()
 }
 
-/// A linear layer's weight `[out × in]` and bias `[out]`, row-major; on the bf16 path the
-/// weight is packed for [`bf16::matmul`] instead (and the f32 copy freed).
+/// A linear layer (weight `[out × in]`, bias `[out]`) in the forms its product paths need
+/// (see [`kernels::path`]).
 pub struct Dense {
-    weight: Vec<f32>,
-    pub bias: Vec<f32>,
-    packed: Option<bf16::PackedBf16>,
+    linear: Linear,
 }
 
 impl Dense {
     pub fn load(vb: VarBuilder, inputs: usize, outputs: usize) -> candle_core::Result<Self> {
         Ok(Self {
-            weight: flat(vb.get((outputs, inputs), "weight")?)?,
-            bias: flat(vb.get(outputs, "bias")?)?,
-            packed: None,
+            linear: Linear::new(
+                flat(vb.get((outputs, inputs), "weight")?)?,
+                flat(vb.get(outputs, "bias")?)?,
+            ),
         })
     }
 
-    /// Packs the weight as bf16 and frees the f32 copy; products then run on the bf16
-    /// kernel. Once packed, calling it again changes nothing.
-    pub fn use_bf16(&mut self) {
-        if self.packed.is_none() {
-            let packed = bf16::PackedBf16::pack(&self.weight, self.bias.len(), self.inputs());
-            self.packed = Some(packed);
-            self.weight = Vec::new();
-        }
+    /// Builds the weight form `path` needs.
+    pub fn prepare(&mut self, path: ProductPath) -> Result<(), String> {
+        self.linear.prepare(path)
     }
 
-    /// `out[t × out] = activation(x[t × in] · wᵀ + bias)`.
+    /// Frees every weight form but `path`'s.
+    pub fn keep_only(&mut self, path: ProductPath) {
+        self.linear.keep_only(path)
+    }
+
+    /// `out[t × out] = activation(x[t × in] · wᵀ + bias)` on `path`.
     pub fn forward_into(
         &self,
+        path: ProductPath,
         x: &[f32],
         t: usize,
         activation: Option<Activation>,
         out: &mut [f32],
     ) {
-        match &self.packed {
-            Some(packed) => bf16::matmul(x, t, packed, &self.bias, activation, out),
-            None => kernels::linear_activate(
-                x,
-                t,
-                self.inputs(),
-                &self.weight,
-                &self.bias,
-                activation,
-                out,
-            ),
-        }
+        self.linear.forward_into(path, x, t, activation, out)
     }
 
     pub fn inputs(&self) -> usize {
-        match &self.packed {
-            Some(packed) => packed.inputs(),
-            None => self.weight.len() / self.bias.len(),
-        }
+        self.linear.inputs()
     }
 
-    /// `x[t × in] -> [t × out]`.
-    pub fn forward(&self, x: &[f32], t: usize) -> Vec<f32> {
-        let mut out = vec![0f32; t * self.bias.len()];
-        self.forward_into(x, t, None, &mut out);
+    pub fn bias(&self) -> &[f32] {
+        &self.linear.bias
+    }
+
+    /// `x[t × in] -> [t × out]` on `path`.
+    pub fn forward(&self, path: ProductPath, x: &[f32], t: usize) -> Vec<f32> {
+        let mut out = vec![0f32; t * self.linear.outputs()];
+        self.forward_into(path, x, t, None, &mut out);
         out
     }
 }
@@ -153,12 +144,16 @@ impl Layer {
             .map(|name| Dense::load(attention.pp("self").pp(name), h, h))
             .collect::<candle_core::Result<Vec<_>>>()?;
         let qkv = Dense {
-            weight: parts
-                .iter()
-                .flat_map(|p| p.weight.iter().copied())
-                .collect(),
-            bias: parts.iter().flat_map(|p| p.bias.iter().copied()).collect(),
-            packed: None,
+            linear: Linear::new(
+                parts
+                    .iter()
+                    .flat_map(|p| p.linear.weight().unwrap_or_default().iter().copied())
+                    .collect(),
+                parts
+                    .iter()
+                    .flat_map(|p| p.bias().iter().copied())
+                    .collect(),
+            ),
         };
         Ok(Self {
             qkv,
@@ -182,6 +177,70 @@ pub struct Encoder {
     embedding_norm: Norm,
     layers: Vec<Layer>,
     activation: Activation,
+    path: ProductPath,
+}
+
+/// One product path measured on a probe batch.
+#[derive(Debug, Clone, Copy)]
+pub struct PathMeasure {
+    pub path: ProductPath,
+    pub tokens_per_s: f64,
+    /// Worst cosine of the path's outputs against the f32 path's.
+    pub worst_cosine: f32,
+}
+
+/// The parity bar a path must meet to be chosen by `dtype = "auto"`.
+pub const PARITY_BAR: f32 = 0.999;
+
+/// The fastest measured path whose worst cosine meets [`PARITY_BAR`] (the f32 reference
+/// always does).
+pub fn choose(measures: &[PathMeasure]) -> Option<PathMeasure> {
+    measures
+        .iter()
+        .filter(|m| m.worst_cosine >= PARITY_BAR)
+        .max_by(|a, b| a.tokens_per_s.total_cmp(&b.tokens_per_s))
+        .copied()
+}
+
+/// The path a pipeline's `dtype` names (see [`Encoder::set_dtype`]).
+pub fn resolve_dtype(
+    model: &str,
+    dtype: &str,
+    chosen: Option<ProductPath>,
+) -> std::result::Result<ProductPath, String> {
+    Ok(match dtype {
+        "f32" => ProductPath::default_f32(),
+        "bf16" => ProductPath::default_bf16().unwrap_or_else(|| {
+            tracing::warn!(
+                %model,
+                "dtype bf16 needs a CPU with AVX512_BF16 or MKL's bf16 products: using f32"
+            );
+            ProductPath::default_f32()
+        }),
+        "auto" => chosen.ok_or("dtype auto needs a measured choice")?,
+        other => match ProductPath::from_id(other) {
+            Some(path) if path.available() => path,
+            Some(path) => {
+                return Err(format!(
+                    "dtype {other:?}: {} is not available on this machine",
+                    path.describe()
+                ))
+            }
+            None => {
+                return Err(format!(
+                    "unknown dtype {other:?} (auto, f32, bf16, or a path: f32-openblas, \
+                     f32-mkl, f32-rust, bf16-avx512, bf16-mkl)"
+                ))
+            }
+        },
+    })
+}
+
+fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    let dot: f64 = a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum();
+    let na: f64 = a.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+    let nb: f64 = b.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+    (dot / (na * nb).max(1e-30)) as f32
 }
 
 /// A batch of (unpadded) token sequences.
@@ -237,53 +296,95 @@ pub fn normalize(v: &mut [f32]) {
 }
 
 impl Encoder {
-    /// Switches every layer's products to the bf16 kernel (see [`bf16`]). Returns `false`,
-    /// changing nothing, when the CPU lacks AVX512_BF16.
-    pub fn use_bf16(&mut self) -> bool {
-        if !bf16::supported() {
-            return false;
-        }
-        for layer in &mut self.layers {
-            for dense in [
+    /// The path the linear layers' products run on.
+    pub fn path(&self) -> ProductPath {
+        self.path
+    }
+
+    fn dense_layers(&mut self) -> impl Iterator<Item = &mut Dense> {
+        self.layers.iter_mut().flat_map(|layer| {
+            [
                 &mut layer.qkv,
                 &mut layer.attention_out,
                 &mut layer.intermediate,
                 &mut layer.output,
-            ] {
-                dense.use_bf16();
-            }
+            ]
+        })
+    }
+
+    /// Runs the products on `path` from now on, building the weight forms it needs (the
+    /// others are kept until [`Encoder::keep_only_path`]).
+    pub fn use_path(&mut self, path: ProductPath) -> Result<(), String> {
+        for dense in self.dense_layers() {
+            dense.prepare(path)?;
         }
-        true
+        self.path = path;
+        Ok(())
     }
 
-    /// Whether the products run on the bf16 kernels (projections and attention).
-    fn uses_bf16(&self) -> bool {
-        self.layers.iter().any(|l| l.qkv.packed.is_some())
+    /// Frees every weight form the current path does not use (bf16 paths free the f32 copy).
+    pub fn keep_only_path(&mut self) {
+        let path = self.path;
+        for dense in self.dense_layers() {
+            dense.keep_only(path);
+        }
     }
 
-    /// Selects the number type of the products: `"f32"`, or `"bf16"` where the CPU has
-    /// AVX512_BF16 (elsewhere it logs why and stays on f32). Returns the type in use, or why
-    /// `dtype` is not one.
+    /// Measures every path this machine offers on `probe`: its speed and its worst cosine
+    /// against the f32 path's output (first-token and mean-pooled states of each sequence).
+    /// Leaves the encoder on the default f32 path, every form kept.
+    pub fn measure_paths(&mut self, probe: &TokenBatch) -> Result<Vec<PathMeasure>, String> {
+        let paths = ProductPath::all_available();
+        let reference_path = paths[0];
+        self.use_path(reference_path)?;
+        let reference = self.forward(probe).map_err(|e| e.to_string())?;
+        let (ref_first, ref_mean) = (reference.first_token(), reference.mean_pool());
+        let tokens: usize = probe.ids.iter().map(Vec::len).sum();
+        let mut out = Vec::new();
+        for path in paths {
+            self.use_path(path)?;
+            let mut best = f64::INFINITY;
+            let mut hidden = None;
+            // One pass to warm caches and buffers, then the best of two.
+            for _ in 0..3 {
+                let start = std::time::Instant::now();
+                let h = self.forward(probe).map_err(|e| e.to_string())?;
+                best = best.min(start.elapsed().as_secs_f64());
+                hidden = Some(h);
+            }
+            let hidden = hidden.expect("measured");
+            let worst = hidden
+                .first_token()
+                .iter()
+                .zip(&ref_first)
+                .chain(hidden.mean_pool().iter().zip(&ref_mean))
+                .map(|(a, b)| cosine(a, b))
+                .fold(1.0f32, f32::min);
+            out.push(PathMeasure {
+                path,
+                tokens_per_s: tokens as f64 / best.max(1e-9),
+                worst_cosine: worst,
+            });
+        }
+        self.use_path(reference_path)?;
+        Ok(out)
+    }
+
+    /// Selects the products' path from a pipeline's `dtype`: `"f32"` (the default library),
+    /// `"bf16"` (the fastest bf16 path; f32 with a warning where the CPU has none), a path id
+    /// (`"f32-mkl"`, `"bf16-avx512"`, ...; see [`ProductPath::id`]), or `"auto"`, which takes
+    /// `chosen` (from [`choose`] on [`Encoder::measure_paths`]). Frees the weight forms the
+    /// path does not use.
     pub fn set_dtype(
         &mut self,
         model: &str,
         dtype: &str,
-    ) -> std::result::Result<&'static str, String> {
-        match dtype {
-            "f32" if self.uses_bf16() => {
-                Err("the model is already packed as bf16: load it again for f32".into())
-            }
-            "f32" => Ok("f32"),
-            "bf16" => {
-                if self.use_bf16() {
-                    Ok("bf16")
-                } else {
-                    tracing::warn!(%model, "dtype bf16 needs a CPU with AVX512_BF16: using f32");
-                    Ok("f32")
-                }
-            }
-            other => Err(format!("unknown dtype {other:?} (f32 or bf16)")),
-        }
+        chosen: Option<ProductPath>,
+    ) -> std::result::Result<ProductPath, String> {
+        let path = resolve_dtype(model, dtype, chosen)?;
+        self.use_path(path)?;
+        self.keep_only_path();
+        Ok(path)
     }
 
     /// Loads from a var builder rooted where `embeddings.*` and `encoder.*` live.
@@ -320,6 +421,7 @@ impl Encoder {
             embedding_norm: norm(c.hidden_size, c.layer_norm_eps, emb.pp("LayerNorm"))?,
             layers,
             activation: activation(&c.hidden_act)?,
+            path: ProductPath::default_f32(),
         })
     }
 
@@ -402,10 +504,11 @@ impl Encoder {
             } = ws;
             let heads = self.config.num_attention_heads;
             let fused = attention::supported(h / heads);
-            let bf16 = self.uses_bf16();
+            let path = self.path;
+            let bf16 = path.dtype() == "bf16";
             for layer in &self.layers {
                 let qkv = grow(qkv, total * 3 * h);
-                layer.qkv.forward_into(&x, total, None, qkv);
+                layer.qkv.forward_into(path, &x, total, None, qkv);
                 let context = grow(context, total * h);
                 if fused {
                     attention::attention(qkv, h, heads, &spans, bf16, context);
@@ -415,16 +518,20 @@ impl Encoder {
                 let attended = grow(attended, total * h);
                 layer
                     .attention_out
-                    .forward_into(context, total, None, attended);
+                    .forward_into(path, context, total, None, attended);
                 let n = &layer.attention_norm;
                 kernels::add_layer_norm(attended, &x, &n.gamma, &n.beta, n.eps);
                 let inner = grow(inner, total * self.config.intermediate_size);
-                layer
-                    .intermediate
-                    .forward_into(attended, total, Some(self.activation), inner);
+                layer.intermediate.forward_into(
+                    path,
+                    attended,
+                    total,
+                    Some(self.activation),
+                    inner,
+                );
                 // The layer's input is not needed past the first residual: the output
                 // overwrites it.
-                layer.output.forward_into(inner, total, None, &mut x);
+                layer.output.forward_into(path, inner, total, None, &mut x);
                 let n = &layer.output_norm;
                 kernels::add_layer_norm(&mut x, attended, &n.gamma, &n.beta, n.eps);
             }

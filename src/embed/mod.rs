@@ -6,6 +6,7 @@ pub mod audio;
 pub mod cnn14;
 pub mod cross;
 pub mod encoder;
+pub mod paths;
 mod service;
 mod text;
 pub mod worker;

@@ -118,16 +118,41 @@ impl TextEmbedder {
         })
     }
 
-    /// Selects the number type of the forward pass: `"f32"`, or `"bf16"` on CPUs with
-    /// AVX512_BF16 (elsewhere it logs why and stays on f32). Returns the type in use.
-    pub fn set_dtype(&mut self, dtype: &str) -> Result<&'static str> {
-        self.encoder
-            .set_dtype(&self.spec.id, dtype)
-            .map_err(|reason| ModelError::Invalid {
-                id: self.spec.id.clone(),
+    /// Selects the product path of the forward pass from `dtype` (`"auto"`, `"f32"`,
+    /// `"bf16"` or a path id; see [`super::paths::select`]). `cache` is where `auto`
+    /// remembers its measurement.
+    pub fn set_dtype(
+        &mut self,
+        dtype: &str,
+        cache: Option<&Path>,
+    ) -> Result<super::paths::PathChoice> {
+        let probe = self.probe().map_err(|e| e.to_string());
+        let id = self.spec.id.clone();
+        super::paths::select(&mut self.encoder, &id, dtype, || probe, cache).map_err(|reason| {
+            ModelError::Invalid {
+                id,
                 path: std::path::PathBuf::from("pipelines/text.toml"),
                 reason,
-            })
+            }
+        })
+    }
+
+    /// The encoder, for benchmarks that switch paths.
+    pub fn encoder_mut(&mut self) -> &mut Encoder {
+        &mut self.encoder
+    }
+
+    /// The fixed batch `dtype = "auto"` measures the paths on: the probe passages as
+    /// passages.
+    pub fn probe(&self) -> Result<TokenBatch> {
+        let texts: Vec<String> = super::paths::PROBE_TEXTS
+            .iter()
+            .map(|t| t.to_string())
+            .collect();
+        Ok(TokenBatch {
+            ids: self.tokenize(&texts, Purpose::Passage)?,
+            type_ids: Vec::new(),
+        })
     }
 
     /// Caps the number of texts per batch (the token budget still applies).

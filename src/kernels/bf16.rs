@@ -195,7 +195,7 @@ unsafe fn block(
                     *d = t + b;
                 }
                 if let Some(activation) = activation {
-                    super::activate_row(dst, activation);
+                    super::activate_row_bf16(dst, activation);
                 }
             }
             r += mr;

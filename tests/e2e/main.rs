@@ -14,6 +14,7 @@ mod faults;
 mod grounded;
 mod ingest;
 mod models;
+mod paths;
 mod retrieval;
 mod speech;
 mod stages;

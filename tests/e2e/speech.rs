@@ -234,6 +234,68 @@ fn whisper_transcribes_known_speech_with_true_times() {
     check_transcript(&transcript.segments, "m4a, one window");
 }
 
+/// A Whisper variant the importer wrote beside tiny.en (`tiny.en-q8_0`, `tiny.en-q5_1`).
+fn whisper_file(name: &str) -> PathBuf {
+    let store = mosaic::models::ModelStore::new(&crate::common::models_dir());
+    store
+        .require_whisper(name)
+        .unwrap_or_else(|e| panic!("{e}: run scripts/setup.sh (the import writes every variant)"))
+}
+
+/// The quantized variants keep the text and the times of the f16 model on the test recording;
+/// the variant pipelines/audio.toml runs by default has a word error rate within 0.01 of f16.
+#[test]
+fn quantized_whisper_keeps_text_and_times() {
+    let s = speech();
+    let reference: Vec<&str> = s.truth.iter().map(|(t, ..)| t.as_str()).collect();
+    let reference = reference.join(" ");
+    let options = TranscribeOptions::default();
+    let run = |name: &str| {
+        let whisper = Whisper::load(&whisper_file(name)).unwrap();
+        let t = std::time::Instant::now();
+        let transcript = whisper
+            .transcribe_file(&s.mp3, &options, &mut |_, _| {})
+            .unwrap();
+        let seconds = t.elapsed().as_secs_f64();
+        let text: Vec<&str> = transcript
+            .segments
+            .iter()
+            .map(|s| s.text.as_str())
+            .collect();
+        let rate = wer(&reference, &text.join(" "));
+        eprintln!("{name}: WER {rate:.4} in {seconds:.2} s");
+        (transcript.segments, rate)
+    };
+    let (f16, f16_wer) = run("tiny.en");
+    let default = mosaic::pipeline::Pipelines::load(Some(&crate::common::repo().join("pipelines")))
+        .unwrap()
+        .audio
+        .transcribe
+        .model;
+    let mut default_wer = None;
+    for name in ["tiny.en-q8_0", "tiny.en-q5_1"] {
+        let (segments, rate) = run(name);
+        check_transcript(&segments, name);
+        // Each sentence's segment starts where the f16 model put it (within 0.5 s).
+        for (text, ..) in &s.truth {
+            let (a, b) = (best_segment(&f16, text), best_segment(&segments, text));
+            let shift = (a.start_ms as i64 - b.start_ms as i64).abs();
+            assert!(shift <= 500, "{name}: {text:?} moved by {shift} ms");
+        }
+        if name == default {
+            default_wer = Some(rate);
+        }
+    }
+    if default == "tiny.en" {
+        default_wer = Some(f16_wer);
+    }
+    let default_wer = default_wer.unwrap_or_else(|| panic!("default model {default} not checked"));
+    assert!(
+        default_wer <= f16_wer + 0.01,
+        "the default {default} has WER {default_wer:.4} against f16's {f16_wer:.4}"
+    );
+}
+
 #[test]
 fn windows_have_no_lost_or_repeated_text_at_the_seams() {
     let whisper = Whisper::load(&tiny_en()).unwrap();
