@@ -138,12 +138,14 @@ impl CrossEncoder {
     }
 
     /// The fixed batch `dtype = "auto"` measures the paths on: each probe question with its
-    /// passage.
+    /// passage, twice.
     pub fn probe(&self) -> Result<TokenBatch> {
         let mut pairs = Vec::new();
         for (question, passage) in super::paths::PROBE_QUESTIONS
             .iter()
             .zip(super::paths::PROBE_TEXTS)
+            .cycle()
+            .take(2 * super::paths::PROBE_TEXTS.len())
         {
             pairs.extend(self.tokenize(question, &[passage.to_string()])?);
         }

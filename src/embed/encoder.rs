@@ -189,6 +189,9 @@ pub struct PathMeasure {
     pub worst_cosine: f32,
 }
 
+/// Timed rounds over every path in [`Encoder::measure_paths`].
+const PROBE_ROUNDS: usize = 4;
+
 /// The parity bar a path must meet to be chosen by `dtype = "auto"`.
 pub const PARITY_BAR: f32 = 0.999;
 
@@ -340,32 +343,42 @@ impl Encoder {
         let reference = self.forward(probe).map_err(|e| e.to_string())?;
         let (ref_first, ref_mean) = (reference.first_token(), reference.mean_pool());
         let tokens: usize = probe.ids.iter().map(Vec::len).sum();
-        let mut out = Vec::new();
-        for path in paths {
+        // Every path warmed once and checked, then timed in interleaved rounds (the best of
+        // each): on a shared machine the speed drifts, and interleaving gives every path the
+        // same conditions.
+        let mut worst = Vec::with_capacity(paths.len());
+        for &path in &paths {
             self.use_path(path)?;
-            let mut best = f64::INFINITY;
-            let mut hidden = None;
-            // One pass to warm caches and buffers, then the best of two.
-            for _ in 0..3 {
-                let start = std::time::Instant::now();
-                let h = self.forward(probe).map_err(|e| e.to_string())?;
-                best = best.min(start.elapsed().as_secs_f64());
-                hidden = Some(h);
-            }
-            let hidden = hidden.expect("measured");
-            let worst = hidden
-                .first_token()
-                .iter()
-                .zip(&ref_first)
-                .chain(hidden.mean_pool().iter().zip(&ref_mean))
-                .map(|(a, b)| cosine(a, b))
-                .fold(1.0f32, f32::min);
-            out.push(PathMeasure {
-                path,
-                tokens_per_s: tokens as f64 / best.max(1e-9),
-                worst_cosine: worst,
-            });
+            let hidden = self.forward(probe).map_err(|e| e.to_string())?;
+            worst.push(
+                hidden
+                    .first_token()
+                    .iter()
+                    .zip(&ref_first)
+                    .chain(hidden.mean_pool().iter().zip(&ref_mean))
+                    .map(|(a, b)| cosine(a, b))
+                    .fold(1.0f32, f32::min),
+            );
         }
+        let mut best = vec![f64::INFINITY; paths.len()];
+        for _ in 0..PROBE_ROUNDS {
+            for (i, &path) in paths.iter().enumerate() {
+                self.use_path(path)?;
+                let start = std::time::Instant::now();
+                self.forward(probe).map_err(|e| e.to_string())?;
+                best[i] = best[i].min(start.elapsed().as_secs_f64());
+            }
+        }
+        let out = paths
+            .iter()
+            .zip(worst)
+            .zip(best)
+            .map(|((&path, worst_cosine), seconds)| PathMeasure {
+                path,
+                tokens_per_s: tokens as f64 / seconds.max(1e-9),
+                worst_cosine,
+            })
+            .collect();
         self.use_path(reference_path)?;
         Ok(out)
     }

@@ -137,7 +137,7 @@ fn machine_key() -> String {
         .map(|b| b.name().to_string())
         .collect();
     format!(
-        "{} | {} | simd {} | {} | threads {} | mosaic {}",
+        "probe v2 | {} | {} | simd {} | {} | threads {} | mosaic {}",
         field("model name"),
         flags.join(" "),
         crate::kernels::simd_allowed(),

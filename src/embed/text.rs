@@ -142,11 +142,13 @@ impl TextEmbedder {
         &mut self.encoder
     }
 
-    /// The fixed batch `dtype = "auto"` measures the paths on: the probe passages as
-    /// passages.
+    /// The fixed batch `dtype = "auto"` measures the paths on: the probe passages, twice, as
+    /// passages (about 1,300 tokens).
     pub fn probe(&self) -> Result<TokenBatch> {
         let texts: Vec<String> = super::paths::PROBE_TEXTS
             .iter()
+            .cycle()
+            .take(2 * super::paths::PROBE_TEXTS.len())
             .map(|t| t.to_string())
             .collect();
         Ok(TokenBatch {
