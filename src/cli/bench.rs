@@ -175,16 +175,7 @@ fn bench_paths(
 
 /// The CPU this runs on and the features the paths depend on.
 fn cpu_report() -> serde_json::Value {
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let field = |name: &str| {
-        cpuinfo
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_once(':'))
-            .map(|(_, v)| v.trim().to_string())
-            .unwrap_or_default()
-    };
-    let flags = field("flags");
+    let (model, flags) = crate::embed::paths::cpu();
     let features: Vec<&str> = flags
         .split_whitespace()
         .filter(|f| {
@@ -192,7 +183,7 @@ fn cpu_report() -> serde_json::Value {
         })
         .collect();
     json!({
-        "model": field("model name"),
+        "model": model,
         "features": features,
         "libraries": crate::kernels::blas::loaded().iter().map(|b| b.name()).collect::<Vec<_>>(),
         "skipped_paths": ProductPath::unavailable().iter()

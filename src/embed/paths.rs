@@ -104,9 +104,8 @@ impl PathChoice {
     }
 }
 
-/// What the choice depends on, besides the model: the CPU, its enabled kernels, the loaded
-/// libraries, the thread count and this build.
-fn machine_key() -> String {
+/// The CPU's model name and feature flags, as `/proc/cpuinfo` gives them (empty elsewhere).
+pub fn cpu() -> (String, String) {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let field = |name: &str| {
         cpuinfo
@@ -116,7 +115,13 @@ fn machine_key() -> String {
             .map(|(_, v)| v.trim().to_string())
             .unwrap_or_default()
     };
-    let flags = field("flags");
+    (field("model name"), field("flags"))
+}
+
+/// What the choice depends on, besides the model: the CPU, its enabled kernels, the loaded
+/// libraries, the thread count and this build.
+fn machine_key() -> String {
+    let (model, flags) = cpu();
     let wanted = [
         "avx2",
         "fma",
@@ -138,7 +143,7 @@ fn machine_key() -> String {
         .collect();
     format!(
         "probe v2 | {} | {} | simd {} | {} | threads {} | mosaic {}",
-        field("model name"),
+        model,
         flags.join(" "),
         crate::kernels::simd_allowed(),
         libraries.join(", "),

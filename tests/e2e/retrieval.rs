@@ -224,13 +224,20 @@ fn search_reranks_the_fused_candidates_with_the_installed_cross_encoder() {
     let hits = reranked["hits"].as_array().unwrap();
     let passages = passages_as_read(hits);
     assert!(hits.iter().any(|h| h["context"] != ""), "{reranked}");
-    let model = mosaic::embed::CrossEncoder::load(
+    let mut model = mosaic::embed::CrossEncoder::load(
         "mosaic-test/tiny-ce",
         &models.join("mosaic-test--tiny-ce"),
         None,
         8192,
     )
     .unwrap();
+    // On the product path the search chose (`dtype = "auto"`, remembered beside the models).
+    let cache = mosaic::embed::paths::cache_file(&models);
+    let choice = model.set_dtype("auto", Some(&cache)).unwrap();
+    assert!(
+        choice.remembered,
+        "the search measured and remembered its path"
+    );
     let expected = model.score(question, &passages).unwrap();
     for (hit, want) in hits.iter().zip(&expected) {
         let got = hit["score"].as_f64().unwrap();
@@ -279,7 +286,11 @@ fn single_retriever_scores_are_the_retrievers_own() {
     let dir = crate::common::real_model(crate::common::MINILM);
     let spec =
         mosaic::models::TextModelSpec::load(crate::common::MINILM, &dir, None, None).unwrap();
-    let embedder = mosaic::embed::TextEmbedder::load(spec, &dir, 8192).unwrap();
+    let mut embedder = mosaic::embed::TextEmbedder::load(spec, &dir, 8192).unwrap();
+    // On the product path the index was embedded with (`dtype = "auto"`, remembered beside
+    // the models).
+    let cache = mosaic::embed::paths::cache_file(&crate::common::models_dir());
+    embedder.set_dtype("auto", Some(&cache)).unwrap();
     let q = embedder
         .embed(&[question.to_string()], mosaic::embed::Purpose::Query)
         .unwrap();
