@@ -551,6 +551,56 @@ fn print_report(report: &serde_json::Value, as_json: bool) {
             "{}",
             serde_json::to_string_pretty(report).expect("JSON serializes")
         );
+    } else if let Some(rows) = report["paths"].as_array() {
+        // A product-path comparison: one line per path.
+        let cpu = &report["cpu"];
+        println!(
+            "{} on {} ({} threads); libraries: {}",
+            report["model"].as_str().unwrap_or_default(),
+            cpu["model"].as_str().unwrap_or("an unknown CPU"),
+            report["threads"],
+            cpu["libraries"]
+                .as_array()
+                .map(|l| l
+                    .iter()
+                    .filter_map(|v| v.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "))
+                .filter(|l| !l.is_empty())
+                .unwrap_or_else(|| "none".into()),
+        );
+        let first = rows
+            .first()
+            .and_then(|r| r["tokens_per_s"].as_f64())
+            .unwrap_or(1.0);
+        for row in rows {
+            let rate = row["tokens_per_s"].as_f64().unwrap_or_default();
+            let parity = match (
+                row.get("worst_cosine_to_first"),
+                row.get("max_score_change"),
+            ) {
+                (Some(c), _) => {
+                    format!("worst cosine to f32 {:.5}", c.as_f64().unwrap_or_default())
+                }
+                (_, Some(d)) => {
+                    format!("largest score change {:.4}", d.as_f64().unwrap_or_default())
+                }
+                _ => String::new(),
+            };
+            println!(
+                "  {:<13} {:>9.0} tokens/s  {:>5.2}×  {parity}  ({})",
+                row["path"].as_str().unwrap_or_default(),
+                rate,
+                rate / first,
+                row["products"].as_str().unwrap_or_default(),
+            );
+        }
+        if let Some(path) = report["auto"]["path"].as_str() {
+            println!("  dtype = \"auto\" picks {path} here (probe batch)");
+        }
+        for skipped in cpu["skipped_paths"].as_array().into_iter().flatten() {
+            println!("  skipped {}", skipped.as_str().unwrap_or_default());
+        }
     } else if let Some(map) = report.as_object() {
         for (k, v) in map {
             println!("{k:>14}: {v}");
