@@ -257,6 +257,11 @@ pub fn select(
         measures,
         remembered: was_remembered,
     };
-    tracing::info!(%model, "{}", choice.explain());
+    // A fresh measurement is news; the remembered one is repeated at every load.
+    if was_remembered {
+        tracing::debug!(%model, "{}", choice.explain());
+    } else {
+        tracing::info!(%model, "{}", choice.explain());
+    }
     Ok(choice)
 }

@@ -166,7 +166,8 @@ fn loading_a_model_logs_what_auto_chose_and_why() {
     let out = mosaic(
         &data,
         &["--json", "ingest", docs.to_str().unwrap()],
-        &[("RUST_LOG", "mosaic=info")],
+        // A fresh measurement logs at info, a remembered one at debug.
+        &[("RUST_LOG", "mosaic=debug")],
     );
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{log}");
