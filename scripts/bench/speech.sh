@@ -35,19 +35,7 @@ if [ ! -s "$out/talk.mp3" ]; then
   ffmpeg -v error -y -i "$out/talk.wav" -c:a libmp3lame -b:a 64k "$out/talk.mp3"
 fi
 echo "recording: $(soxi -D "$out/talk.wav") s"
-wer() { python3 - "$out/script.txt" "$1" <<'PY'
-import json, re, sys
-words = lambda t: [w for w in (re.sub(r"[^0-9a-z]", "", w.lower()) for w in t.split()) if w]
-r, h = words(open(sys.argv[1]).read()), words(json.load(open(sys.argv[2]))["text"])
-prev = list(range(len(h) + 1))
-for i in range(1, len(r) + 1):
-    cur = [i] + [0] * len(h)
-    for j in range(1, len(h) + 1):
-        cur[j] = min(prev[j - 1] + (r[i - 1] != h[j - 1]), prev[j] + 1, cur[j - 1] + 1)
-    prev = cur
-print(f"{prev[len(h)] / max(1, len(r)):.4f}")
-PY
-}
+wer() { python3 scripts/bench/wer.py "$out/script.txt" "$1"; }
 for model in tiny.en tiny.en-q8_0 tiny.en-q5_1; do
   "$MOSAIC" --json bench transcribe --audio "$out/talk.mp3" --model "$model" --threads "$THREADS" > "$out/mosaic-$model.json"
   python3 -c "import json,sys; r=json.load(open(sys.argv[1])); print(f\"mosaic {r['model']}: pipeline {r['pipeline_s']:.2f} s (whisper.cpp raw {r['whisper_raw_s']:.2f} s, decode {r['decode_s']:.2f} s)\", end='')" "$out/mosaic-$model.json"
