@@ -194,12 +194,7 @@ fn cpu_report() -> serde_json::Value {
 fn worst_cosine(a: &[Vec<f32>], b: &[Vec<f32>]) -> f64 {
     a.iter()
         .zip(b)
-        .map(|(x, y)| {
-            let dot: f64 = x.iter().zip(y).map(|(p, q)| *p as f64 * *q as f64).sum();
-            let nx: f64 = x.iter().map(|p| (*p as f64).powi(2)).sum::<f64>().sqrt();
-            let ny: f64 = y.iter().map(|q| (*q as f64).powi(2)).sum::<f64>().sqrt();
-            dot / (nx * ny).max(1e-30)
-        })
+        .map(|(x, y)| crate::embed::encoder::cosine(x, y))
         .fold(1.0, f64::min)
 }
 

@@ -6,16 +6,16 @@ use std::path::Path;
 use candle_core::Device;
 use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
 
-use super::encoder::{encoder_root, var_builder, Dense, Encoder, EncoderConfig, TokenBatch};
-use crate::kernels::path::ProductPath;
+use super::encoder::{dense, encoder_root, var_builder, Encoder, EncoderConfig, TokenBatch};
+use crate::kernels::path::{Linear, ProductPath};
 use crate::models::{ModelError, Result};
 
 /// Classification head on the first token's state.
 /// Both kinds are `second(tanh(first(h_first_token)))`:
 /// BERT: pooler.dense then classifier; RoBERTa/XLM-R: classifier.dense then classifier.out_proj.
 struct Head {
-    first: Dense,
-    second: Dense,
+    first: Linear,
+    second: Linear,
 }
 
 /// A loaded cross-encoder. Lives on one thread.
@@ -79,7 +79,7 @@ impl CrossEncoder {
         let h = config.hidden_size;
         let labels = config.labels();
         let load = |vb: candle_nn::VarBuilder, outputs: usize, what: &str| {
-            Dense::load(vb, h, outputs).map_err(|e| invalid(format!("{what}: {e}")))
+            dense(vb, h, outputs).map_err(|e| invalid(format!("{what}: {e}")))
         };
         let head = if vb.contains_tensor("classifier.out_proj.weight") {
             Head {
@@ -210,7 +210,7 @@ impl CrossEncoder {
         let mut pooled = self.head.first.forward(head, &first, b);
         pooled.iter_mut().for_each(|v| *v = v.tanh());
         let logits = self.head.second.forward(head, &pooled, b);
-        let labels = self.head.second.bias().len();
+        let labels = self.head.second.outputs();
         Ok(logits.chunks(labels).map(<[f32]>::to_vec).collect())
     }
 }

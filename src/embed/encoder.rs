@@ -51,58 +51,13 @@ fn flat(t: Tensor) -> candle_core::Result<Vec<f32>> {
     t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()
 }
 
-/// A linear layer (weight `[out × in]`, bias `[out]`) in the forms its product paths need
-/// (see [`kernels::path`]).
-pub struct Dense {
-    linear: Linear,
-}
-
-impl Dense {
-    pub fn load(vb: VarBuilder, inputs: usize, outputs: usize) -> candle_core::Result<Self> {
-        Ok(Self {
-            linear: Linear::new(
-                flat(vb.get((outputs, inputs), "weight")?)?,
-                flat(vb.get(outputs, "bias")?)?,
-            ),
-        })
-    }
-
-    /// Builds the weight form `path` needs.
-    pub fn prepare(&mut self, path: ProductPath) -> Result<(), String> {
-        self.linear.prepare(path)
-    }
-
-    /// Frees every weight form but `path`'s.
-    pub fn keep_only(&mut self, path: ProductPath) {
-        self.linear.keep_only(path)
-    }
-
-    /// `out[t × out] = activation(x[t × in] · wᵀ + bias)` on `path`.
-    pub fn forward_into(
-        &self,
-        path: ProductPath,
-        x: &[f32],
-        t: usize,
-        activation: Option<Activation>,
-        out: &mut [f32],
-    ) {
-        self.linear.forward_into(path, x, t, activation, out)
-    }
-
-    pub fn inputs(&self) -> usize {
-        self.linear.inputs()
-    }
-
-    pub fn bias(&self) -> &[f32] {
-        &self.linear.bias
-    }
-
-    /// `x[t × in] -> [t × out]` on `path`.
-    pub fn forward(&self, path: ProductPath, x: &[f32], t: usize) -> Vec<f32> {
-        let mut out = vec![0f32; t * self.linear.outputs()];
-        self.forward_into(path, x, t, None, &mut out);
-        out
-    }
+/// Loads a linear layer (weight `[out × in]`, bias `[out]`); its product path forms are
+/// built by [`Linear::prepare`] (see [`kernels::path`]).
+pub fn dense(vb: VarBuilder, inputs: usize, outputs: usize) -> candle_core::Result<Linear> {
+    Ok(Linear::new(
+        flat(vb.get((outputs, inputs), "weight")?)?,
+        flat(vb.get(outputs, "bias")?)?,
+    ))
 }
 
 struct Norm {
@@ -127,11 +82,11 @@ fn norm(size: usize, eps: f64, vb: VarBuilder) -> candle_core::Result<Norm> {
 
 struct Layer {
     /// Query, key and value projections fused into one `[3h × h]` product.
-    qkv: Dense,
-    attention_out: Dense,
+    qkv: Linear,
+    attention_out: Linear,
     attention_norm: Norm,
-    intermediate: Dense,
-    output: Dense,
+    intermediate: Linear,
+    output: Linear,
     output_norm: Norm,
 }
 
@@ -141,26 +96,21 @@ impl Layer {
         let attention = vb.pp("attention");
         let parts = ["query", "key", "value"]
             .iter()
-            .map(|name| Dense::load(attention.pp("self").pp(name), h, h))
+            .map(|name| dense(attention.pp("self").pp(name), h, h))
             .collect::<candle_core::Result<Vec<_>>>()?;
-        let qkv = Dense {
-            linear: Linear::new(
-                parts
-                    .iter()
-                    .flat_map(|p| p.linear.weight().unwrap_or_default().iter().copied())
-                    .collect(),
-                parts
-                    .iter()
-                    .flat_map(|p| p.bias().iter().copied())
-                    .collect(),
-            ),
-        };
+        let qkv = Linear::new(
+            parts
+                .iter()
+                .flat_map(|p| p.weight().unwrap_or_default().iter().copied())
+                .collect(),
+            parts.iter().flat_map(|p| p.bias.iter().copied()).collect(),
+        );
         Ok(Self {
             qkv,
-            attention_out: Dense::load(attention.pp("output").pp("dense"), h, h)?,
+            attention_out: dense(attention.pp("output").pp("dense"), h, h)?,
             attention_norm: norm(h, c.layer_norm_eps, attention.pp("output").pp("LayerNorm"))?,
-            intermediate: Dense::load(vb.pp("intermediate").pp("dense"), h, c.intermediate_size)?,
-            output: Dense::load(vb.pp("output").pp("dense"), c.intermediate_size, h)?,
+            intermediate: dense(vb.pp("intermediate").pp("dense"), h, c.intermediate_size)?,
+            output: dense(vb.pp("output").pp("dense"), c.intermediate_size, h)?,
             output_norm: norm(h, c.layer_norm_eps, vb.pp("output").pp("LayerNorm"))?,
         })
     }
@@ -239,11 +189,16 @@ pub fn resolve_dtype(
     })
 }
 
-fn cosine(a: &[f32], b: &[f32]) -> f32 {
+/// Cosine similarity in f64 (0 when either vector is zero).
+pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
     let dot: f64 = a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum();
     let na: f64 = a.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
     let nb: f64 = b.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
-    (dot / (na * nb).max(1e-30)) as f32
+    if na == 0.0 || nb == 0.0 {
+        0.0
+    } else {
+        dot / (na * nb)
+    }
 }
 
 /// A batch of (unpadded) token sequences.
@@ -304,7 +259,7 @@ impl Encoder {
         self.path
     }
 
-    fn dense_layers(&mut self) -> impl Iterator<Item = &mut Dense> {
+    fn dense_layers(&mut self) -> impl Iterator<Item = &mut Linear> {
         self.layers.iter_mut().flat_map(|layer| {
             [
                 &mut layer.qkv,
@@ -356,7 +311,7 @@ impl Encoder {
                     .iter()
                     .zip(&ref_first)
                     .chain(hidden.mean_pool().iter().zip(&ref_mean))
-                    .map(|(a, b)| cosine(a, b))
+                    .map(|(a, b)| cosine(a, b) as f32)
                     .fold(1.0f32, f32::min),
             );
         }

@@ -286,10 +286,11 @@ fn libraries() -> &'static Libraries {
                 ),
             },
             None => {
-                found.openblas = OPENBLAS_NAMES
-                    .iter()
-                    .find_map(|c| load(c, threads).ok())
-                    .filter(|b| b.family == Family::OpenBlas);
+                found.openblas = OPENBLAS_NAMES.iter().find_map(|c| {
+                    load(c, threads)
+                        .ok()
+                        .filter(|b| b.family == Family::OpenBlas)
+                });
                 let mut mkl_paths: Vec<String> = MKL_NAMES.iter().map(|s| s.to_string()).collect();
                 for folder in mkl_folders() {
                     for name in MKL_NAMES {
@@ -301,8 +302,7 @@ fn libraries() -> &'static Libraries {
                 }
                 found.mkl = mkl_paths
                     .iter()
-                    .find_map(|c| load(c, threads).ok())
-                    .filter(|b| b.family == Family::Mkl);
+                    .find_map(|c| load(c, threads).ok().filter(|b| b.family == Family::Mkl));
                 if found.openblas.is_none() && found.mkl.is_none() {
                     tracing::info!(
                         "no BLAS library found (OpenBLAS, e.g. Debian's libopenblas0, or MKL): \

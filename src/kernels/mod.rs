@@ -371,22 +371,9 @@ pub fn matmul(
     );
 }
 
-/// `out[t×n] = activation(x[t×k] · w[n×k]ᵀ + bias)` on the default GEMM.
-pub fn linear_activate(
-    x: &[f32],
-    t: usize,
-    k: usize,
-    w: &[f32],
-    bias: &[f32],
-    activation: Option<Activation>,
-    out: &mut [f32],
-) {
-    linear_activate_on(gemm(), x, t, k, w, bias, activation, out)
-}
-
-/// [`linear_activate`] on a given GEMM.
+/// `out[t×n] = activation(x[t×k] · w[n×k]ᵀ + bias)` on `gemm`.
 #[allow(clippy::too_many_arguments)]
-pub fn linear_activate_on(
+pub fn linear_activate(
     gemm: Gemm,
     x: &[f32],
     t: usize,
@@ -924,7 +911,7 @@ mod tests {
         let w = data(n * k, 2);
         let bias = data(n, 3);
         let mut out = vec![0f32; t * n];
-        linear_activate(&x, t, k, &w, &bias, None, &mut out);
+        linear_activate(gemm(), &x, t, k, &w, &bias, None, &mut out);
         let want = naive(&x, &w, t, n, k);
         for i in 0..t {
             for j in 0..n {
@@ -1203,7 +1190,7 @@ mod tests {
             Some(Activation::Relu),
         ] {
             let mut out = vec![f32::NAN; t * n];
-            linear_activate(&x, t, k, &w, &bias, activation, &mut out);
+            linear_activate(gemm(), &x, t, k, &w, &bias, activation, &mut out);
             for i in 0..t {
                 for j in 0..n {
                     let z = bias[j] as f64

@@ -28,6 +28,9 @@ pub fn amx_detected() -> bool {
     {
         // CPUID leaf 7: EDX bit 22 is AMX-BF16, bit 24 AMX-TILE (std's detection of these is
         // not stable yet).
+        if std::arch::x86_64::__get_cpuid_max(0).0 < 7 {
+            return false;
+        }
         let leaf = std::arch::x86_64::__cpuid_count(7, 0);
         (leaf.edx >> 22) & 1 == 1 && (leaf.edx >> 24) & 1 == 1
     }
@@ -251,6 +254,13 @@ impl Linear {
         }
     }
 
+    /// `x[t × k] -> [t × n]` on `path` (see [`Linear::forward_into`]).
+    pub fn forward(&self, path: ProductPath, x: &[f32], t: usize) -> Vec<f32> {
+        let mut out = vec![0f32; t * self.outputs()];
+        self.forward_into(path, x, t, None, &mut out);
+        out
+    }
+
     /// `out[t × n] = activation(x[t × k] · wᵀ + bias)` on `path`, which must have been
     /// [`prepare`](Self::prepare)d. Panics otherwise.
     pub fn forward_into(
@@ -265,7 +275,7 @@ impl Linear {
             ProductPath::F32(family) => {
                 assert!(!self.weight.is_empty(), "f32 weight freed");
                 let library = family.map(|f| blas::library(f).expect("library loaded"));
-                super::linear_activate_on(
+                super::linear_activate(
                     super::Gemm::from(library),
                     x,
                     t,

@@ -72,16 +72,7 @@ pub struct Judgement {
     pub change: Change,
 }
 
-pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
-    let dot: f64 = a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum();
-    let na: f64 = a.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
-    let nb: f64 = b.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
-    if na == 0.0 || nb == 0.0 {
-        0.0
-    } else {
-        dot / (na * nb)
-    }
-}
+pub use crate::embed::encoder::cosine;
 
 /// What each evidence sentence can vouch for: its own words with its neighbours in the same
 /// block (a claim may join two adjacent sentences), the block's title > section line, and the
