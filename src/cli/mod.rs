@@ -463,25 +463,27 @@ async fn run(cli: Cli, settings: Settings) -> Result<ExitCode> {
             video,
             limit,
         } => {
-            let Some(clip) = audio else {
-                let what = if image.is_some() {
-                    "--image"
-                } else if video.is_some() {
-                    "--video"
-                } else {
-                    ""
-                };
-                return Err(UserError(format!(
-                    "similar {what}: only --audio is supported so far (image and video embeddings are not built yet)"
-                ))
-                .into());
+            let hits = match (audio, image, video) {
+                (Some(clip), None, None) => mosaic.similar_audio(&clip, limit).await?,
+                (None, Some(picture), None) => mosaic.similar_image(&picture, limit).await?,
+                (None, None, Some(_)) => return Err(UserError(
+                    "similar --video: video ingestion is not built yet (--image and --audio are)"
+                        .into(),
+                )
+                .into()),
+                _ => {
+                    return Err(UserError(
+                        "similar: give exactly one of --image FILE, --audio FILE, --video FILE"
+                            .into(),
+                    )
+                    .into())
+                }
             };
-            let hits = mosaic.similar_audio(&clip, limit).await?;
             if cli.json {
                 print_json(&json!({ "hits": hits }));
             } else {
                 if hits.is_empty() {
-                    println!("no similar recordings");
+                    println!("nothing similar found");
                 }
                 for hit in &hits {
                     let times: Vec<String> = hit

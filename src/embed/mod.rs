@@ -6,6 +6,7 @@ pub mod audio;
 pub mod cnn14;
 pub mod cross;
 pub mod encoder;
+pub mod image;
 pub mod paths;
 mod service;
 mod text;
@@ -35,14 +36,15 @@ pub trait TextEmbedding: Send + Sync {
     ) -> BoxFuture<'_, Result<Vec<Vec<f32>>, ModelError>>;
 }
 
-/// An image embedding model (image towers arrive with the vision work).
+/// An image embedding model: an image-to-image network (EfficientNet, ResNet) or the image
+/// tower of a two-tower model (CLIP, SigLIP) whose text tower shares its space.
 pub trait ImageEmbedding: Send + Sync {
     fn model_id(&self) -> &str;
     fn dims(&self) -> usize;
-    /// One vector per decoded RGB image (`width`, `height`, row-major bytes).
+    /// One unit-length vector per decoded picture, in order.
     fn embed(
         &self,
-        images: Vec<(u32, u32, Vec<u8>)>,
+        images: Vec<image::preprocess::Rgb>,
     ) -> BoxFuture<'_, Result<Vec<Vec<f32>>, ModelError>>;
 }
 

@@ -9,6 +9,7 @@
 pub mod chunk;
 pub mod detect;
 pub mod extract;
+pub mod image;
 pub mod write;
 
 use std::path::{Path, PathBuf};
@@ -123,6 +124,7 @@ enum Outcome {
     /// A catalog or store failed while the file was prepared: the run stops.
     Fatal(Box<IngestError>),
     Media(Box<MediaJob>),
+    Picture(Box<image::PictureJob>),
     /// Unchanged since it was indexed.
     Skipped {
         uri: String,
@@ -228,6 +230,7 @@ struct ReadLimits {
     audio_version: String,
     /// The space text chunks' vectors go to.
     text_space: String,
+    pictures: image::PictureLimits,
 }
 
 /// The first bytes of a file, enough to recognise a container.
@@ -238,6 +241,11 @@ fn read_head(path: &Path) -> std::io::Result<Vec<u8>> {
         .take(8192)
         .read_to_end(&mut head)?;
     Ok(head)
+}
+
+/// blake3 of bytes in memory, as hex.
+fn hash_bytes(bytes: &[u8]) -> String {
+    blake3::hash(bytes).to_hex().to_string()
 }
 
 /// blake3 of a file, read in a stream.
@@ -295,6 +303,35 @@ fn read_and_chunk(
             )
         }
     };
+    if let Some(format) = crate::media::image::format_of(&head) {
+        return image::read_picture(
+            path,
+            format,
+            &limits.pictures,
+            limits.max_media_bytes,
+            known,
+        );
+    }
+    if crate::media::image::is_picture_extension(path) && detect::media_kind(&head).is_none() {
+        let ext = path
+            .extension()
+            .map(|e| e.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let what = if head.is_empty() {
+            "the file is empty".to_string()
+        } else {
+            match infer::get(&head) {
+                Some(kind) => format!("it holds {} ({})", kind.mime_type(), kind.extension()),
+                None if std::str::from_utf8(&head).is_ok() => "it holds text".to_string(),
+                None => "its bytes are no known format".to_string(),
+            }
+        };
+        return fail(
+            "image",
+            meta.len() as i64,
+            format!("named .{ext} but not a picture Mosaic decodes (JPEG, PNG, WebP, GIF, BMP, TIFF): {what}"),
+        );
+    }
     if let Some(kind) = detect::media_kind(&head) {
         let size = meta.len() as i64;
         if meta.len() > limits.max_media_bytes {
@@ -504,7 +541,16 @@ impl Engine {
                 .audio
                 .version(&self.pipelines.text, panns.is_some()),
             text_space: space.name.clone(),
+            pictures: image::PictureLimits {
+                enabled: self.pipelines.image.embedder.enabled,
+                model: self.pipelines.image.embedder.model.clone(),
+                max_pixels: self.pipelines.image.decode.max_pixels,
+                version: self.pipelines.image.version(),
+                thumbnail_px: self.pipelines.image.decode.thumbnail_px,
+                thumbnails: self.settings.data_dir.clone(),
+            },
         });
+        let picture_space = Arc::new(tokio::sync::OnceCell::new());
         let media = Arc::new(MediaContext {
             model: audio.transcribe.model.clone(),
             options: audio.transcribe_options(),
@@ -539,6 +585,8 @@ impl Engine {
                 let known = known.clone();
                 let embedder = embedder.clone();
                 let media = media.clone();
+                let picture_space = picture_space.clone();
+                let after_read = limits.clone();
                 async move {
                     let uri = file_uri(&path);
                     let read_counter = counter.clone();
@@ -563,6 +611,15 @@ impl Engine {
                         Outcome::Media(job) => {
                             self.transcribe_outcome(*job, &media, &counter).await
                         }
+                        Outcome::Picture(job) => {
+                            self.picture_outcome(
+                                *job,
+                                &after_read.pictures,
+                                &picture_space,
+                                &after_read.text_space,
+                            )
+                            .await
+                        }
                         other => other,
                     };
                     embed_outcome(outcome, embedder.as_ref(), sentence_vectors).await
@@ -583,6 +640,7 @@ impl Engine {
                     }
                 }
                 Outcome::Media(_) => unreachable!("recordings are transcribed before this point"),
+                Outcome::Picture(_) => unreachable!("pictures are embedded before this point"),
                 Outcome::Failed {
                     uri,
                     media_type,

@@ -47,6 +47,9 @@ macro_rules! wide {
     }};
 }
 
+// After `wide!`, which it uses.
+pub mod conv;
+
 /// Whether this CPU has every feature [`with_avx512_rows`] is compiled for.
 #[cfg(target_arch = "x86_64")]
 fn avx512_rows_detected() -> bool {

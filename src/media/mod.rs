@@ -2,6 +2,7 @@
 //! filter banks).
 
 pub mod decode;
+pub mod image;
 pub mod mel;
 
 /// Loudest 20 ms frame of mono `samples` at `rate` Hz, in dBFS (silence is about -200).

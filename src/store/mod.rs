@@ -85,6 +85,15 @@ impl SpaceSpec {
         }
     }
 
+    /// The space an image model writes pictures and video frames to, `image/<model id>/<dims>`.
+    pub fn image(model_id: &str, dims: usize) -> Self {
+        SpaceSpec {
+            name: format!("image/{model_id}/{dims}"),
+            dims,
+            multivector: false,
+        }
+    }
+
     /// The space of audio windows (CNN14).
     pub fn audio(dims: usize) -> Self {
         SpaceSpec {

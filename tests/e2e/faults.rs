@@ -12,7 +12,7 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 use futures::FutureExt;
 use mosaic::app::{ModelHub, Mosaic};
-use mosaic::embed::{AudioEmbedding, Reranker, TextEmbedding};
+use mosaic::embed::{AudioEmbedding, ImageEmbedding, Reranker, TextEmbedding};
 use mosaic::engine::{Models, NoProgress};
 use mosaic::faults::{wrap, FaultKind, FaultPlan};
 use mosaic::ingest::IngestOptions;
@@ -120,6 +120,12 @@ impl Models for TestModels {
         path: &'a Path,
     ) -> BoxFuture<'a, Result<Arc<dyn AudioEmbedding>, ModelError>> {
         self.0.hub.audio_embedder(path)
+    }
+    fn image_embedder<'a>(
+        &'a self,
+        id: &'a str,
+    ) -> BoxFuture<'a, Result<Arc<dyn ImageEmbedding>, ModelError>> {
+        self.0.hub.image_embedder(id)
     }
     fn generator(&self) -> BoxFuture<'_, (Option<Arc<dyn Generator>>, String)> {
         self.0.hub.generator()

@@ -18,3 +18,4 @@ mod paths;
 mod retrieval;
 mod speech;
 mod stages;
+mod vision;

