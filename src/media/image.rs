@@ -110,9 +110,7 @@ pub fn decode(bytes: &[u8], max_pixels: u64) -> Result<Picture, ImageDecodeError
         format,
         reason: e.to_string(),
     };
-    // The size from the header alone, before any decoder reads further (a PNG decoder reads
-    // up to the first pixel data, which a bomb may not even have).
-    if let Some((width, height)) = header_size(bytes) {
+    let within_limit = |(width, height): (u32, u32)| {
         if width as u64 * height as u64 > max_pixels {
             return Err(ImageDecodeError::TooLarge {
                 format,
@@ -121,6 +119,12 @@ pub fn decode(bytes: &[u8], max_pixels: u64) -> Result<Picture, ImageDecodeError
                 limit: max_pixels,
             });
         }
+        Ok(())
+    };
+    // The size from the header alone, before any decoder reads further (a PNG decoder reads
+    // up to the first pixel data, which a bomb may not even have).
+    if let Some(size) = header_size(bytes) {
+        within_limit(size)?;
     }
     let mut reader = reader;
     // The pixel limit below is the one that matters; the crate's own allocation limit is
@@ -130,14 +134,7 @@ pub fn decode(bytes: &[u8], max_pixels: u64) -> Result<Picture, ImageDecodeError
     reader.limits(limits);
     let mut decoder = reader.into_decoder().map_err(corrupt)?;
     let (width, height) = decoder.dimensions();
-    if width as u64 * height as u64 > max_pixels {
-        return Err(ImageDecodeError::TooLarge {
-            format,
-            width,
-            height,
-            limit: max_pixels,
-        });
-    }
+    within_limit((width, height))?;
     if width == 0 || height == 0 {
         return Err(ImageDecodeError::Empty {
             format,
