@@ -31,7 +31,8 @@ pub(super) struct PictureLimits {
     pub max_pixels: u64,
     pub version: String,
     pub thumbnail_px: u32,
-    pub thumbnails: PathBuf,
+    /// Thumbnails go under its `thumbnails/`.
+    pub data_dir: PathBuf,
 }
 
 /// Where the thumbnail of source `source_id` is kept.
@@ -86,7 +87,7 @@ pub(super) fn read_picture(
     };
     drop(bytes);
     if limits.thumbnail_px > 0 {
-        let target = thumbnail_path(&limits.thumbnails, &source_id(&uri));
+        let target = thumbnail_path(&limits.data_dir, &source_id(&uri));
         let written = picture::thumbnail_jpeg(&decoded.rgb, limits.thumbnail_px)
             .map_err(|e| e.to_string())
             .and_then(|jpeg| write_atomically(&target, &jpeg).map_err(|e| e.to_string()));

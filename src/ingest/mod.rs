@@ -547,7 +547,7 @@ impl Engine {
                 max_pixels: self.pipelines.image.decode.max_pixels,
                 version: self.pipelines.image.version(),
                 thumbnail_px: self.pipelines.image.decode.thumbnail_px,
-                thumbnails: self.settings.data_dir.clone(),
+                data_dir: self.settings.data_dir.clone(),
             },
         });
         let picture_space = Arc::new(tokio::sync::OnceCell::new());

@@ -49,11 +49,6 @@ pub enum ImageDecodeError {
 pub struct Picture {
     pub rgb: Rgb,
     pub format: &'static str,
-    /// Size as stored, before the EXIF orientation was applied.
-    pub stored_width: u32,
-    pub stored_height: u32,
-    /// The EXIF orientation that was applied (1 = none).
-    pub orientation: u8,
 }
 
 /// The picture format of `head` (the first bytes of a file), if it is one Mosaic decodes.
@@ -152,9 +147,6 @@ pub fn decode(bytes: &[u8], max_pixels: u64) -> Result<Picture, ImageDecodeError
     Ok(Picture {
         rgb: Rgb::new(w, h, rgb.into_raw()),
         format,
-        stored_width: width,
-        stored_height: height,
-        orientation: orientation.to_exif(),
     })
 }
 

@@ -9,7 +9,7 @@ use std::path::Path;
 use serde::Serialize;
 
 use super::QueryError;
-use crate::catalog::{Anchor, SourceRef};
+use crate::catalog::{Anchor, SourceRef, StoredChunk};
 use crate::engine::Engine;
 use crate::store::{SearchFilter, SpaceSpec};
 
@@ -75,6 +75,21 @@ pub fn rank_alignments(
 const IMAGE_NEIGHBOURS: usize = 200;
 
 impl Engine {
+    /// The catalog's chunks of vector hits, by chunk id.
+    async fn hit_chunks(
+        &self,
+        hits: &[crate::store::VectorHit],
+    ) -> Result<HashMap<String, StoredChunk>, QueryError> {
+        let ids: Vec<String> = hits.iter().map(|h| h.id.clone()).collect();
+        Ok(self
+            .catalog
+            .chunks_by_ids(&ids)
+            .await?
+            .into_iter()
+            .map(|c| (c.id.clone(), c))
+            .collect())
+    }
+
     /// Pictures (and, with video, frames) that look like the picture at `path`, best first:
     /// one hit per source, its best matching pictures or frames as matches.
     pub async fn similar_image(
@@ -112,14 +127,7 @@ impl Engine {
                 SearchFilter::default(),
             )
             .await?;
-        let ids: Vec<String> = hits.iter().map(|h| h.id.clone()).collect();
-        let chunks: HashMap<String, _> = self
-            .catalog
-            .chunks_by_ids(&ids)
-            .await?
-            .into_iter()
-            .map(|c| (c.id.clone(), c))
-            .collect();
+        let chunks = self.hit_chunks(&hits).await?;
         // Hits arrive best first: a source's first hit is its best.
         let mut order: Vec<String> = Vec::new();
         let mut by_source: HashMap<String, (SourceRef, Vec<SimilarMatch>)> = HashMap::new();
@@ -199,10 +207,7 @@ impl Engine {
                     SearchFilter::default(),
                 )
                 .await?;
-            let ids: Vec<String> = hits.iter().map(|h| h.id.clone()).collect();
-            for chunk in self.catalog.chunks_by_ids(&ids).await? {
-                chunks.insert(chunk.id.clone(), chunk);
-            }
+            chunks.extend(self.hit_chunks(&hits).await?);
             // Each query window votes once per (source, alignment): its best neighbour there.
             let mut seen = std::collections::HashSet::new();
             for hit in hits {

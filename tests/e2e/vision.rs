@@ -6,10 +6,12 @@
 
 use std::path::{Path, PathBuf};
 
+use mosaic::embed::image::preprocess::{Filter, Preprocess, Resize};
 use mosaic::embed::image::ImageModel;
+use mosaic::ingest::image::thumbnail_path;
 use mosaic::media::image::decode_file;
 
-use crate::common::{json, mosaic, ok, real_model};
+use crate::common::{cosine, fixtures, floats, json, mosaic, ok, real_model};
 
 const EFFICIENTNET: &str = "efficientnet-lite0";
 
@@ -37,13 +39,121 @@ const PHOTOS: &[&str] = &[
     "hubble_deep_field.jpg",
 ];
 
+fn expected(model: &str) -> serde_json::Value {
+    let path = fixtures().join(format!("models/{model}/expected.json"));
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn parity_image() -> mosaic::embed::image::preprocess::Rgb {
+    decode_file(&fixtures().join("images/parity.png"), u64::MAX)
+        .expect("decode parity.png")
+        .rgb
+}
+
+/// Preprocessing as the reference processors do it (transformers 4.46 on Pillow 13, from
+/// scripts/make_image_fixtures.py): stretch (SigLIP), shortest edge + centre crop (CLIP, twice,
+/// with different crop margins) and ResNet's 0.875 rule, on a non-square picture.
+#[test]
+fn preprocessing_matches_the_reference_processors() {
+    const CLIP_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
+    const CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_6, 0.275_777_1];
+    let cases = [
+        (
+            "tiny-siglip",
+            Resize::Exact {
+                width: 32,
+                height: 32,
+            },
+            None,
+            [0.5; 3],
+            [0.5; 3],
+        ),
+        (
+            "tiny-clip",
+            Resize::ShortestEdge { size: 40 },
+            Some((40, 40)),
+            CLIP_MEAN,
+            CLIP_STD,
+        ),
+        (
+            "tiny-clip-gelu",
+            Resize::ShortestEdge { size: 32 },
+            Some((32, 32)),
+            CLIP_MEAN,
+            CLIP_STD,
+        ),
+        (
+            "tiny-resnet50",
+            Resize::ShortestEdge { size: 41 },
+            Some((36, 36)),
+            [0.485, 0.456, 0.406],
+            [0.229, 0.224, 0.225],
+        ),
+    ];
+    let image = parity_image();
+    for (model, resize, crop, mean, std) in cases {
+        let want = floats(&expected(model)["image"]["pixel_values"]);
+        let p = Preprocess {
+            pre_crop: None,
+            resize,
+            filter: Filter::Bicubic,
+            crop,
+            rescale: 1.0 / 255.0,
+            mean,
+            std,
+        };
+        let got = p.apply(&image);
+        assert_eq!(got.data.len(), want.len(), "{model}");
+        let worst = got
+            .data
+            .iter()
+            .zip(&want)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(worst < 1e-5, "{model}: worst pixel difference {worst}");
+    }
+}
+
+/// EfficientNet-Lite0 on its real weights against the PyTorch reference
+/// (scripts/make_image_fixtures.py): preprocessing, pooled features and logits of parity.png.
+#[test]
+fn efficientnet_lite0_matches_the_pytorch_reference() {
+    let reference = &expected(EFFICIENTNET)["parity_image"];
+    let model = ImageModel::load(EFFICIENTNET, &real_model(EFFICIENTNET)).expect("load");
+    let pixels = model.preprocess().apply(&parity_image());
+    let sum: f64 = pixels.data.iter().map(|&v| v as f64).sum();
+    let want_sum = reference["pixel_values_sum"].as_f64().unwrap();
+    assert!(
+        (sum - want_sum).abs() < 1e-2,
+        "pixel sum {sum} vs {want_sum}"
+    );
+    let indices = reference["pixel_values_sample_indices"].as_array().unwrap();
+    let sample = floats(&reference["pixel_values_sample"]);
+    for (i, want) in indices.iter().zip(sample) {
+        let got = pixels.data[i.as_u64().unwrap() as usize];
+        assert!((got - want).abs() < 1e-6, "pixel {i}: {got} vs {want}");
+    }
+    let pooled = model.features(pixels);
+    let want = floats(&reference["pooled"]);
+    let similarity = cosine(&pooled, &want);
+    assert!(similarity > 0.9999, "pooled cosine {similarity}");
+    let logits = model.classify(&pooled).unwrap();
+    let want = floats(&reference["logits"]);
+    let worst = logits
+        .iter()
+        .zip(&want)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(worst < 1e-3, "worst logit difference {worst}");
+}
+
 #[test]
 fn efficientnet_lite0_classifies_the_cat_photo_as_a_cat() {
     let model = ImageModel::load(EFFICIENTNET, &real_model(EFFICIENTNET)).expect("load");
     let chelsea = decode_file(&photos_dir().join("chelsea.png"), u64::MAX).expect("decode");
     let pixels = model.preprocess().apply(&chelsea.rgb);
     assert_eq!((pixels.width, pixels.height), (224, 224));
-    let features = model.features(&pixels);
+    let features = model.features(pixels);
     assert_eq!(features.len(), 1280);
     let logits = model
         .classify(&features)
@@ -164,9 +274,13 @@ fn altered_photos_find_their_originals_and_bad_pictures_are_reported() {
         assert!(error.contains(reason), "{name}: {error}");
     }
     assert_eq!(failed.len(), bad.len(), "{report}");
-    // Thumbnails for results.
-    let thumbs = std::fs::read_dir(data.join("thumbnails")).unwrap().count();
-    assert!(thumbs >= PHOTOS.len());
+    // A thumbnail for every ingested photo, found by its source id.
+    for name in PHOTOS {
+        let uri = mosaic::ingest::file_uri(&photos.join(name));
+        let thumb = thumbnail_path(&data, &mosaic::catalog::source_id(&uri));
+        let t = decode_file(&thumb, u64::MAX).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(t.rgb.width.max(t.rgb.height) <= 256, "{name}");
+    }
 
     for name in PHOTOS {
         let query = altered(&photos.join(name), &queries);

@@ -165,8 +165,8 @@ impl ImageModel {
     }
 
     /// The network's pooled features of one preprocessed picture (not normalised).
-    pub fn features(&self, pixels: &Pixels) -> Vec<f32> {
-        let map = FeatureMap::new(3, pixels.height, pixels.width, pixels.data.clone());
+    pub fn features(&self, pixels: Pixels) -> Vec<f32> {
+        let map = FeatureMap::new(3, pixels.height, pixels.width, pixels.data);
         match &self.tower {
             Tower::EfficientNetLite(net) => net.embed(map),
         }
@@ -186,7 +186,7 @@ impl ImageModel {
             .map(|image| self.preprocess.apply(image))
             .collect();
         pixels
-            .iter()
+            .into_iter()
             .map(|p| normalized(self.features(p)))
             .collect()
     }
@@ -227,7 +227,6 @@ pub struct ImageEmbedderService {
     worker: Worker<ImageModel>,
     id: String,
     dims: usize,
-    preprocess: Preprocess,
 }
 
 impl ImageEmbedderService {
@@ -242,19 +241,14 @@ impl ImageEmbedderService {
                 path: dir.to_path_buf(),
                 reason: e.to_string(),
             })?;
-        let (dims, preprocess) = (model.dims(), model.preprocess().clone());
+        let dims = model.dims();
         let worker = Worker::spawn(&format!("image {id}"), model, 8, BATCH)
             .map_err(|_| ModelError::ThreadGone)?;
         Ok(Self {
             worker,
             id: id.to_string(),
             dims,
-            preprocess,
         })
-    }
-
-    pub fn preprocess(&self) -> &Preprocess {
-        &self.preprocess
     }
 }
 

@@ -131,48 +131,76 @@ fn clip8(v: i64) -> u8 {
     (v >> PRECISION_BITS).clamp(0, 255) as u8
 }
 
-/// Resizes like Pillow's `Image.resize((width, height), resample)` on an RGB image: the
-/// horizontal pass first, then the vertical one, each rounded to 8 bits.
-pub fn resize(image: &Rgb, width: u32, height: u32, filter: Filter) -> Rgb {
-    let (w0, h0) = (image.width as usize, image.height as usize);
-    let (w1, h1) = (width as usize, height as usize);
+/// One horizontal pass: every row from `image.width` to `width` columns, rounded to 8 bits.
+fn resize_horizontal(image: &Rgb, width: u32, filter: Filter) -> Rgb {
+    let (w0, h) = (image.width as usize, image.height as usize);
+    let w1 = width as usize;
+    let taps = taps(w0, w1, filter);
     let round = 1i64 << (PRECISION_BITS - 1);
-    let mut current = image.clone();
-    if w1 != w0 {
-        let taps = taps(w0, w1, filter);
-        let mut data = vec![0u8; w1 * h0 * 3];
-        for y in 0..h0 {
-            let src = &current.data[y * w0 * 3..(y + 1) * w0 * 3];
-            let dst = &mut data[y * w1 * 3..(y + 1) * w1 * 3];
-            for (x, t) in taps.iter().enumerate() {
-                for c in 0..3 {
-                    let mut acc = round;
-                    for (i, &k) in t.weights.iter().enumerate() {
-                        acc += src[(t.start + i) * 3 + c] as i64 * k as i64;
-                    }
-                    dst[x * 3 + c] = clip8(acc);
-                }
-            }
-        }
-        current = Rgb::new(width, image.height, data);
-    }
-    if h1 != h0 {
-        let taps = taps(h0, h1, filter);
-        let w = current.width as usize;
-        let mut data = vec![0u8; w * h1 * 3];
-        for (y, t) in taps.iter().enumerate() {
-            let dst = &mut data[y * w * 3..(y + 1) * w * 3];
-            for (x, d) in dst.iter_mut().enumerate() {
+    let mut data = vec![0u8; w1 * h * 3];
+    for y in 0..h {
+        let src = &image.data[y * w0 * 3..(y + 1) * w0 * 3];
+        let dst = &mut data[y * w1 * 3..(y + 1) * w1 * 3];
+        for (x, t) in taps.iter().enumerate() {
+            for c in 0..3 {
                 let mut acc = round;
                 for (i, &k) in t.weights.iter().enumerate() {
-                    acc += current.data[(t.start + i) * w * 3 + x] as i64 * k as i64;
+                    acc += src[(t.start + i) * 3 + c] as i64 * k as i64;
                 }
-                *d = clip8(acc);
+                dst[x * 3 + c] = clip8(acc);
             }
         }
-        current = Rgb::new(current.width, height, data);
     }
-    current
+    Rgb::new(width, image.height, data)
+}
+
+/// One vertical pass: every column from `image.height` to `height` rows, rounded to 8 bits.
+fn resize_vertical(image: &Rgb, height: u32, filter: Filter) -> Rgb {
+    let (w, h0) = (image.width as usize, image.height as usize);
+    let h1 = height as usize;
+    let taps = taps(h0, h1, filter);
+    let round = 1i64 << (PRECISION_BITS - 1);
+    let mut data = vec![0u8; w * h1 * 3];
+    for (y, t) in taps.iter().enumerate() {
+        let dst = &mut data[y * w * 3..(y + 1) * w * 3];
+        for (x, d) in dst.iter_mut().enumerate() {
+            let mut acc = round;
+            for (i, &k) in t.weights.iter().enumerate() {
+                acc += image.data[(t.start + i) * w * 3 + x] as i64 * k as i64;
+            }
+            *d = clip8(acc);
+        }
+    }
+    Rgb::new(image.width, height, data)
+}
+
+/// Resizes like Pillow 13's `Image.resize((width, height), resample)` on an RGB image: two
+/// separable passes, each rounded to 8 bits, a pass skipped when its side keeps its size.
+/// Pillow runs the vertical pass first when the height shrinks by more than twice what the
+/// width shrinks by, else the horizontal one first; the order changes the rounding.
+pub fn resize(image: &Rgb, width: u32, height: u32, filter: Filter) -> Rgb {
+    let (w0, h0) = (image.width as i64, image.height as i64);
+    let (dw, dh) = (w0 - width as i64, h0 - height as i64);
+    let vertical_first = dh > 0 && dh > 2 * dw;
+    let horizontal = |img: &Rgb| {
+        if img.width == width {
+            img.clone()
+        } else {
+            resize_horizontal(img, width, filter)
+        }
+    };
+    let vertical = |img: &Rgb| {
+        if img.height == height {
+            img.clone()
+        } else {
+            resize_vertical(img, height, filter)
+        }
+    };
+    if vertical_first {
+        horizontal(&vertical(image))
+    } else {
+        vertical(&horizontal(image))
+    }
 }
 
 /// How a picture is brought to the model's input size.
