@@ -101,6 +101,13 @@ pub struct FusionSection {
     pub k: f64,
     pub dense_weight: f64,
     pub bm25_weight: f64,
+    /// Weight of each picture space searched through a text tower (CLIP, SigLIP).
+    #[serde(default = "default_image_weight")]
+    pub image_weight: f64,
+}
+
+fn default_image_weight() -> f64 {
+    1.0
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -336,6 +343,7 @@ impl Pipelines {
         for (setting, weight) in [
             ("[fusion] dense_weight", fusion.dense_weight),
             ("[fusion] bm25_weight", fusion.bm25_weight),
+            ("[fusion] image_weight", fusion.image_weight),
         ] {
             if !(weight.is_finite() && weight >= 0.0) {
                 return fail(setting, format!("is {weight}; it must be 0 or more"));

@@ -20,6 +20,8 @@ pub enum CatalogError {
     Database(#[from] sqlx::Error),
     #[error("catalog migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("cannot lock the catalog to open it: {0}")]
+    Lock(String),
     #[error("catalog holds an invalid row: {0}")]
     Corrupt(String),
     /// Raised by fault-injection wrappers in tests.

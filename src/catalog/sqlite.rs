@@ -54,9 +54,36 @@ pub(crate) fn now() -> String {
     )
 }
 
+/// Takes the exclusive lock on `<catalog>.open-lock`, waiting for another process that holds
+/// it; released when the file is dropped.
+async fn open_lock(path: &Path) -> Result<std::fs::File> {
+    let mut lock_path = path.as_os_str().to_owned();
+    lock_path.push(".open-lock");
+    let lock_path = std::path::PathBuf::from(lock_path);
+    tokio::task::spawn_blocking(move || {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)?;
+        file.lock()?;
+        Ok::<_, std::io::Error>(file)
+    })
+    .await
+    .map_err(|e| std::io::Error::other(e.to_string()))
+    .and_then(|r| r)
+    .map_err(|e| CatalogError::Lock(e.to_string()))
+}
+
 impl SqliteCatalog {
     /// Opens (creating if needed) the SQLite catalog at `path` and applies migrations.
     pub async fn open(path: &Path) -> Result<Self> {
+        // Opening a new catalog switches it to WAL and applies the migrations, and sqlx takes
+        // no lock around either: two processes opening it at once (an ingest and a
+        // `mosaic status`) would both apply the first migration, or meet SQLite's immediate
+        // "database is locked" on the journal switch. A lock file beside the database
+        // serialises opens across processes; once open, WAL and the busy timeout share it.
+        let lock = open_lock(path).await?;
         let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
@@ -68,6 +95,7 @@ impl SqliteCatalog {
             .connect_with(options)
             .await?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+        drop(lock);
         Ok(Self { pool })
     }
 
@@ -633,6 +661,31 @@ mod tests {
             uri: "file:///a.txt",
             media_type: "text",
             bytes: 10,
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn processes_opening_a_new_catalog_at_once_all_succeed() {
+        // Each open is its own pool, as each process has its own: without the open lock they
+        // race on the WAL switch and the first migration, and some fail.
+        for round in 0..5 {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("catalog.db");
+            let opens = (0..6).map(|_| {
+                let path = path.clone();
+                tokio::spawn(async move { SqliteCatalog::open(&path).await })
+            });
+            for (n, open) in futures::future::join_all(opens)
+                .await
+                .into_iter()
+                .enumerate()
+            {
+                let catalog = open
+                    .unwrap()
+                    .unwrap_or_else(|e| panic!("round {round}, open {n}: {e}"));
+                catalog.counts().await.unwrap();
+                catalog.close().await;
+            }
         }
     }
 

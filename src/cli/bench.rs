@@ -83,6 +83,19 @@ pub enum BenchCommand {
         #[arg(long)]
         random_weights: bool,
     },
+    /// Image embedding: decode + preprocess and the network's forward pass, images per second
+    /// for each model named (installed ids or model folders), on the pictures of a folder.
+    Image {
+        /// A folder of pictures (or one picture).
+        #[arg(long)]
+        images: PathBuf,
+        /// Models to measure; default: the one in pipelines/image.toml.
+        #[arg(long = "model")]
+        models: Vec<String>,
+        /// Timed passes over all pictures (after one warm-up picture).
+        #[arg(long, default_value_t = 1)]
+        repeat: usize,
+    },
     /// Query latency of `search` on the current index.
     Search {
         /// JSON array of strings or of objects with a "question" field.
@@ -340,6 +353,97 @@ pub async fn run(what: BenchCommand, settings: Settings, as_json: bool) -> Resul
                     report["pipeline_rtf"].as_f64().unwrap_or_default(),
                     100.0 * report["overhead_vs_decode_plus_raw"].as_f64().unwrap_or_default(),
                 );
+            }
+        }
+        BenchCommand::Image {
+            images,
+            models,
+            repeat,
+        } => {
+            let pipelines = load_pipelines(&settings)?;
+            let models = if models.is_empty() {
+                vec![pipelines.image.embedder.model.clone()]
+            } else {
+                models
+            };
+            let store = ModelStore::new(&settings.models.dir);
+            let mut files: Vec<PathBuf> = if images.is_dir() {
+                std::fs::read_dir(&images)?
+                    .flatten()
+                    .map(|e| e.path())
+                    .filter(|p| p.is_file() && crate::media::image::is_picture_extension(p))
+                    .collect()
+            } else {
+                vec![images.clone()]
+            };
+            files.sort();
+            anyhow::ensure!(!files.is_empty(), "no pictures in {}", images.display());
+            let max_pixels = pipelines.image.decode.max_pixels;
+            let mut reports = Vec::new();
+            for id in models {
+                let dir = if std::path::Path::new(&id).is_dir() {
+                    PathBuf::from(&id)
+                } else {
+                    store.require(&id)?
+                };
+                let files = files.clone();
+                let report = tokio::task::spawn_blocking(move || -> Result<serde_json::Value> {
+                    let model = crate::embed::image::ImageModel::load(&id, &dir)?;
+                    let t = Instant::now();
+                    let decoded = files
+                        .iter()
+                        .map(|f| crate::media::image::decode_file(f, max_pixels).map(|p| p.rgb))
+                        .collect::<std::result::Result<Vec<_>, _>>()?;
+                    let decode_s = t.elapsed().as_secs_f64();
+                    let _ = model.embed(&decoded[..1]);
+                    let (mut preprocess_s, mut forward_s) = (0.0, 0.0);
+                    for _ in 0..repeat.max(1) {
+                        let t = Instant::now();
+                        let pixels: Vec<_> = decoded
+                            .iter()
+                            .map(|rgb| model.preprocess().apply(rgb))
+                            .collect();
+                        preprocess_s += t.elapsed().as_secs_f64();
+                        let t = Instant::now();
+                        for p in pixels {
+                            std::hint::black_box(model.features(p));
+                        }
+                        forward_s += t.elapsed().as_secs_f64();
+                    }
+                    let n = (decoded.len() * repeat.max(1)) as f64;
+                    let (w, h) = model.preprocess().output_size();
+                    Ok(json!({
+                        "model": id, "dims": model.dims(), "input": format!("{w}x{h}"),
+                        "images": decoded.len(), "repeat": repeat.max(1),
+                        "threads": rayon::current_num_threads(),
+                        "decode_ms_per_image": 1e3 * decode_s / decoded.len() as f64,
+                        "preprocess_ms_per_image": 1e3 * preprocess_s / n,
+                        "forward_ms_per_image": 1e3 * forward_s / n,
+                        "images_per_s": n / (preprocess_s + forward_s),
+                    }))
+                })
+                .await??;
+                reports.push(report);
+            }
+            if as_json {
+                println!("{}", serde_json::to_string_pretty(&reports)?);
+            } else {
+                println!(
+                    "{:<40} {:>6} {:>9} {:>10} {:>12} {:>10} {:>9}",
+                    "model", "dims", "input", "decode ms", "preproc ms", "net ms", "images/s"
+                );
+                for r in &reports {
+                    println!(
+                        "{:<40} {:>6} {:>9} {:>10.1} {:>12.1} {:>10.1} {:>9.1}",
+                        r["model"].as_str().unwrap_or_default(),
+                        r["dims"],
+                        r["input"].as_str().unwrap_or_default(),
+                        r["decode_ms_per_image"].as_f64().unwrap_or_default(),
+                        r["preprocess_ms_per_image"].as_f64().unwrap_or_default(),
+                        r["forward_ms_per_image"].as_f64().unwrap_or_default(),
+                        r["images_per_s"].as_f64().unwrap_or_default(),
+                    );
+                }
             }
         }
         BenchCommand::AudioEmbed {

@@ -403,7 +403,16 @@ async fn run(cli: Cli, settings: Settings) -> Result<ExitCode> {
                         .split_whitespace()
                         .collect::<Vec<_>>()
                         .join(" ");
-                    let snippet: String = snippet.chars().take(200).collect();
+                    let mut snippet: String = snippet.chars().take(200).collect();
+                    if hit.chunk.modality == crate::catalog::Modality::Image {
+                        let thumbnail = crate::ingest::image::thumbnail_path(
+                            &mosaic.settings.data_dir,
+                            &hit.chunk.source.id,
+                        );
+                        if thumbnail.is_file() {
+                            snippet = format!("thumbnail {}", thumbnail.display());
+                        }
+                    }
                     println!(
                         "{:>2}. {:.4}  {}  {}\n    {}\n",
                         hit.rank,

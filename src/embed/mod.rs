@@ -46,6 +46,11 @@ pub trait ImageEmbedding: Send + Sync {
         &self,
         images: Vec<image::preprocess::Rgb>,
     ) -> BoxFuture<'_, Result<Vec<Vec<f32>>, ModelError>>;
+    /// Whether the model has a text tower into the same space (CLIP, SigLIP).
+    fn embeds_text(&self) -> bool;
+    /// One unit-length vector per text, in the pictures' space; an error for models without
+    /// a text tower.
+    fn embed_texts(&self, texts: Vec<String>) -> BoxFuture<'_, Result<Vec<Vec<f32>>, ModelError>>;
 }
 
 /// An audio embedding model: windows of a recording, each with its vector.

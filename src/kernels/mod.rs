@@ -467,6 +467,8 @@ pub enum Activation {
     GeluErf,
     GeluTanh,
     Relu,
+    /// `x · σ(1.702 x)`: OpenAI CLIP's `quick_gelu`.
+    QuickGelu,
 }
 
 /// `activation` over the output of a bf16 product path: as [`activate_row`], but GELU to bf16
@@ -510,6 +512,11 @@ pub fn activate_row(chunk: &mut [f32], activation: Activation) {
         Activation::Relu => {
             for v in chunk {
                 *v = v.max(0.0);
+            }
+        }
+        Activation::QuickGelu => {
+            for v in chunk {
+                *v /= 1.0 + exp(-1.702 * *v);
             }
         }
     }
@@ -828,6 +835,19 @@ pub fn attention(
     spans: &[(usize, usize)],
     out: &mut [f32],
 ) {
+    attention_masked(qkv, hidden, heads, spans, false, out)
+}
+
+/// [`attention`], optionally causal: with `causal`, token `i` attends to tokens `0..=i` of its
+/// sequence only (CLIP's text tower).
+pub fn attention_masked(
+    qkv: &[f32],
+    hidden: usize,
+    heads: usize,
+    spans: &[(usize, usize)],
+    causal: bool,
+    out: &mut [f32],
+) {
     let d = hidden / heads;
     let stride = 3 * hidden;
     let scale = 1.0 / (d as f32).sqrt();
@@ -853,8 +873,14 @@ pub fn attention(
             &mut scores,
             len,
         );
-        for row in scores.chunks_mut(len) {
-            wide!(softmax_row(row, scale));
+        for (i, row) in scores.chunks_mut(len).enumerate() {
+            if causal {
+                let (seen, unseen) = row.split_at_mut(i + 1);
+                wide!(softmax_row(seen, scale));
+                unseen.fill(0.0);
+            } else {
+                wide!(softmax_row(row, scale));
+            }
         }
         // The context goes straight into this task's block: `len` rows of `d`, `hidden` apart.
         assert!(
@@ -961,6 +987,17 @@ mod tests {
         heads: usize,
         spans: &[(usize, usize)],
     ) -> Vec<f64> {
+        reference_attention_masked(qkv, hidden, heads, spans, false)
+    }
+
+    /// [`reference_attention`], causal when asked: query `i` sees keys `0..=i`.
+    fn reference_attention_masked(
+        qkv: &[f32],
+        hidden: usize,
+        heads: usize,
+        spans: &[(usize, usize)],
+        causal: bool,
+    ) -> Vec<f64> {
         let d = hidden / heads;
         let stride = 3 * hidden;
         let rows = spans.iter().map(|s| s.0 + s.1).max().unwrap_or(0);
@@ -969,7 +1006,8 @@ mod tests {
             for h in 0..heads {
                 for i in 0..len {
                     let q = &qkv[(start + i) * stride + h * d..][..d];
-                    let s: Vec<f64> = (0..len)
+                    let seen = if causal { i + 1 } else { len };
+                    let s: Vec<f64> = (0..seen)
                         .map(|j| {
                             let k = &qkv[(start + j) * stride + hidden + h * d..][..d];
                             q.iter()
@@ -1012,6 +1050,33 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn causal_attention_sees_only_earlier_tokens() {
+        let (hidden, heads) = (32, 4);
+        let spans = [(0, 7), (7, 1), (8, 20)];
+        let qkv = data(28 * 3 * hidden, 5);
+        let mut out = vec![f32::NAN; 28 * hidden];
+        attention_masked(&qkv, hidden, heads, &spans, true, &mut out);
+        let want = reference_attention_masked(&qkv, hidden, heads, &spans, true);
+        let full = reference_attention(&qkv, hidden, heads, &spans);
+        for (i, (g, w)) in out.iter().zip(&want).enumerate() {
+            assert!(
+                (*g as f64 - w).abs() < 1e-4 * w.abs().max(1.0),
+                "{i}: {g} vs {w}"
+            );
+        }
+        // The last token of a sequence sees everything; earlier ones do not.
+        let row = |r: usize| &out[r * hidden..(r + 1) * hidden];
+        assert!(row(6)
+            .iter()
+            .zip(&full[6 * hidden..])
+            .all(|(g, w)| (*g as f64 - w).abs() < 1e-4));
+        assert!(row(0)
+            .iter()
+            .zip(&full[..hidden])
+            .any(|(g, w)| (*g as f64 - w).abs() > 1e-3));
     }
 
     #[test]
@@ -1191,6 +1256,7 @@ mod tests {
             Some(Activation::GeluErf),
             Some(Activation::GeluTanh),
             Some(Activation::Relu),
+            Some(Activation::QuickGelu),
         ] {
             let mut out = vec![f32::NAN; t * n];
             linear_activate(gemm(), &x, t, k, &w, &bias, activation, &mut out);
@@ -1205,6 +1271,7 @@ mod tests {
                         Some(Activation::GeluErf) => gelu_erf(z),
                         Some(Activation::GeluTanh) => gelu_tanh(z),
                         Some(Activation::Relu) => z.max(0.0),
+                        Some(Activation::QuickGelu) => z / (1.0 + (-1.702 * z).exp()),
                     };
                     let got = out[i * n + j] as f64;
                     assert!(

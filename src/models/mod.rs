@@ -162,8 +162,26 @@ impl ModelStore {
         let config = repo
             .get("config.json")
             .map_err(|e| download(format!("config.json: {e}")))?;
-        repo.get("tokenizer.json")
-            .map_err(|e| download(format!("tokenizer.json: {e}")))?;
+        // Picture models have no tokenizer; CLIP and SigLIP have one for their text tower
+        // (SigLIP's Hub repos may ship only `spiece.model`: then the text tower is absent).
+        let model_type = std::fs::read_to_string(&config)
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .and_then(|v| {
+                v.get("model_type")
+                    .and_then(|m| m.as_str())
+                    .map(str::to_string)
+            })
+            .unwrap_or_default();
+        let vision = matches!(
+            model_type.as_str(),
+            "resnet" | "efficientnet_lite" | "clip" | "siglip"
+        );
+        match repo.get("tokenizer.json") {
+            Ok(_) => {}
+            Err(_) if vision => {}
+            Err(e) => return Err(download(format!("tokenizer.json: {e}"))),
+        }
         if repo.get("model.safetensors").is_err() {
             repo.get("pytorch_model.bin")
                 .map_err(|e| download(format!("no model.safetensors or pytorch_model.bin: {e}")))?;
@@ -175,6 +193,7 @@ impl ModelStore {
             "1_Pooling/config.json",
             "special_tokens_map.json",
             "tokenizer_config.json",
+            "preprocessor_config.json",
         ] {
             let _ = repo.get(optional);
         }

@@ -14,7 +14,9 @@ use serde::Serialize;
 use thiserror::Error;
 use tokio::sync::mpsc;
 
-use crate::catalog::{with_context, Anchor, CatalogError, Source, SourceRef, StoredChunk};
+use crate::catalog::{
+    with_context, Anchor, CatalogError, Modality, Source, SourceRef, SpaceRow, StoredChunk,
+};
 use crate::embed::{Purpose, TextEmbedding};
 use crate::engine::Engine;
 use crate::fault::{Fault, HasFault};
@@ -333,6 +335,20 @@ impl Engine {
 
         if request.mode != RetrievalMode::Bm25 {
             for space in self.catalog.searchable_spaces().await? {
+                if space.modality == "image" {
+                    let filter = SearchFilter {
+                        modalities: request.modalities.clone(),
+                        source_id: None,
+                    };
+                    if let Some((list, scores)) = self
+                        .search_pictures_by_text(&space, query, filter, &mut outcome)
+                        .await?
+                    {
+                        raw_scores.push(scores);
+                        lists.push(list);
+                    }
+                    continue;
+                }
                 if space.modality != "text" || space.chunks == 0 {
                     continue;
                 }
@@ -418,19 +434,39 @@ impl Engine {
             match self.reranker(&settings.rerank.model).await {
                 Ok(reranker) => {
                     let n = settings.rerank.top_n.min(ranked.len());
-                    // The cross-encoder reads a passage as the embedder and BM25 do: under its
-                    // title > section line.
-                    let passages: Vec<String> = ranked[..n]
-                        .iter()
-                        .map(|(_, c)| with_context(&c.context, &c.text))
-                        .collect();
-                    let scores = reranker.score(query.to_string(), passages).await?;
-                    let mut head: Vec<(f64, StoredChunk)> = ranked
+                    // The cross-encoder reads passages (under their title > section line, as
+                    // the embedder and BM25 do); a picture has no passage to read, so pictures
+                    // keep their fused places and the passages are reordered among the rest.
+                    let (pictures, passages): (Vec<_>, Vec<_>) = ranked
                         .drain(..n)
-                        .zip(scores)
-                        .map(|((_, c), s)| (s as f64, c))
+                        .enumerate()
+                        .partition(|(_, (_, c))| c.modality == Modality::Image);
+                    let texts: Vec<String> = passages
+                        .iter()
+                        .map(|(_, (_, c))| with_context(&c.context, &c.text))
                         .collect();
-                    head.sort_by(|a, b| b.0.partial_cmp(&a.0).unwrap_or(std::cmp::Ordering::Equal));
+                    let scores = if texts.is_empty() {
+                        Vec::new()
+                    } else {
+                        reranker.score(query.to_string(), texts).await?
+                    };
+                    let mut passages: Vec<(f64, StoredChunk)> = passages
+                        .into_iter()
+                        .zip(scores)
+                        .map(|((_, (_, c)), s)| (s as f64, c))
+                        .collect();
+                    passages
+                        .sort_by(|a, b| b.0.partial_cmp(&a.0).unwrap_or(std::cmp::Ordering::Equal));
+                    let mut passages = passages.into_iter();
+                    let mut pictures = pictures.into_iter().peekable();
+                    let mut head = Vec::with_capacity(n);
+                    for slot in 0..n {
+                        if pictures.peek().is_some_and(|(at, _)| *at == slot) {
+                            head.extend(pictures.next().map(|(_, hit)| hit));
+                        } else {
+                            head.extend(passages.next());
+                        }
+                    }
                     head.extend(ranked);
                     ranked = head;
                     outcome.reranker = Some(reranker.id().to_string());
@@ -453,6 +489,56 @@ impl Engine {
             })
             .collect();
         Ok(outcome)
+    }
+
+    /// One picture space searched with the query's words through its model's text tower
+    /// (CLIP, SigLIP): its ranked list and raw cosines. `None` when the space's model embeds
+    /// pictures only (EfficientNet, ResNet), or is not installed (then with a notice).
+    async fn search_pictures_by_text(
+        &self,
+        space: &SpaceRow,
+        query: &str,
+        filter: SearchFilter,
+        outcome: &mut SearchOutcome,
+    ) -> Result<Option<(RankedList, std::collections::HashMap<String, f64>)>, QueryError> {
+        if space.chunks == 0 {
+            return Ok(None);
+        }
+        let embedder = match self.workers.image_embedder(&space.model_id).await {
+            Ok(e) => e,
+            Err(e @ ModelError::NotInstalled { .. }) => {
+                outcome
+                    .notices
+                    .push(format!("picture search in {} skipped: {e}", space.name));
+                return Ok(None);
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if !embedder.embeds_text() {
+            return Ok(None);
+        }
+        let vector = embedder
+            .embed_texts(vec![query.to_string()])
+            .await?
+            .pop()
+            .unwrap_or_default();
+        let settings = &self.pipelines.query;
+        let hits = self
+            .vectors
+            .search(&space.name, vector, settings.retrieve.dense_top_k, filter)
+            .await?;
+        let scores = hits
+            .iter()
+            .map(|h| (h.id.clone(), h.score as f64))
+            .collect();
+        Ok(Some((
+            RankedList {
+                name: space.name.clone(),
+                weight: settings.fusion.image_weight,
+                ids: ranked_ids(hits.into_iter().map(|h| (h.id, h.score)).collect()),
+            },
+            scores,
+        )))
     }
 
     /// Answers a question from the index. Without an OpenAI-compatible server (and with the
@@ -493,7 +579,13 @@ impl Engine {
         }
         let mut chunks = Vec::new();
         let mut used = 0;
-        for hit in found.hits {
+        // A picture found by its look has no words to answer from (video frames come with
+        // the words spoken over them).
+        for hit in found
+            .hits
+            .into_iter()
+            .filter(|h| !h.chunk.text.trim().is_empty())
+        {
             let cost = approx_tokens(&hit.chunk.text) + 16;
             if !chunks.is_empty() && used + cost > context.token_budget {
                 break;

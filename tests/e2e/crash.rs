@@ -75,6 +75,7 @@ fn ingest_killed_at_random_points_reruns_to_a_consistent_index() {
     let mut kills = 0;
     for round in 0..3 {
         let before = complete(&runtime, &data);
+        let log = dir.path().join(format!("ingest-{round}.log"));
         let mut child = Command::new(env!("CARGO_BIN_EXE_mosaic"))
             .current_dir(repo())
             .args([
@@ -86,7 +87,7 @@ fn ingest_killed_at_random_points_reruns_to_a_consistent_index() {
             ])
             .env("MOSAIC__LLM__EMBEDDED", "false")
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .unwrap();
         // Wait for this run to make progress (its start-up and repair are over), then kill it
@@ -108,7 +109,14 @@ fn ingest_killed_at_random_points_reruns_to_a_consistent_index() {
         let delay = Duration::from_secs_f64(3.0 * random());
         std::thread::sleep(delay);
         if let Some(status) = child.try_wait().unwrap() {
-            println!("round {round}: the run finished ({status}) before its kill point");
+            // A run may finish on a fast machine, but it must not fail: a failure here is a
+            // fault of the run itself (a start-up race, say), not of the kill.
+            assert!(
+                status.success(),
+                "round {round}: the run failed ({status}) before its kill point:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+            println!("round {round}: the run finished before its kill point");
             break;
         }
         child.kill().unwrap();

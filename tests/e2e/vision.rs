@@ -102,7 +102,26 @@ fn preprocessing_matches_the_reference_processors() {
             mean,
             std,
         };
-        let got = p.apply(&image);
+        // What the model folder's preprocessor_config.json says (legacy int sizes, missing
+        // keys filled with the processor's defaults) must be the reference's preprocessing.
+        let config: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(
+                fixtures()
+                    .join("models")
+                    .join(model)
+                    .join("preprocessor_config.json"),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        let read = Preprocess::from_processor_config(&config, "").expect(model);
+        assert_eq!(
+            (&read.resize, read.crop, read.filter, read.mean, read.std),
+            (&p.resize, p.crop, p.filter, p.mean, p.std),
+            "{model}"
+        );
+        assert!((read.rescale - p.rescale).abs() < 1e-9, "{model}");
+        let got = read.apply(&image);
         assert_eq!(got.data.len(), want.len(), "{model}");
         let worst = got
             .data
@@ -145,6 +164,232 @@ fn efficientnet_lite0_matches_the_pytorch_reference() {
         .map(|(a, b)| (a - b).abs())
         .fold(0f32, f32::max);
     assert!(worst < 1e-3, "worst logit difference {worst}");
+}
+
+fn worst_difference(got: &[f32], want: &[f32]) -> f32 {
+    assert_eq!(got.len(), want.len(), "lengths");
+    got.iter()
+        .zip(want)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max)
+}
+
+/// ResNet-50's architecture (bottleneck v1.5) on random weights against transformers, from the
+/// Hugging Face layout with its preprocessor_config.json, and from the torchvision layout (the
+/// same values under torchvision's names, a bare folder with no config) on the same pixels.
+#[test]
+fn resnet50_matches_transformers_in_both_checkpoint_layouts() {
+    let folder = fixtures().join("models/tiny-resnet50");
+    let reference = &expected("tiny-resnet50")["image"];
+    let want_pooled = floats(&reference["pooler_output"]);
+    let want_logits = floats(&reference["logits"]);
+    let model = ImageModel::load("tiny-resnet50", &folder).expect("load");
+    assert_eq!(model.dims(), want_pooled.len());
+    let pixels = model.preprocess().apply(&parity_image());
+    let want_pixels = floats(&reference["pixel_values"]);
+    assert!(worst_difference(&pixels.data, &want_pixels) < 1e-5);
+    let pooled = model.features(pixels.clone());
+    let worst = worst_difference(&pooled, &want_pooled);
+    assert!(worst < 1e-4, "HF layout: worst pooled difference {worst}");
+    let worst = worst_difference(&model.classify(&pooled).unwrap(), &want_logits);
+    assert!(worst < 1e-4, "HF layout: worst logit difference {worst}");
+
+    let bare = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        folder.join("torchvision.safetensors"),
+        bare.path().join("model.safetensors"),
+    )
+    .unwrap();
+    let torchvision = ImageModel::load("tiny-resnet50-torchvision", bare.path()).expect("load");
+    // No config: torchvision's evaluation transform.
+    let transform = torchvision.preprocess();
+    assert_eq!(
+        (&transform.resize, transform.crop, transform.filter),
+        (
+            &Resize::ShortestEdge { size: 256 },
+            Some((224, 224)),
+            Filter::Bilinear
+        )
+    );
+    let pooled = torchvision.features(pixels);
+    let worst = worst_difference(&pooled, &want_pooled);
+    assert!(
+        worst < 1e-4,
+        "torchvision layout: worst pooled difference {worst}"
+    );
+    let worst = worst_difference(&torchvision.classify(&pooled).unwrap(), &want_logits);
+    assert!(
+        worst < 1e-4,
+        "torchvision layout: worst logit difference {worst}"
+    );
+}
+
+/// CLIP (QuickGELU and exact-GELU configs) and SigLIP, both towers, on random weights against
+/// transformers: tokens (truncation at 77 and 64, SigLIP's canonicalisation and `</s>`
+/// padding), image and text embeddings, and the image-text logits, batched as a search does.
+#[test]
+fn clip_and_siglip_towers_match_transformers() {
+    for model in ["tiny-clip", "tiny-clip-gelu", "tiny-siglip"] {
+        let folder = fixtures().join("models").join(model);
+        let reference = expected(model);
+        let loaded = ImageModel::load(model, &folder).expect("load");
+        assert!(loaded.has_text(), "{model}: text tower");
+        let pixels = loaded.preprocess().apply(&parity_image());
+        let want_pixels = floats(&reference["image"]["pixel_values"]);
+        assert!(
+            worst_difference(&pixels.data, &want_pixels) < 1e-5,
+            "{model}"
+        );
+        let image = loaded.features(pixels);
+        let want_image = floats(&reference["image"]["image_embeds"]);
+        let worst = worst_difference(&image, &want_image);
+        assert!(
+            worst < 2e-4,
+            "{model}: worst image embedding difference {worst}"
+        );
+
+        let texts = reference["texts"].as_array().unwrap();
+        let strings: Vec<String> = texts
+            .iter()
+            .map(|t| t["text"].as_str().unwrap().to_string())
+            .collect();
+        for (text, case) in strings.iter().zip(texts) {
+            let want: Vec<u32> = case["input_ids"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_u64().unwrap() as u32)
+                .collect();
+            assert_eq!(
+                loaded.tokenize(text).unwrap(),
+                want,
+                "{model}: ids of {text:?}"
+            );
+        }
+        assert!(
+            texts.iter().any(|t| t["truncated"] == true),
+            "{model}: a text longer than the window is among the cases"
+        );
+        let embedded = loaded.text_features(&strings).expect("text features");
+        for ((text, case), got) in strings.iter().zip(texts).zip(&embedded) {
+            let worst = worst_difference(got, &floats(&case["text_embeds"]));
+            assert!(worst < 2e-4, "{model}: {text:?} worst difference {worst}");
+        }
+        // The logits the reference computes from the same embeddings.
+        let scale = reference["config"]["logit_scale"].as_f64().unwrap().exp();
+        let bias = reference["config"]["logit_bias"].as_f64().unwrap_or(0.0);
+        let want = floats(&reference["batch"]["logits_per_image"]);
+        assert_eq!(want.len(), embedded.len());
+        for (got, want) in embedded.iter().zip(want) {
+            let logit = cosine(&image, got) * scale + bias;
+            assert!(
+                (logit - want as f64).abs() < 1e-3,
+                "{model}: logit {logit} vs {want}"
+            );
+        }
+        // Normalised for the index, the same directions.
+        let unit = loaded.embed_texts(&strings[..1]).unwrap();
+        assert!((cosine(&unit[0], &embedded[0]) - 1.0).abs() < 1e-6);
+    }
+    // Without its text tower a picture model says so.
+    let resnet =
+        ImageModel::load("tiny-resnet50", &fixtures().join("models/tiny-resnet50")).unwrap();
+    assert!(!resnet.has_text());
+    let error = resnet
+        .text_features(&["a cat".into()])
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("no text tower"), "{error}");
+}
+
+/// `mosaic search` finds pictures from words through the installed CLIP's text tower: photos
+/// ingested with `model = "tiny-clip"` in image.toml come back for a text query in the order,
+/// and with the cosines, that the model gives when asked directly (random weights: the order
+/// means nothing, that it is the model's is what is checked, by chunk id).
+#[test]
+fn text_queries_find_pictures_through_the_clip_text_tower() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (photos, data, models, pipelines) = (
+        tmp.path().join("photos"),
+        tmp.path().join("data"),
+        tmp.path().join("models"),
+        tmp.path().join("pipelines"),
+    );
+    for dir in [&photos, &models, &pipelines] {
+        std::fs::create_dir_all(dir).unwrap();
+    }
+    let names = ["chelsea.png", "coffee.png", "rocket.jpg", "astronaut.png"];
+    for name in names {
+        std::fs::copy(photos_dir().join(name), photos.join(name)).unwrap();
+    }
+    let clip = fixtures().join("models/tiny-clip");
+    std::os::unix::fs::symlink(&clip, models.join("tiny-clip")).unwrap();
+    std::os::unix::fs::symlink(
+        real_model(crate::common::MINILM),
+        models.join("sentence-transformers--all-MiniLM-L6-v2"),
+    )
+    .unwrap();
+    for entry in std::fs::read_dir(crate::common::repo().join("pipelines")).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, pipelines.join(path.file_name().unwrap())).unwrap();
+    }
+    let image_toml = std::fs::read_to_string(pipelines.join("image.toml")).unwrap();
+    let image_toml = image_toml.replace("model = \"efficientnet-lite0\"", "model = \"tiny-clip\"");
+    assert!(image_toml.contains("\"tiny-clip\""));
+    std::fs::write(pipelines.join("image.toml"), image_toml).unwrap();
+    let env = [
+        ("MOSAIC__MODELS__DIR", models.to_str().unwrap()),
+        ("MOSAIC_PIPELINES", pipelines.to_str().unwrap()),
+    ];
+    let report = ok(&mosaic(
+        &data,
+        &["--json", "ingest", photos.to_str().unwrap()],
+        &env,
+    ));
+    assert_eq!(report["ingested"], names.len(), "{report}");
+
+    let query = "a photo of a cat";
+    let hits = ok(&mosaic(
+        &data,
+        &["--json", "search", "--mode", "dense", query],
+        &env,
+    ));
+    let hits = hits["hits"].as_array().unwrap().clone();
+
+    // What the model says directly.
+    let model = ImageModel::load("tiny-clip", &clip).unwrap();
+    let text = model.embed_texts(&[query.to_string()]).unwrap().remove(0);
+    let mut want: Vec<(String, f64)> = names
+        .iter()
+        .map(|name| {
+            let rgb = decode_file(&photos.join(name), u64::MAX).unwrap().rgb;
+            let image = model.embed(&[rgb]).remove(0);
+            let uri = mosaic::ingest::file_uri(&photos.join(name));
+            (mosaic::catalog::source_id(&uri), cosine(&text, &image))
+        })
+        .collect();
+    want.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let got: Vec<(String, f64)> = hits
+        .iter()
+        .map(|h| {
+            assert_eq!(h["modality"], "image", "{h}");
+            (
+                h["source"]["id"].as_str().unwrap().to_string(),
+                h["score"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got.iter().map(|g| &g.0).collect::<Vec<_>>(),
+        want.iter().map(|w| &w.0).collect::<Vec<_>>(),
+        "pictures in the model's order"
+    );
+    for ((id, got), (_, want)) in got.iter().zip(&want) {
+        assert!(
+            (got - want).abs() < 1e-4,
+            "{id}: score {got} vs cosine {want}"
+        );
+    }
 }
 
 #[test]

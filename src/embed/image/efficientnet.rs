@@ -62,7 +62,7 @@ pub struct EfficientNetLite {
 }
 
 /// Takes named tensors out of a state dict, checking their shapes.
-pub(super) struct StateDict {
+pub struct StateDict {
     tensors: HashMap<String, Tensor>,
 }
 
@@ -253,16 +253,7 @@ impl EfficientNetLite {
 
     /// ImageNet logits from pooled features, when the checkpoint has its classifier.
     pub fn classify(&self, pooled: &[f32]) -> Option<Vec<f32>> {
-        let (weight, bias) = self.classifier.as_ref()?;
-        Some(
-            bias.iter()
-                .enumerate()
-                .map(|(c, &b)| {
-                    let row = &weight[c * FEATURES..(c + 1) * FEATURES];
-                    b + row.iter().zip(pooled).map(|(w, x)| w * x).sum::<f32>()
-                })
-                .collect(),
-        )
+        Some(super::linear_head(self.classifier.as_ref()?, pooled))
     }
 }
 

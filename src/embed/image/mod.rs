@@ -4,8 +4,12 @@
 //! model's reference, and a service that keeps the model on its own worker thread, batching
 //! pictures from concurrent callers.
 
+pub mod clip;
 pub mod efficientnet;
 pub mod preprocess;
+pub mod resnet;
+pub mod siglip;
+pub mod vit;
 
 use std::path::{Path, PathBuf};
 
@@ -14,8 +18,11 @@ use rayon::prelude::*;
 use serde_json::Value;
 use thiserror::Error;
 
-use self::efficientnet::{EfficientNetLite, PaddingRule};
+use self::clip::Clip;
+use self::efficientnet::{EfficientNetLite, PaddingRule, StateDict};
 use self::preprocess::{Filter, Pixels, Preprocess, Resize, Rgb};
+use self::resnet::{Layout, ResNet, ResNetShape};
+use self::siglip::Siglip;
 use super::worker::{Model, Worker, WorkerError};
 use crate::kernels::conv::FeatureMap;
 use crate::models::checkpoint::{load_state_dict, CheckpointError};
@@ -46,6 +53,9 @@ pub type Result<T> = std::result::Result<T, ImageModelError>;
 /// The network behind an image model.
 enum Tower {
     EfficientNetLite(EfficientNetLite),
+    ResNet(ResNet),
+    Clip(Box<Clip>),
+    Siglip(Box<Siglip>),
 }
 
 /// A loaded image model: its preprocessing and its network.
@@ -112,11 +122,76 @@ pub fn efficientnet_lite_preprocess(size: u32) -> Preprocess {
     }
 }
 
+/// The model folder's `preprocessor_config.json` (`fallback` names the processor when the file
+/// does not, or when there is no file: then its defaults apply).
+fn processor(dir: &Path, fallback: &str) -> Result<Preprocess> {
+    let path = dir.join("preprocessor_config.json");
+    let config = if path.is_file() {
+        read_json(&path)?
+    } else {
+        Value::Object(Default::default())
+    };
+    Preprocess::from_processor_config(&config, fallback)
+        .map_err(|reason| ImageModelError::Config { path, reason })
+}
+
+/// timm's evaluation transform from its `config.json` (`pretrained_cfg`: input size,
+/// interpolation, crop_pct, mean, std): the shorter side to `size / crop_pct`, then a centre
+/// crop, as transformers' ConvNext processor does it.
+fn timm_preprocess(config: &Value) -> std::result::Result<Preprocess, String> {
+    let cfg = config.get("pretrained_cfg").unwrap_or(config);
+    let size = cfg
+        .get("input_size")
+        .and_then(Value::as_array)
+        .and_then(|a| a.last())
+        .and_then(Value::as_u64)
+        .unwrap_or(224);
+    let resample = match cfg.get("interpolation").and_then(Value::as_str) {
+        Some("bicubic") => 3,
+        Some("bilinear") | None => 2,
+        Some(other) => return Err(format!("interpolation `{other}`")),
+    };
+    let mut processor = serde_json::json!({
+        "image_processor_type": "ConvNextImageProcessor",
+        "size": size,
+        "crop_pct": cfg.get("crop_pct").and_then(Value::as_f64).unwrap_or(0.875),
+        "resample": resample,
+    });
+    for (from, to) in [("mean", "image_mean"), ("std", "image_std")] {
+        if let Some(v) = cfg.get(from) {
+            processor[to] = v.clone();
+        }
+    }
+    Preprocess::from_processor_config(&processor, "ConvNextImageProcessor")
+}
+
+/// `bias + weight · pooled` for a classifier head stored as (`[classes × n]`, `[classes]`).
+pub(super) fn linear_head(head: &(Vec<f32>, Vec<f32>), pooled: &[f32]) -> Vec<f32> {
+    let (weight, bias) = head;
+    let n = pooled.len();
+    bias.iter()
+        .enumerate()
+        .map(|(c, &b)| {
+            b + weight[c * n..(c + 1) * n]
+                .iter()
+                .zip(pooled)
+                .map(|(w, x)| w * x)
+                .sum::<f32>()
+        })
+        .collect()
+}
+
 impl ImageModel {
     /// Loads model `id` from its folder.
     pub fn load(id: &str, dir: &Path) -> Result<Self> {
         let config_path = dir.join("config.json");
-        let config = read_json(&config_path)?;
+        // A bare torchvision checkpoint comes without a config: it is read as a ResNet with
+        // torchvision's evaluation transform (256, centre crop 224, bilinear, ImageNet mean/std).
+        let config = if config_path.is_file() || !weights_file(dir).is_ok_and(|w| w.is_file()) {
+            read_json(&config_path)?
+        } else {
+            serde_json::json!({ "architecture": "resnet (torchvision, no config.json)" })
+        };
         let model_type = config
             .get("model_type")
             .and_then(Value::as_str)
@@ -146,8 +221,118 @@ impl ImageModel {
                     dims: efficientnet::FEATURES,
                 })
             }
+            "clip" | "siglip" => {
+                let tensors = load_state_dict(&weights_file(dir)?)?;
+                let w = StateDict::new(tensors);
+                let (dims, tower, fallback) = if model_type == "clip" {
+                    let net = Clip::load(&config, w, dir)?;
+                    (net.dims(), Tower::Clip(Box::new(net)), "CLIPImageProcessor")
+                } else {
+                    let net = Siglip::load(&config, w, dir)?;
+                    (
+                        net.dims(),
+                        Tower::Siglip(Box::new(net)),
+                        "SiglipImageProcessor",
+                    )
+                };
+                let mut preprocess = processor(dir, fallback)?;
+                // Without a preprocessor_config.json the input is the tower's own size.
+                if !dir.join("preprocessor_config.json").is_file() {
+                    let size = config
+                        .pointer("/vision_config/image_size")
+                        .and_then(Value::as_u64)
+                        .unwrap_or(224) as u32;
+                    preprocess.resize = match preprocess.resize {
+                        Resize::ShortestEdge { .. } => Resize::ShortestEdge { size },
+                        Resize::Exact { .. } => Resize::Exact {
+                            width: size,
+                            height: size,
+                        },
+                    };
+                    preprocess.crop = preprocess.crop.map(|_| (size, size));
+                }
+                Ok(Self {
+                    id: id.to_string(),
+                    tower,
+                    preprocess,
+                    dims,
+                })
+            }
+            "resnet" => {
+                let tensors = load_state_dict(&weights_file(dir)?)?;
+                let layout = Layout::detect(&tensors);
+                let mut shape = match layout {
+                    Some(layout) => ResNetShape::from_tensors(layout, &tensors)?,
+                    None => {
+                        return Err(ImageModelError::Unsupported(format!(
+                            "{id}: config says resnet but the weights are not a ResNet's"
+                        )))
+                    }
+                };
+                let depths: Option<Vec<usize>> =
+                    config.get("depths").and_then(Value::as_array).map(|a| {
+                        a.iter()
+                            .filter_map(Value::as_u64)
+                            .map(|d| d as usize)
+                            .collect()
+                    });
+                if let Some(depths) = depths {
+                    if depths != shape.depths {
+                        return Err(ImageModelError::Config {
+                            path: config_path,
+                            reason: format!(
+                                "depths {depths:?}, but the weights have {:?}",
+                                shape.depths
+                            ),
+                        });
+                    }
+                }
+                if let Some(kind) = config.get("layer_type").and_then(Value::as_str) {
+                    shape.bottleneck = kind == "bottleneck";
+                }
+                let flag = |key: &str| config.get(key).and_then(Value::as_bool).unwrap_or(false);
+                shape.stride_on_first = flag("downsample_in_bottleneck");
+                shape.downsample_first_stage = flag("downsample_in_first_stage");
+                let net = ResNet::from_tensors(tensors, &shape)?;
+                let preprocess = processor(dir, "ConvNextImageProcessor")?;
+                Ok(Self {
+                    id: id.to_string(),
+                    dims: net.features(),
+                    tower: Tower::ResNet(net),
+                    preprocess,
+                })
+            }
+            // timm and torchvision checkpoints: no transformers config; timm's config.json
+            // names the architecture and its evaluation transform.
+            _ if config
+                .get("architecture")
+                .and_then(Value::as_str)
+                .is_some_and(|a| a.starts_with("resnet")) =>
+            {
+                let tensors = load_state_dict(&weights_file(dir)?)?;
+                let Some(layout) = Layout::detect(&tensors) else {
+                    return Err(ImageModelError::Unsupported(format!(
+                        "{id}: config says {} but the weights are not a ResNet's",
+                        config["architecture"]
+                    )));
+                };
+                let shape = ResNetShape::from_tensors(layout, &tensors)?;
+                let net = ResNet::from_tensors(tensors, &shape)?;
+                let preprocess =
+                    timm_preprocess(&config).map_err(|reason| ImageModelError::Config {
+                        path: config_path.clone(),
+                        reason,
+                    })?;
+                Ok(Self {
+                    id: id.to_string(),
+                    dims: net.features(),
+                    tower: Tower::ResNet(net),
+                    preprocess,
+                })
+            }
             other => Err(ImageModelError::Unsupported(format!(
-                "{id}: model_type `{other}` (supported: efficientnet_lite)"
+                "{id}: model_type `{other}` (supported: clip, siglip, resnet, efficientnet_lite, \
+                 and timm or torchvision resnet checkpoints)"
             ))),
         }
     }
@@ -169,13 +354,62 @@ impl ImageModel {
         let map = FeatureMap::new(3, pixels.height, pixels.width, pixels.data);
         match &self.tower {
             Tower::EfficientNetLite(net) => net.embed(map),
+            Tower::ResNet(net) => net.embed(map),
+            Tower::Clip(net) => net.embed_image(&map).1,
+            Tower::Siglip(net) => net.embed_image(&map),
         }
+    }
+
+    /// Whether the model embeds text into its image space (CLIP and SigLIP with a tokenizer).
+    pub fn has_text(&self) -> bool {
+        match &self.tower {
+            Tower::Clip(net) => net.has_text(),
+            Tower::Siglip(net) => net.has_text(),
+            Tower::EfficientNetLite(_) | Tower::ResNet(_) => false,
+        }
+    }
+
+    /// The text tower's embeddings of `texts` (not normalised), in order.
+    pub fn text_features(&self, texts: &[String]) -> Result<Vec<Vec<f32>>> {
+        match &self.tower {
+            Tower::Clip(net) => Ok(net
+                .embed_texts(texts)?
+                .into_iter()
+                .map(|(_, e)| e)
+                .collect()),
+            Tower::Siglip(net) => net.embed_texts(texts),
+            Tower::EfficientNetLite(_) | Tower::ResNet(_) => Err(ImageModelError::Unsupported(
+                format!("{} embeds pictures only: it has no text tower", self.id),
+            )),
+        }
+    }
+
+    /// Token ids of a text as the text tower sees it (truncated, and padded for SigLIP).
+    pub fn tokenize(&self, text: &str) -> Result<Vec<u32>> {
+        match &self.tower {
+            Tower::Clip(net) => net.tokenize(text),
+            Tower::Siglip(net) => net.tokenize(text),
+            Tower::EfficientNetLite(_) | Tower::ResNet(_) => Err(ImageModelError::Unsupported(
+                format!("{} has no text tower", self.id),
+            )),
+        }
+    }
+
+    /// Unit-length text embeddings in the image space, in order.
+    pub fn embed_texts(&self, texts: &[String]) -> Result<Vec<Vec<f32>>> {
+        Ok(self
+            .text_features(texts)?
+            .into_iter()
+            .map(normalized)
+            .collect())
     }
 
     /// Class logits from pooled features, for models that carry a classifier.
     pub fn classify(&self, features: &[f32]) -> Option<Vec<f32>> {
         match &self.tower {
             Tower::EfficientNetLite(net) => net.classify(features),
+            Tower::ResNet(net) => net.classify(features),
+            Tower::Clip(_) | Tower::Siglip(_) => None,
         }
     }
 
@@ -204,17 +438,60 @@ fn normalized(mut v: Vec<f32>) -> Vec<f32> {
     v
 }
 
+/// What the image worker embeds: a picture, or a text for the text tower.
+pub enum ImageInput {
+    Picture(Rgb),
+    Text(String),
+}
+
 impl Model for ImageModel {
-    type Input = Rgb;
+    type Input = ImageInput;
     type Output = Vec<f32>;
     type Params = ();
 
-    fn cost(&self, _: &Rgb) -> usize {
+    fn cost(&self, _: &ImageInput) -> usize {
         1
     }
 
-    fn run(&mut self, _: &(), inputs: Vec<Rgb>) -> std::result::Result<Vec<Vec<f32>>, String> {
-        Ok(self.embed(&inputs))
+    fn run(
+        &mut self,
+        _: &(),
+        inputs: Vec<ImageInput>,
+    ) -> std::result::Result<Vec<Vec<f32>>, String> {
+        let mut pictures = Vec::new();
+        let mut texts = Vec::new();
+        let order: Vec<bool> = inputs
+            .into_iter()
+            .map(|input| match input {
+                ImageInput::Picture(rgb) => {
+                    pictures.push(rgb);
+                    true
+                }
+                ImageInput::Text(text) => {
+                    texts.push(text);
+                    false
+                }
+            })
+            .collect();
+        let mut pictures = self.embed(&pictures).into_iter();
+        let mut texts = if texts.is_empty() {
+            Vec::new().into_iter()
+        } else {
+            self.embed_texts(&texts)
+                .map_err(|e| e.to_string())?
+                .into_iter()
+        };
+        Ok(order
+            .into_iter()
+            .map(|picture| {
+                if picture {
+                    pictures.next()
+                } else {
+                    texts.next()
+                }
+                .unwrap_or_default()
+            })
+            .collect())
     }
 }
 
@@ -227,6 +504,7 @@ pub struct ImageEmbedderService {
     worker: Worker<ImageModel>,
     id: String,
     dims: usize,
+    text: bool,
 }
 
 impl ImageEmbedderService {
@@ -242,12 +520,14 @@ impl ImageEmbedderService {
                 reason: e.to_string(),
             })?;
         let dims = model.dims();
+        let text = model.has_text();
         let worker = Worker::spawn(&format!("image {id}"), model, 8, BATCH)
             .map_err(|_| ModelError::ThreadGone)?;
         Ok(Self {
             worker,
             id: id.to_string(),
             dims,
+            text,
         })
     }
 }
@@ -265,11 +545,35 @@ impl super::ImageEmbedding for ImageEmbedderService {
         &self,
         images: Vec<Rgb>,
     ) -> BoxFuture<'_, std::result::Result<Vec<Vec<f32>>, ModelError>> {
-        Box::pin(async move {
-            self.worker.call((), images).await.map_err(|e| match e {
-                WorkerError::Gone => ModelError::ThreadGone,
-                WorkerError::Failed(reason) => ModelError::Inference(reason),
-            })
+        let inputs = images.into_iter().map(ImageInput::Picture).collect();
+        Box::pin(self.call(inputs))
+    }
+
+    fn embeds_text(&self) -> bool {
+        self.text
+    }
+
+    fn embed_texts(
+        &self,
+        texts: Vec<String>,
+    ) -> BoxFuture<'_, std::result::Result<Vec<Vec<f32>>, ModelError>> {
+        if !self.text {
+            let reason = format!("{} embeds pictures only: it has no text tower", self.id);
+            return Box::pin(async move { Err(ModelError::Inference(reason)) });
+        }
+        let inputs = texts.into_iter().map(ImageInput::Text).collect();
+        Box::pin(self.call(inputs))
+    }
+}
+
+impl ImageEmbedderService {
+    async fn call(
+        &self,
+        inputs: Vec<ImageInput>,
+    ) -> std::result::Result<Vec<Vec<f32>>, ModelError> {
+        self.worker.call((), inputs).await.map_err(|e| match e {
+            WorkerError::Gone => ModelError::ThreadGone,
+            WorkerError::Failed(reason) => ModelError::Inference(reason),
         })
     }
 }

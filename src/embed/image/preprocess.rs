@@ -293,6 +293,226 @@ impl Preprocess {
     }
 }
 
+/// The image processors whose `preprocessor_config.json` Mosaic reads, and their defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Processor {
+    /// `CLIPImageProcessor` / `CLIPFeatureExtractor`: shortest edge, centre crop, CLIP mean/std.
+    Clip,
+    /// `SiglipImageProcessor`: stretched to `height × width`, no crop, mean/std 0.5.
+    Siglip,
+    /// `ConvNextImageProcessor` (what `microsoft/resnet-50` names): shortest edge to
+    /// `size / crop_pct`, then a `size` centre crop; from 384 up, stretched with no crop.
+    ConvNext,
+    /// `ViTImageProcessor` and `BitImageProcessor` share the generic keys.
+    Vit,
+    Bit,
+}
+
+const CLIP_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
+const CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_6, 0.275_777_1];
+const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
+const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
+
+/// A `size` or `crop_size` entry: an int (a shortest edge or a square, by processor) or
+/// `{"shortest_edge"}` / `{"height", "width"}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SizeSpec {
+    ShortestEdge(u32),
+    Exact(u32, u32),
+}
+
+fn size_spec(value: &serde_json::Value, int_is_edge: bool) -> Result<SizeSpec, String> {
+    let int = |v: &serde_json::Value| -> Option<u32> { v.as_u64().map(|n| n as u32) };
+    if let Some(n) = int(value) {
+        return Ok(if int_is_edge {
+            SizeSpec::ShortestEdge(n)
+        } else {
+            SizeSpec::Exact(n, n)
+        });
+    }
+    if let Some(edge) = value.get("shortest_edge").and_then(int) {
+        return Ok(SizeSpec::ShortestEdge(edge));
+    }
+    match (
+        value.get("width").and_then(int),
+        value.get("height").and_then(int),
+    ) {
+        (Some(w), Some(h)) => Ok(SizeSpec::Exact(w, h)),
+        _ => Err(format!(
+            "size {value}: expected an int, {{\"shortest_edge\"}} or {{\"height\", \"width\"}}"
+        )),
+    }
+}
+
+fn triple(value: Option<&serde_json::Value>, default: [f32; 3]) -> Result<[f32; 3], String> {
+    let Some(value) = value else {
+        return Ok(default);
+    };
+    if let Some(v) = value.as_f64() {
+        return Ok([v as f32; 3]);
+    }
+    let values: Vec<f32> = value
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_f64())
+                .map(|v| v as f32)
+                .collect()
+        })
+        .unwrap_or_default();
+    values
+        .try_into()
+        .map_err(|_| format!("{value}: expected three numbers"))
+}
+
+impl Preprocess {
+    /// The preprocessing a Hugging Face `preprocessor_config.json` describes, with the
+    /// defaults transformers' processor class fills in for keys the file leaves out (legacy
+    /// files such as `openai/clip-vit-base-patch32`'s write `size` and `crop_size` as ints and
+    /// have no `do_rescale`). `fallback` names the processor when the file names none.
+    pub fn from_processor_config(
+        config: &serde_json::Value,
+        fallback: &str,
+    ) -> Result<Self, String> {
+        let class = config
+            .get("image_processor_type")
+            .or_else(|| config.get("feature_extractor_type"))
+            .and_then(|v| v.as_str())
+            .unwrap_or(fallback);
+        let processor = if class.starts_with("CLIP") {
+            Processor::Clip
+        } else if class.starts_with("Siglip") {
+            Processor::Siglip
+        } else if class.starts_with("ConvNext") {
+            Processor::ConvNext
+        } else if class.starts_with("ViT") {
+            Processor::Vit
+        } else if class.starts_with("Bit") {
+            Processor::Bit
+        } else {
+            return Err(format!(
+                "image processor `{class}` (supported: CLIP, Siglip, ConvNext, ViT, Bit)"
+            ));
+        };
+        let flag =
+            |key: &str, default: bool| config.get(key).and_then(|v| v.as_bool()).unwrap_or(default);
+        let (default_size, default_filter, default_mean, default_std) = match processor {
+            Processor::Clip | Processor::Bit => (
+                SizeSpec::ShortestEdge(224),
+                Filter::Bicubic,
+                CLIP_MEAN,
+                CLIP_STD,
+            ),
+            Processor::Siglip => (
+                SizeSpec::Exact(224, 224),
+                Filter::Bicubic,
+                [0.5; 3],
+                [0.5; 3],
+            ),
+            Processor::ConvNext => (
+                SizeSpec::ShortestEdge(384),
+                Filter::Bilinear,
+                IMAGENET_MEAN,
+                IMAGENET_STD,
+            ),
+            Processor::Vit => (
+                SizeSpec::Exact(224, 224),
+                Filter::Bilinear,
+                [0.5; 3],
+                [0.5; 3],
+            ),
+        };
+        let int_is_edge = matches!(
+            processor,
+            Processor::Clip | Processor::Bit | Processor::ConvNext
+        );
+        let size = match config.get("size") {
+            Some(v) if !v.is_null() => size_spec(v, int_is_edge)?,
+            _ => default_size,
+        };
+        let filter = match config.get("resample").and_then(|v| v.as_u64()) {
+            Some(code) => Filter::from_pil(code).ok_or_else(|| {
+                format!("resample {code}: Mosaic has bilinear (2) and bicubic (3)")
+            })?,
+            None => default_filter,
+        };
+        let (resize, crop) = if processor == Processor::ConvNext {
+            let edge = match size {
+                SizeSpec::ShortestEdge(e) => e,
+                SizeSpec::Exact(w, h) if w == h => w,
+                SizeSpec::Exact(..) => return Err("ConvNext size must be square".into()),
+            };
+            if edge < 384 {
+                let crop_pct = config
+                    .get("crop_pct")
+                    .and_then(|v| v.as_f64())
+                    .unwrap_or(224.0 / 256.0);
+                (
+                    Resize::ShortestEdge {
+                        size: (edge as f64 / crop_pct) as u32,
+                    },
+                    Some((edge, edge)),
+                )
+            } else {
+                (
+                    Resize::Exact {
+                        width: edge,
+                        height: edge,
+                    },
+                    None,
+                )
+            }
+        } else {
+            let resize = match size {
+                SizeSpec::ShortestEdge(size) => Resize::ShortestEdge { size },
+                SizeSpec::Exact(width, height) => Resize::Exact { width, height },
+            };
+            let crop_default = matches!(processor, Processor::Clip | Processor::Bit);
+            let crop = if flag("do_center_crop", crop_default) {
+                match config.get("crop_size") {
+                    Some(v) if !v.is_null() => match size_spec(v, false)? {
+                        SizeSpec::Exact(w, h) => Some((w, h)),
+                        SizeSpec::ShortestEdge(e) => Some((e, e)),
+                    },
+                    _ => Some((224, 224)),
+                }
+            } else {
+                None
+            };
+            (resize, crop)
+        };
+        let rescale = if flag("do_rescale", true) {
+            config
+                .get("rescale_factor")
+                .and_then(|v| v.as_f64())
+                .unwrap_or(1.0 / 255.0) as f32
+        } else {
+            1.0
+        };
+        let (mean, std) = if flag("do_normalize", true) {
+            (
+                triple(config.get("image_mean"), default_mean)?,
+                triple(config.get("image_std"), default_std)?,
+            )
+        } else {
+            ([0.0; 3], [1.0; 3])
+        };
+        Ok(Preprocess {
+            pre_crop: None,
+            resize: if flag("do_resize", true) {
+                resize
+            } else {
+                return Err("do_resize false: the model's input size would vary".into());
+            },
+            filter,
+            crop,
+            rescale,
+            mean,
+            std,
+        })
+    }
+}
+
 /// transformers' `center_crop`: offsets `(size - crop) // 2`; a side smaller than the crop is
 /// padded with zeros around the picture first.
 pub fn center_crop(image: &Rgb, width: u32, height: u32) -> Rgb {
