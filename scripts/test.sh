@@ -11,6 +11,6 @@ echo "==> cargo clippy"
 cargo clippy --all-targets -- -D warnings
 echo "==> model parity (text, speech, pictures) on the portable paths: the pure-Rust GEMM (no BLAS)"
 echo "    and no CPU-specific kernels (no AVX-512: general attention, no bf16)"
-MOSAIC_BLAS=off MOSAIC_CPU=generic cargo test --test e2e models:: vision:: -- --test-threads=2
+MOSAIC_BLAS=off MOSAIC_CPU=generic cargo test --test e2e -- --test-threads=2 models:: vision::
 echo "==> cargo test"
 cargo test --all-targets -- --test-threads=2
