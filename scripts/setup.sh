@@ -15,7 +15,7 @@ command -v pkg-config >/dev/null || need_apt+=(pkg-config)
 command -v python3 >/dev/null || need_apt+=(python3 python3-pip)
 python3 -m pip --version >/dev/null 2>&1 || need_apt+=(python3-pip)
 # Audio: FFmpeg libraries (ffmpeg-next), clang and cmake to build whisper.cpp (whisper-rs).
-for lib in libavformat libavcodec libavutil libswresample; do
+for lib in libavformat libavcodec libavutil libswresample libswscale; do
   pkg-config --exists "$lib" 2>/dev/null || need_apt+=("$lib-dev")
 done
 command -v clang >/dev/null || need_apt+=(clang)

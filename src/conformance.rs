@@ -103,8 +103,7 @@ pub async fn catalog(catalog: &dyn Catalog) {
             chunks: &texts,
             space: Some("text/m/4"),
             media: Some(&media),
-            extra: &audio,
-            extra_space: Some("audio/a/2"),
+            extras: vec![("audio/a/2", &audio)],
         })
         .await
         .unwrap();

@@ -12,6 +12,7 @@ const TEXT_DEFAULT: &str = include_str!("../pipelines/text.toml");
 const QUERY_DEFAULT: &str = include_str!("../pipelines/query.toml");
 const AUDIO_DEFAULT: &str = include_str!("../pipelines/audio.toml");
 const IMAGE_DEFAULT: &str = include_str!("../pipelines/image.toml");
+const VIDEO_DEFAULT: &str = include_str!("../pipelines/video.toml");
 
 #[derive(Debug, Error)]
 pub enum PipelineError {
@@ -288,6 +289,46 @@ impl ImagePipeline {
     }
 }
 
+/// The video pipeline (`pipelines/video.toml`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct VideoPipeline {
+    pub embed: VideoEmbedSection,
+    pub frames: crate::media::video::SamplerSettings,
+    pub similar: VideoSimilarSection,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct VideoSimilarSection {
+    pub min_frame_similarity: f64,
+    pub min_matched_frames: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct VideoEmbedSection {
+    pub enabled: bool,
+}
+
+impl VideoPipeline {
+    /// Version of a video's chunks: the sampler's settings, the picture pipeline's version
+    /// and the sound track's (`audio_version`).
+    pub fn version(&self, image: &ImagePipeline, audio_version: &str) -> String {
+        // Query settings do not shape what is indexed.
+        let indexed = (&self.embed, &self.frames);
+        let canonical = serde_json::to_string(&indexed).expect("pipeline serializes");
+        let hash = blake3::hash(
+            format!(
+                "video-pipeline-v1:{canonical}:{}:{audio_version}",
+                image.version()
+            )
+            .as_bytes(),
+        );
+        hash.to_hex()[..16].to_string()
+    }
+}
+
 /// All pipelines of one run.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Pipelines {
@@ -295,6 +336,7 @@ pub struct Pipelines {
     pub query: QueryPipeline,
     pub audio: AudioPipeline,
     pub image: ImagePipeline,
+    pub video: VideoPipeline,
 }
 
 impl Pipelines {
@@ -305,6 +347,7 @@ impl Pipelines {
             query: load_one(dir, "query.toml", QUERY_DEFAULT)?,
             audio: load_one(dir, "audio.toml", AUDIO_DEFAULT)?,
             image: load_one(dir, "image.toml", IMAGE_DEFAULT)?,
+            video: load_one(dir, "video.toml", VIDEO_DEFAULT)?,
         };
         pipelines.validate()?;
         Ok(pipelines)
@@ -314,6 +357,25 @@ impl Pipelines {
     fn validate(&self) -> Result<(), PipelineError> {
         let fail =
             |setting: &'static str, problem: String| Err(PipelineError::Value { setting, problem });
+        let frames = &self.video.frames;
+        if !(frames.scene_threshold > 0.0 && frames.scene_threshold <= 1.0) {
+            return fail(
+                "[frames] scene_threshold (video.toml)",
+                format!("is {}; it must be in (0, 1]", frames.scene_threshold),
+            );
+        }
+        if frames.max_frames == 0 || frames.max_interval_ms == 0 {
+            return fail(
+                "[frames] max_frames / max_interval_ms (video.toml)",
+                "must be above 0".into(),
+            );
+        }
+        if frames.score_width < 8 || frames.frame_side < 32 {
+            return fail(
+                "[frames] score_width / frame_side (video.toml)",
+                "score_width must be 8 or more and frame_side 32 or more".into(),
+            );
+        }
         let chunking = &self.text.chunking;
         if chunking.max_tokens < 8 {
             return fail(

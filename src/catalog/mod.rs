@@ -109,9 +109,9 @@ pub struct FinishedSource<'a> {
     pub space: Option<&'a str>,
     /// For recordings: probe data and the transcript's segments.
     pub media: Option<&'a MediaRecord>,
-    /// Chunks whose vectors live in another space (audio windows), not in BM25.
-    pub extra: &'a [ChunkRecord],
-    pub extra_space: Option<&'a str>,
+    /// Chunks whose vectors live in other spaces (audio windows, pictures, video frames),
+    /// not in BM25: each set with its space.
+    pub extras: Vec<(&'a str, &'a [ChunkRecord])>,
 }
 
 /// A recording's catalog data besides its chunks.

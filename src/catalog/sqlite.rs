@@ -18,8 +18,8 @@ use sqlx::sqlite::{
 use sqlx::Row;
 
 use super::{
-    status, Anchor, Catalog, CatalogCounts, CatalogError, ChunkKey, FinishedSource, MediaRecord,
-    Modality, NewSource, Result, Segment, Source, SpaceRow, StoredChunk,
+    status, Anchor, Catalog, CatalogCounts, CatalogError, ChunkKey, ChunkRecord, FinishedSource,
+    MediaRecord, Modality, NewSource, Result, Segment, Source, SpaceRow, StoredChunk,
 };
 
 /// The SQLite catalog at `<data>/catalog.db`.
@@ -114,11 +114,11 @@ impl SqliteCatalog {
             .bind(done.source_id)
             .execute(&mut *tx)
             .await?;
-        let all = done
-            .chunks
-            .iter()
-            .map(|c| (c, done.space))
-            .chain(done.extra.iter().map(|c| (c, done.extra_space)));
+        let mut all: Vec<(&ChunkRecord, Option<&str>)> =
+            done.chunks.iter().map(|c| (c, done.space)).collect();
+        for (space, chunks) in &done.extras {
+            all.extend(chunks.iter().map(|c| (c, Some(*space))));
+        }
         for (chunk, space) in all {
             let (kind, page, cs, ce, sm, em, at) = anchor_columns(&chunk.anchor);
             sqlx::query(
@@ -190,7 +190,7 @@ impl SqliteCatalog {
         .bind(done.content_hash)
         .bind(done.pipeline_version)
         .bind(done.title)
-        .bind((done.chunks.len() + done.extra.len()) as i64)
+        .bind((done.chunks.len() + done.extras.iter().map(|(_, c)| c.len()).sum::<usize>()) as i64)
         .bind(now())
         .bind(done.source_id)
         .execute(&mut *tx)
@@ -245,7 +245,7 @@ impl SqliteCatalog {
                 id,
                 source_id: row.try_get("source_id")?,
                 spaces: space.into_iter().collect(),
-                lexical: modality != Modality::Audio.as_str(),
+                lexical: Modality::parse(&modality).is_some_and(|m| m.in_bm25()),
             });
         }
         Ok(keys)
@@ -736,8 +736,7 @@ mod tests {
                 chunks: &first,
                 space: Some("text/m/4"),
                 media: None,
-                extra: &[],
-                extra_space: None,
+                extras: Vec::new(),
             })
             .await
             .unwrap();
@@ -759,8 +758,7 @@ mod tests {
                 chunks: &second,
                 space: Some("text/m/4"),
                 media: None,
-                extra: &[],
-                extra_space: None,
+                extras: Vec::new(),
             })
             .await
             .unwrap();

@@ -93,6 +93,16 @@ impl Modality {
         }
     }
 
+    /// Whether chunks of this modality are indexed in BM25: the ones made of words. Audio
+    /// windows, pictures and video frames live in their embedding spaces only (a frame's words
+    /// are its transcript chunk's, which BM25 already has).
+    pub fn in_bm25(&self) -> bool {
+        matches!(
+            self,
+            Modality::Text | Modality::Transcript | Modality::Caption
+        )
+    }
+
     pub fn parse(s: &str) -> Option<Self> {
         Some(match s {
             "text" => Modality::Text,

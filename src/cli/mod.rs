@@ -475,11 +475,7 @@ async fn run(cli: Cli, settings: Settings) -> Result<ExitCode> {
             let hits = match (audio, image, video) {
                 (Some(clip), None, None) => mosaic.similar_audio(&clip, limit).await?,
                 (None, Some(picture), None) => mosaic.similar_image(&picture, limit).await?,
-                (None, None, Some(_)) => return Err(UserError(
-                    "similar --video: video ingestion is not built yet (--image and --audio are)"
-                        .into(),
-                )
-                .into()),
+                (None, None, Some(clip)) => mosaic.similar_video(&clip, limit).await?,
                 _ => {
                     return Err(UserError(
                         "similar: give exactly one of --image FILE, --audio FILE, --video FILE"
@@ -498,7 +494,15 @@ async fn run(cli: Cli, settings: Settings) -> Result<ExitCode> {
                     let times: Vec<String> = hit
                         .matches
                         .iter()
-                        .map(|m| format!("{} ({:.3})", m.anchor.describe(), m.score))
+                        .map(|m| match &m.query {
+                            Some(query) => format!(
+                                "{} (the query's {}; {:.3})",
+                                m.anchor.describe(),
+                                query.describe(),
+                                m.score
+                            ),
+                            None => format!("{} ({:.3})", m.anchor.describe(), m.score),
+                        })
                         .collect();
                     println!(
                         "{:>2}. {:.4}  {}  at {}",

@@ -11,7 +11,7 @@ use crate::embed::image::preprocess::Rgb;
 use crate::embed::ImageEmbedding;
 use crate::engine::Engine;
 use crate::ingest::file_uri;
-use crate::ingest::write::SourceWrite;
+use crate::ingest::write::{ExtraSet, SourceWrite};
 use crate::media::image as picture;
 use crate::store::SpaceSpec;
 
@@ -105,7 +105,7 @@ pub(super) fn read_picture(
 }
 
 /// Writes `data` to `path` through a temporary file in the same folder and a rename.
-fn write_atomically(path: &Path, data: &[u8]) -> std::io::Result<()> {
+pub(super) fn write_atomically(path: &Path, data: &[u8]) -> std::io::Result<()> {
     let dir = path.parent().expect("thumbnail path has a folder");
     std::fs::create_dir_all(dir)?;
     let staging = dir.join(format!(
@@ -192,9 +192,11 @@ impl Engine {
                 title: Some(name),
                 chunks: Vec::new(),
                 space: text_space.to_string(),
-                extra: vec![chunk],
-                extra_vectors: vec![vector],
-                extra_space: Some(space),
+                extras: vec![ExtraSet {
+                    space,
+                    chunks: vec![chunk],
+                    vectors: vec![vector],
+                }],
                 ..Default::default()
             },
             notice: None,

@@ -10,6 +10,7 @@ pub mod chunk;
 pub mod detect;
 pub mod extract;
 pub mod image;
+pub mod video;
 pub mod write;
 
 use std::path::{Path, PathBuf};
@@ -111,6 +112,7 @@ struct Prepared {
 }
 
 /// A recording found, hashed and due for transcription.
+#[derive(Clone)]
 struct MediaJob {
     path: PathBuf,
     uri: String,
@@ -228,6 +230,8 @@ struct ReadLimits {
     overlap: usize,
     text_version: String,
     audio_version: String,
+    /// Version of a video's chunks; `None` when videos are transcribed only.
+    video_version: Option<String>,
     /// The space text chunks' vectors go to.
     text_space: String,
     pictures: image::PictureLimits,
@@ -355,7 +359,11 @@ fn read_and_chunk(
                 )
             }
         };
-        if unchanged(known, &content_hash, &limits.audio_version) {
+        let version = match (&limits.video_version, kind) {
+            (Some(video), detect::MediaKind::Video) => video,
+            _ => &limits.audio_version,
+        };
+        if unchanged(known, &content_hash, version) {
             return Outcome::Skipped { uri };
         }
         return Outcome::Media(Box::new(MediaJob {
@@ -530,16 +538,22 @@ impl Engine {
             .enabled
             .then(|| self.models.locate_panns(&audio.similar.model))
             .flatten();
+        let audio_version = self
+            .pipelines
+            .audio
+            .version(&self.pipelines.text, panns.is_some());
+        let video_pipeline = self.pipelines.video.clone();
+        let image_pipeline = self.pipelines.image.clone();
+        let videos = self.pipelines.video.embed.enabled && self.pipelines.image.embedder.enabled;
+        let video_version = move |audio: &str| video_pipeline.version(&image_pipeline, audio);
         let limits = Arc::new(ReadLimits {
+            video_version: videos.then(|| video_version(&audio_version)),
             max_bytes: self.settings.ingest.max_file_bytes,
             max_media_bytes: self.settings.ingest.max_media_bytes,
             budget,
             overlap: chunking.overlap_tokens,
             text_version: pipeline_version.clone(),
-            audio_version: self
-                .pipelines
-                .audio
-                .version(&self.pipelines.text, panns.is_some()),
+            audio_version,
             text_space: space.name.clone(),
             pictures: image::PictureLimits {
                 enabled: self.pipelines.image.embedder.enabled,
@@ -551,6 +565,11 @@ impl Engine {
             },
         });
         let picture_space = Arc::new(tokio::sync::OnceCell::new());
+        let video = Arc::new(video::VideoContext {
+            settings: self.pipelines.video.frames.clone(),
+            pictures: limits.pictures.clone(),
+            version: Box::new(video_version),
+        });
         let media = Arc::new(MediaContext {
             model: audio.transcribe.model.clone(),
             options: audio.transcribe_options(),
@@ -587,6 +606,7 @@ impl Engine {
                 let media = media.clone();
                 let picture_space = picture_space.clone();
                 let after_read = limits.clone();
+                let video = video.clone();
                 async move {
                     let uri = file_uri(&path);
                     let read_counter = counter.clone();
@@ -608,6 +628,13 @@ impl Engine {
                     // Decoding, transcription and embedding run on the model workers, which
                     // turn a panic into that request's error: it fails this file alone.
                     let outcome = match outcome {
+                        Outcome::Media(job)
+                            if job.kind == detect::MediaKind::Video
+                                && after_read.video_version.is_some() =>
+                        {
+                            self.video_outcome(*job, &media, &counter, &video, &picture_space)
+                                .await
+                        }
                         Outcome::Media(job) => {
                             self.transcribe_outcome(*job, &media, &counter).await
                         }
@@ -930,9 +957,7 @@ impl Engine {
         }
         notes.extend(bad_packets);
         // Audio windows for similar-audio search, in their own space.
-        let mut extra = Vec::new();
-        let mut extra_vectors = Vec::new();
-        let mut extra_space = None;
+        let mut extras = Vec::new();
         let mut version = media.version.clone();
         if let Some(checkpoint) = &media.panns {
             let result = async {
@@ -960,6 +985,8 @@ impl Engine {
             match result {
                 Ok(Err(fatal)) => return Outcome::Fatal(Box::new(fatal)),
                 Ok(Ok((windows, space))) => {
+                    let mut extra = Vec::new();
+                    let mut extra_vectors = Vec::new();
                     for w in windows {
                         let anchor = Anchor::Time {
                             start_ms: w.start_ms,
@@ -983,7 +1010,11 @@ impl Engine {
                         });
                         extra_vectors.push(w.vector);
                     }
-                    extra_space = Some(space);
+                    extras.push(write::ExtraSet {
+                        space,
+                        chunks: extra,
+                        vectors: extra_vectors,
+                    });
                 }
                 Err(e) => {
                     notes.push(format!("no audio embeddings for similar-audio search: {e}"));
@@ -1004,9 +1035,7 @@ impl Engine {
                 space: media.text_space.clone(),
                 vectors: Vec::new(),
                 sentence_vectors: Vec::new(),
-                extra,
-                extra_vectors,
-                extra_space,
+                extras,
                 media: Some(record),
             },
             notice: (!notes.is_empty()).then(|| notes.join("; ")),

@@ -80,15 +80,27 @@ pub struct SourceWrite {
     pub vectors: Vec<Vec<f32>>,
     /// Per chunk, the vectors of its sentences (empty without sentence vectors).
     pub sentence_vectors: Vec<Vec<Vec<f32>>>,
-    /// Chunks with vectors in another space and no text (audio windows).
-    pub extra: Vec<ChunkRecord>,
-    pub extra_vectors: Vec<Vec<f32>>,
-    pub extra_space: Option<String>,
+    /// Chunks with vectors in other spaces, not in BM25 (audio windows, pictures, video
+    /// frames).
+    pub extras: Vec<ExtraSet>,
     /// Recordings: probe data and transcript.
     pub media: Option<MediaRecord>,
 }
 
+/// Chunks of one source in one more space, with their vectors.
+#[derive(Debug, Clone, Default)]
+pub struct ExtraSet {
+    pub space: String,
+    pub chunks: Vec<ChunkRecord>,
+    pub vectors: Vec<Vec<f32>>,
+}
+
 impl SourceWrite {
+    /// Chunks in every store, extras included.
+    pub fn chunk_count(&self) -> usize {
+        self.chunks.len() + self.extras.iter().map(|e| e.chunks.len()).sum::<usize>()
+    }
+
     fn new_source(&self) -> NewSource<'_> {
         NewSource {
             id: &self.source_id,
@@ -346,11 +358,11 @@ impl<'a> Writer<'a> {
                 vector_points(&write.chunks, &write.vectors, &write.sentence_vectors),
             )
             .await?;
-        if let Some(extra_space) = &write.extra_space {
+        for extra in &write.extras {
             self.vectors
                 .upsert(
-                    extra_space,
-                    vector_points(&write.extra, &write.extra_vectors, &[]),
+                    &extra.space,
+                    vector_points(&extra.chunks, &extra.vectors, &[]),
                 )
                 .await?;
         }
@@ -380,11 +392,14 @@ impl<'a> Writer<'a> {
                     chunks: &write.chunks,
                     space: Some(&write.space),
                     media: write.media.as_ref(),
-                    extra: &write.extra,
-                    extra_space: write.extra_space.as_deref(),
+                    extras: write
+                        .extras
+                        .iter()
+                        .map(|e| (e.space.as_str(), e.chunks.as_slice()))
+                        .collect(),
                 })
                 .await?;
-            chunks += write.chunks.len() + write.extra.len();
+            chunks += write.chunk_count();
         }
         Ok((sources, chunks))
     }

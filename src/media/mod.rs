@@ -4,6 +4,7 @@
 pub mod decode;
 pub mod image;
 pub mod mel;
+pub mod video;
 
 /// Loudest 20 ms frame of mono `samples` at `rate` Hz, in dBFS (silence is about -200).
 pub fn peak_dbfs(samples: &[f32], rate: u32) -> f32 {

@@ -45,6 +45,8 @@ pub enum QueryError {
     SimilarAudio(String),
     #[error("similar images: {0}")]
     SimilarImage(String),
+    #[error("similar video: {0}")]
+    SimilarVideo(String),
 }
 
 impl HasFault for QueryError {
@@ -55,9 +57,10 @@ impl HasFault for QueryError {
             QueryError::Lexical(e) => e.fault(),
             QueryError::Model(e) => e.fault(),
             QueryError::Llm(e) => e.fault(),
-            QueryError::EmptyQuery | QueryError::SimilarAudio(_) | QueryError::SimilarImage(_) => {
-                Fault::User
-            }
+            QueryError::EmptyQuery
+            | QueryError::SimilarAudio(_)
+            | QueryError::SimilarImage(_)
+            | QueryError::SimilarVideo(_) => Fault::User,
         }
     }
 }
@@ -478,7 +481,9 @@ impl Engine {
             }
         }
 
-        outcome.hits = ranked
+        let gap =
+            self.pipelines.video.frames.max_interval_ms + self.pipelines.video.frames.cut_delay_ms;
+        outcome.hits = collapse_moments(ranked, gap)
             .into_iter()
             .take(request.limit)
             .enumerate()
@@ -935,6 +940,59 @@ struct SentenceScores {
 }
 
 /// Logs a notice and keeps it for the answer.
+/// A video's frame hits that follow each other within `gap_ms` (a chain of them) collapse
+/// into one moment: it takes the rank of its best frame, its anchor widened to the time range
+/// the chain spans.
+fn collapse_moments(ranked: Vec<(f64, StoredChunk)>, gap_ms: u64) -> Vec<(f64, StoredChunk)> {
+    let frame_at = |c: &StoredChunk| match c.anchor {
+        Anchor::Frame { at_ms } if c.modality == Modality::Frame => Some(at_ms),
+        _ => None,
+    };
+    // Per source, its frame hits in time order, cut into chains.
+    let mut times: std::collections::HashMap<&str, Vec<u64>> = std::collections::HashMap::new();
+    for (_, chunk) in &ranked {
+        if let Some(at) = frame_at(chunk) {
+            times.entry(chunk.source.id.as_str()).or_default().push(at);
+        }
+    }
+    let mut chain_of: std::collections::HashMap<(String, u64), (usize, u64, u64)> =
+        std::collections::HashMap::new();
+    let mut chains = 0;
+    for (source, mut at) in times {
+        at.sort_unstable();
+        let mut start = 0;
+        for i in 1..=at.len() {
+            if i == at.len() || at[i] > at[i - 1] + gap_ms {
+                for &t in &at[start..i] {
+                    chain_of.insert((source.to_string(), t), (chains, at[start], at[i - 1]));
+                }
+                chains += 1;
+                start = i;
+            }
+        }
+    }
+    let mut emitted = std::collections::HashSet::new();
+    let mut out = Vec::with_capacity(ranked.len());
+    for (score, mut chunk) in ranked {
+        let Some(at) = frame_at(&chunk) else {
+            out.push((score, chunk));
+            continue;
+        };
+        let (chain, start, end) = chain_of[&(chunk.source.id.clone(), at)];
+        if !emitted.insert(chain) {
+            continue;
+        }
+        if start < end {
+            chunk.anchor = Anchor::Time {
+                start_ms: start,
+                end_ms: end,
+            };
+        }
+        out.push((score, chunk));
+    }
+    out
+}
+
 fn note(notices: &mut Vec<String>, notice: String) {
     tracing::warn!("{notice}");
     notices.push(notice);

@@ -18,6 +18,9 @@ use crate::store::{SearchFilter, SpaceSpec};
 pub struct SimilarMatch {
     pub anchor: Anchor,
     pub score: f64,
+    /// For a similar video: the aligned range in the query video.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub query: Option<Anchor>,
 }
 
 /// A source that sounds like the clip (`--json` shape from DESIGN.md).
@@ -73,6 +76,75 @@ pub fn rank_alignments(
 
 /// Image neighbours searched per query picture.
 const IMAGE_NEIGHBOURS: usize = 200;
+/// Stored frames searched per query frame.
+const FRAME_NEIGHBOURS: usize = 50;
+/// Offset bins of similar-video voting.
+const OFFSET_BIN_MS: i64 = 1000;
+
+/// One query frame's vote: a stored frame of `source` at `ref_ms` matched the query frame
+/// `query` (at `query_ms`) with `score`.
+#[derive(Debug, Clone)]
+pub struct FrameVote {
+    pub source: String,
+    pub query: usize,
+    pub query_ms: u64,
+    pub ref_ms: u64,
+    pub score: f64,
+}
+
+/// Where a stored video lines up with the query video.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Alignment {
+    /// The matched frames' summed similarity.
+    pub similarity: f64,
+    /// Query frames matched at this offset.
+    pub frames: usize,
+    /// Times of the matched frames in the query and in the stored video.
+    pub query: (u64, u64),
+    pub reference: (u64, u64),
+}
+
+/// The best alignment of one source: the offset (reference time − query time) whose 1 s bin,
+/// merged with its neighbours, gathers the most matched similarity, counting each query frame
+/// once (its best vote there); `None` below `min_frames` matched frames.
+pub fn best_alignment(votes: &[&FrameVote], min_frames: usize) -> Option<Alignment> {
+    let bin = |v: &FrameVote| (v.ref_ms as i64 - v.query_ms as i64).div_euclid(OFFSET_BIN_MS);
+    let mut bins: Vec<i64> = votes.iter().map(|v| bin(v)).collect();
+    bins.sort_unstable();
+    bins.dedup();
+    let mut best: Option<Alignment> = None;
+    for &center in &bins {
+        // Per query frame, its best vote within the merged bins.
+        let mut per_query: HashMap<usize, &FrameVote> = HashMap::new();
+        for v in votes.iter().filter(|v| (bin(v) - center).abs() <= 1) {
+            let slot = per_query.entry(v.query).or_insert(v);
+            if v.score > slot.score {
+                *slot = v;
+            }
+        }
+        if per_query.len() < min_frames.max(1) {
+            continue;
+        }
+        let sum: f64 = per_query.values().map(|v| v.score).sum();
+        let range = |f: &dyn Fn(&FrameVote) -> u64| {
+            let values = per_query.values().map(|v| f(v));
+            (values.clone().min().unwrap_or(0), values.max().unwrap_or(0))
+        };
+        let candidate = Alignment {
+            similarity: sum,
+            frames: per_query.len(),
+            query: range(&|v| v.query_ms),
+            reference: range(&|v| v.ref_ms),
+        };
+        if best
+            .as_ref()
+            .is_none_or(|b| candidate.similarity > b.similarity)
+        {
+            best = Some(candidate);
+        }
+    }
+    best
+}
 
 impl Engine {
     /// The catalog's chunks of vector hits, by chunk id.
@@ -141,6 +213,7 @@ impl Engine {
             });
             if entry.1.len() < MATCHES_PER_SOURCE {
                 entry.1.push(SimilarMatch {
+                    query: None,
                     anchor: chunk.anchor.clone(),
                     score: hit.score as f64,
                 });
@@ -160,6 +233,124 @@ impl Engine {
                 })
             })
             .collect())
+    }
+
+    /// Videos that hold footage like the video at `path`, best first: the query is sampled
+    /// as ingestion samples, each of its frames votes for (video, time offset) through its
+    /// nearest stored frames, and each video's strongest offset gives its score (matched
+    /// similarity over the shorter side's frame count) and the aligned range in both videos.
+    pub async fn similar_video(
+        &self,
+        path: &Path,
+        limit: usize,
+    ) -> Result<Vec<SimilarHit>, QueryError> {
+        let fail = |e: String| QueryError::SimilarVideo(format!("{}: {e}", path.display()));
+        let settings = self.pipelines.video.frames.clone();
+        let similar = &self.pipelines.video.similar;
+        let owned = path.to_path_buf();
+        let (_, frames) =
+            tokio::task::spawn_blocking(move || crate::media::video::sample(&owned, &settings))
+                .await
+                .map_err(|e| fail(e.to_string()))?
+                .map_err(|e| fail(e.to_string()))?;
+        let service = self
+            .workers
+            .image_embedder(&self.pipelines.image.embedder.model)
+            .await
+            .map_err(|e| QueryError::SimilarVideo(e.to_string()))?;
+        let space = SpaceSpec::image(service.model_id(), service.dims());
+        let mut votes = Vec::new();
+        for (batch_start, batch) in frames.chunks(32).enumerate() {
+            let vectors = service
+                .embed(batch.iter().map(|f| f.rgb.clone()).collect())
+                .await?;
+            for (i, (frame, vector)) in batch.iter().zip(vectors).enumerate() {
+                let hits = self
+                    .vectors
+                    .search(
+                        &space.name,
+                        vector,
+                        FRAME_NEIGHBOURS,
+                        SearchFilter {
+                            modalities: vec!["frame".into()],
+                            source_id: None,
+                        },
+                    )
+                    .await?;
+                let chunks = self.hit_chunks(&hits).await?;
+                for hit in hits {
+                    let Some(chunk) = chunks.get(&hit.id) else {
+                        continue;
+                    };
+                    if (hit.score as f64) < similar.min_frame_similarity {
+                        continue;
+                    }
+                    if let Anchor::Frame { at_ms } = chunk.anchor {
+                        votes.push((
+                            chunk.source.as_ref(),
+                            FrameVote {
+                                source: chunk.source.id.clone(),
+                                query: batch_start * 32 + i,
+                                query_ms: frame.at_ms,
+                                ref_ms: at_ms,
+                                score: hit.score as f64,
+                            },
+                        ));
+                    }
+                }
+            }
+        }
+        let mut by_source: HashMap<String, (SourceRef, Vec<&FrameVote>)> = HashMap::new();
+        for (source, vote) in &votes {
+            by_source
+                .entry(vote.source.clone())
+                .or_insert_with(|| (source.clone(), Vec::new()))
+                .1
+                .push(vote);
+        }
+        let mut ranked = Vec::new();
+        for (id, (source, votes)) in by_source {
+            let Some(Alignment {
+                similarity: sum,
+                frames: matched,
+                query,
+                reference,
+            }) = best_alignment(&votes, similar.min_matched_frames)
+            else {
+                continue;
+            };
+            let stored_frames = self
+                .catalog
+                .media_info(&id)
+                .await?
+                .and_then(|(_, info)| info["frames"]["kept"].as_u64())
+                .unwrap_or(matched as u64) as usize;
+            let shorter = frames.len().min(stored_frames).max(1);
+            let score = sum / shorter as f64;
+            ranked.push(SimilarHit {
+                rank: 0,
+                score,
+                source,
+                matches: vec![SimilarMatch {
+                    anchor: Anchor::Time {
+                        start_ms: reference.0,
+                        end_ms: reference.1,
+                    },
+                    score,
+                    query: Some(Anchor::Time {
+                        start_ms: query.0,
+                        end_ms: query.1,
+                    }),
+                }],
+            });
+            tracing::debug!(source = %id, matched, score, "similar video alignment");
+        }
+        ranked.sort_by(|a, b| b.score.total_cmp(&a.score));
+        ranked.truncate(limit);
+        for (i, hit) in ranked.iter_mut().enumerate() {
+            hit.rank = i + 1;
+        }
+        Ok(ranked)
     }
 
     /// Recordings that sound like the clip at `clip`, best first, each with its best
@@ -247,6 +438,7 @@ impl Engine {
                                 end_ms: start + clip_ms,
                             },
                             score,
+                            query: None,
                         }
                     })
                     .collect();
@@ -264,6 +456,36 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn video_votes_align_by_offset_and_need_three_frames() {
+        let vote = |query: usize, query_ms: u64, ref_ms: u64, score: f64| FrameVote {
+            source: "v".into(),
+            query,
+            query_ms,
+            ref_ms,
+            score,
+        };
+        // Three query frames line up 6 s later (one of them 0.6 s off, within the merged
+        // bins); one strong vote elsewhere; a query frame voting twice counts once.
+        let votes = [
+            vote(0, 0, 4200, 0.95),
+            vote(1, 2200, 8200, 0.9),
+            vote(1, 2200, 8300, 0.5),
+            vote(2, 12200, 18800, 0.8),
+            vote(3, 14200, 20200, 0.85),
+        ];
+        let refs: Vec<&FrameVote> = votes.iter().collect();
+        let best = best_alignment(&refs, 3).unwrap();
+        assert_eq!(best.frames, 3);
+        assert!((best.similarity - (0.9 + 0.8 + 0.85)).abs() < 1e-9);
+        assert_eq!(best.query, (2200, 14200));
+        assert_eq!(best.reference, (8200, 20200));
+        assert!(
+            best_alignment(&refs[..3], 3).is_none(),
+            "two frames are not a match"
+        );
+    }
 
     #[test]
     fn consistent_alignments_beat_a_single_strong_vote() {

@@ -18,4 +18,5 @@ mod paths;
 mod retrieval;
 mod speech;
 mod stages;
+mod video;
 mod vision;

@@ -519,6 +519,9 @@ fn altered_photos_find_their_originals_and_bad_pictures_are_reported() {
         assert!(error.contains(reason), "{name}: {error}");
     }
     assert_eq!(failed.len(), bad.len(), "{report}");
+    // Pictures live in their space only, not in BM25: the stores agree by id.
+    let status = ok(&mosaic(&data, &["--json", "status"], &[]));
+    assert_eq!(status["consistent"], true, "{status}");
     // A thumbnail for every ingested photo, found by its source id.
     for name in PHOTOS {
         let uri = mosaic::ingest::file_uri(&photos.join(name));
