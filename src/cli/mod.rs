@@ -655,6 +655,14 @@ fn print_citations(citations: &[crate::query::Citation]) {
         let short: String = quote.chars().take(240).collect();
         let more = if short.len() < quote.len() { "…" } else { "" };
         println!("    “{short}{more}”");
+        if let Some(frame) = &c.frame {
+            match &frame.thumbnail {
+                Some(path) => {
+                    println!("    on screen: frame at {} ({path})", clock_ms(frame.at_ms))
+                }
+                None => println!("    on screen: frame at {}", clock_ms(frame.at_ms)),
+            }
+        }
     }
 }
 

@@ -240,6 +240,7 @@ fn with_video_info(audio: &str, info: &VideoInfo, frames: &[SampledFrame]) -> St
     value["frames"] = serde_json::json!({
         "kept": frames.len(),
         "cuts": frames.iter().filter(|f| f.reason == video::FrameReason::Cut).count(),
+        "times": frames.iter().map(|f| f.at_ms).collect::<Vec<_>>(),
     });
     value.to_string()
 }

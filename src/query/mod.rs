@@ -146,6 +146,18 @@ pub struct Citation {
     pub text: String,
     #[serde(skip)]
     pub title: Option<String>,
+    /// For a video: the frame on screen when the cited words were spoken.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub frame: Option<FrameRef>,
+}
+
+/// A kept video frame: its time and its thumbnail.
+#[derive(Debug, Clone, Serialize)]
+pub struct FrameRef {
+    pub at_ms: u64,
+    /// The JPEG thumbnail under the data dir, when one was written.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub thumbnail: Option<String>,
 }
 
 /// One sentence of the answer, as checked against the blocks.
@@ -253,6 +265,7 @@ fn to_citation(n: usize, chunk: &StoredChunk) -> Citation {
         url: citation_url(chunk),
         text: chunk.text.clone(),
         title: chunk.source.title.clone(),
+        frame: None,
     }
 }
 
@@ -554,6 +567,52 @@ impl Engine {
     /// question and lists the closest passages. Generated text is streamed to `sink` as it
     /// is written; the checked answer is in the result.
     pub async fn ask(
+        &self,
+        request: &AskRequest,
+        sink: mpsc::UnboundedSender<String>,
+    ) -> Result<Answer, QueryError> {
+        let mut answer = self.answer(request, sink).await?;
+        for citation in answer.citations.iter_mut().chain(answer.blocks.iter_mut()) {
+            citation.frame = self.frame_of(citation).await?;
+        }
+        Ok(answer)
+    }
+
+    /// The frame a video citation shows: the first kept frame inside its time range, else
+    /// the last one before it.
+    async fn frame_of(&self, citation: &Citation) -> Result<Option<FrameRef>, QueryError> {
+        let Anchor::Time { start_ms, end_ms } = citation.anchor else {
+            return Ok(None);
+        };
+        if citation.source.media_type != "video" {
+            return Ok(None);
+        }
+        let Some((_, info)) = self.catalog.media_info(&citation.source.id).await? else {
+            return Ok(None);
+        };
+        let times: Vec<u64> = info["frames"]["times"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|t| t.as_u64()).collect())
+            .unwrap_or_default();
+        let at = times
+            .iter()
+            .copied()
+            .find(|&t| t >= start_ms && t <= end_ms)
+            .or_else(|| times.iter().copied().filter(|&t| t < start_ms).max());
+        Ok(at.map(|at_ms| {
+            let path = crate::ingest::video::frame_thumbnail_path(
+                &self.settings.data_dir,
+                &citation.source.id,
+                at_ms,
+            );
+            FrameRef {
+                at_ms,
+                thumbnail: path.is_file().then(|| path.display().to_string()),
+            }
+        }))
+    }
+
+    async fn answer(
         &self,
         request: &AskRequest,
         sink: mpsc::UnboundedSender<String>,
@@ -1035,6 +1094,7 @@ fn assemble(
                         url: anchor_url(&chunk.source, &s.anchor),
                         text: s.text.clone(),
                         title: chunk.source.title.clone(),
+                        frame: None,
                     });
                     citations.len()
                 })
@@ -1115,6 +1175,7 @@ mod tests {
             url: "file:///docs/a.pdf#page=2".into(),
             text: format!("block text {n}"),
             title: Some("Annual report".into()),
+            frame: None,
         }
     }
 

@@ -406,6 +406,23 @@ fn videos_ingest_cite_and_are_found_from_an_excerpt() {
             .contains("rocket"),
         "{answer}"
     );
+    // With the frame on screen while those words were spoken, and its thumbnail.
+    let frame = &citation["frame"];
+    let (start, end) = (
+        citation["anchor"]["start_ms"].as_u64().unwrap(),
+        citation["anchor"]["end_ms"].as_u64().unwrap(),
+    );
+    let at = frame["at_ms"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no frame: {citation}"));
+    assert!(
+        EXPECTED.iter().any(|(t, _)| *t == at) && (start..=end).contains(&at),
+        "a kept frame inside {start}-{end}: {citation}"
+    );
+    assert!(
+        Path::new(frame["thumbnail"].as_str().unwrap()).is_file(),
+        "{citation}"
+    );
 
     // The truncated copy keeps the frames before the cut-off, and says so; the silent one
     // says it has no sound track.
