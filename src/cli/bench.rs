@@ -96,6 +96,18 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 1)]
         repeat: usize,
     },
+    /// Video frame sampling: the first pass (every frame decoded and scored, or key frames
+    /// only), the second (the kept frames as RGB) and embedding the kept frames, on one file.
+    Video {
+        #[arg(long)]
+        video: PathBuf,
+        /// Key frames only (the fast mode), whatever video.toml says.
+        #[arg(long)]
+        keyframes: bool,
+        /// Also embed the kept frames with the picture model of image.toml.
+        #[arg(long)]
+        embed: bool,
+    },
     /// Query latency of `search` on the current index.
     Search {
         /// JSON array of strings or of objects with a "question" field.
@@ -444,6 +456,83 @@ pub async fn run(what: BenchCommand, settings: Settings, as_json: bool) -> Resul
                         r["images_per_s"].as_f64().unwrap_or_default(),
                     );
                 }
+            }
+        }
+        BenchCommand::Video {
+            video,
+            keyframes,
+            embed,
+        } => {
+            let pipelines = load_pipelines(&settings)?;
+            let mut sampler = pipelines.video.frames.clone();
+            sampler.keyframes_only |= keyframes;
+            let model = embed
+                .then(|| {
+                    let id = pipelines.image.embedder.model.clone();
+                    ModelStore::new(&settings.models.dir)
+                        .require(&id)
+                        .map(|dir| (id, dir))
+                })
+                .transpose()?;
+            let report = tokio::task::spawn_blocking(move || -> Result<serde_json::Value> {
+                use crate::media::video;
+                let t = Instant::now();
+                let (info, planned) = video::scan(&video, &sampler)?;
+                let scan_s = t.elapsed().as_secs_f64();
+                let t = Instant::now();
+                let frames = video::capture(&video, &info, &planned, &sampler)?;
+                let capture_s = t.elapsed().as_secs_f64();
+                let embed_s = match &model {
+                    Some((id, dir)) => {
+                        let model = crate::embed::image::ImageModel::load(id, dir)?;
+                        let pictures: Vec<_> = frames.iter().map(|f| f.rgb.clone()).collect();
+                        let t = Instant::now();
+                        std::hint::black_box(model.embed(&pictures));
+                        Some(t.elapsed().as_secs_f64())
+                    }
+                    None => None,
+                };
+                let minutes = info.duration_ms as f64 / 60_000.0;
+                Ok(json!({
+                    "video": video, "codec": info.codec, "width": info.width, "height": info.height,
+                    "duration_s": info.duration_ms as f64 / 1000.0, "keyframes_only": info.keyframes_only,
+                    "frames_decoded": info.frames_decoded, "frames_kept": frames.len(),
+                    "cuts": frames.iter().filter(|f| f.reason == video::FrameReason::Cut).count(),
+                    "scan_s": scan_s, "frames_scanned_per_s": info.frames_decoded as f64 / scan_s,
+                    "capture_s": capture_s, "embed_s": embed_s,
+                    "threads": rayon::current_num_threads(),
+                    "video_minutes_per_minute": minutes / ((scan_s + capture_s + embed_s.unwrap_or(0.0)) / 60.0),
+                }))
+            })
+            .await??;
+            if as_json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                println!(
+                    "{} ({}, {}x{}, {:.1} s){}\n  scan      {:>7.2} s  {:>8.1} frames/s ({} decoded)\n  capture   {:>7.2} s  ({} kept, {} at cuts){}",
+                    report["video"].as_str().unwrap_or_default(),
+                    report["codec"].as_str().unwrap_or_default(),
+                    report["width"],
+                    report["height"],
+                    report["duration_s"].as_f64().unwrap_or_default(),
+                    if report["keyframes_only"] == true { ", key frames only" } else { "" },
+                    report["scan_s"].as_f64().unwrap_or_default(),
+                    report["frames_scanned_per_s"].as_f64().unwrap_or_default(),
+                    report["frames_decoded"],
+                    report["capture_s"].as_f64().unwrap_or_default(),
+                    report["frames_kept"],
+                    report["cuts"],
+                    match report["embed_s"].as_f64() {
+                        Some(s) => format!("\n  embed     {s:>7.2} s"),
+                        None => String::new(),
+                    },
+                );
+                println!(
+                    "  {:.1} minutes of video per minute",
+                    report["video_minutes_per_minute"]
+                        .as_f64()
+                        .unwrap_or_default()
+                );
             }
         }
         BenchCommand::AudioEmbed {

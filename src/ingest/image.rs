@@ -130,6 +130,25 @@ impl Engine {
         Ok(space.name)
     }
 
+    /// The picture model `model` and its space (registered with the first picture): an error
+    /// for this file when the model cannot be loaded, a fatal one when a store fails.
+    #[allow(clippy::type_complexity)]
+    pub(super) async fn picture_model(
+        &self,
+        model: &str,
+        space: &tokio::sync::OnceCell<String>,
+    ) -> Result<Result<(std::sync::Arc<dyn ImageEmbedding>, String), String>, IngestError> {
+        let service = match self.workers.image_embedder(model).await {
+            Ok(s) => s,
+            Err(e) => return Ok(Err(format!("image model: {e}"))),
+        };
+        let space = space
+            .get_or_try_init(|| self.register_image_space(service.as_ref()))
+            .await?
+            .clone();
+        Ok(Ok((service, space)))
+    }
+
     /// Embeds a decoded picture into its model's space.
     pub(super) async fn picture_outcome(
         &self,
@@ -144,15 +163,9 @@ impl Engine {
             bytes: job.bytes,
             error,
         };
-        let service = match self.workers.image_embedder(&limits.model).await {
-            Ok(s) => s,
-            Err(e) => return failed(format!("image model: {e}")),
-        };
-        let space = match space
-            .get_or_try_init(|| self.register_image_space(service.as_ref()))
-            .await
-        {
-            Ok(space) => space.clone(),
+        let (service, space) = match self.picture_model(&limits.model, space).await {
+            Ok(Ok(found)) => found,
+            Ok(Err(error)) => return failed(error),
             Err(fatal) => return Outcome::Fatal(Box::new(fatal)),
         };
         let (width, height) = (job.rgb.width, job.rgb.height);

@@ -89,15 +89,12 @@ impl Engine {
         }
 
         // The frames, into the picture model's space.
-        let service = match self.workers.image_embedder(&video.pictures.model).await {
-            Ok(s) => s,
-            Err(e) => return failed(format!("image model: {e}")),
-        };
-        let space = match picture_space
-            .get_or_try_init(|| self.register_image_space(service.as_ref()))
+        let (service, space) = match self
+            .picture_model(&video.pictures.model, picture_space)
             .await
         {
-            Ok(space) => space.clone(),
+            Ok(Ok(found)) => found,
+            Ok(Err(error)) => return failed(error),
             Err(fatal) => return Outcome::Fatal(Box::new(fatal)),
         };
         media

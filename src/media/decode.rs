@@ -40,7 +40,8 @@ pub struct AudioInfo {
     pub has_video: bool,
 }
 
-fn init() -> Result<(), DecodeError> {
+/// Initialises FFmpeg once per process (its own log quietened: errors are reported by Mosaic).
+pub(crate) fn ffmpeg_init() -> Result<(), String> {
     static INIT: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
     INIT.get_or_init(|| {
         ffmpeg::init().map_err(|e| e.to_string())?;
@@ -48,7 +49,10 @@ fn init() -> Result<(), DecodeError> {
         Ok(())
     })
     .clone()
-    .map_err(DecodeError::Open)
+}
+
+fn init() -> Result<(), DecodeError> {
+    ffmpeg_init().map_err(DecodeError::Open)
 }
 
 fn info_of(ictx: &ffmpeg::format::context::Input) -> Result<AudioInfo, DecodeError> {

@@ -138,14 +138,7 @@ struct Frames {
 }
 
 fn init() -> Result<(), VideoError> {
-    static INIT: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
-    INIT.get_or_init(|| {
-        ffmpeg::init().map_err(|e| e.to_string())?;
-        ffmpeg::util::log::set_level(ffmpeg::util::log::Level::Fatal);
-        Ok(())
-    })
-    .clone()
-    .map_err(VideoError::Open)
+    super::decode::ffmpeg_init().map_err(VideoError::Open)
 }
 
 /// The clockwise turn that puts a frame upright, from the stream's display matrix, as FFmpeg's

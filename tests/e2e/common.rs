@@ -206,3 +206,35 @@ pub fn second_text_model(dir: &Path, data: &Path) -> (PathBuf, PathBuf) {
     std::fs::write(pipelines.join("text.toml"), text_toml).unwrap();
     (models, pipelines)
 }
+
+/// A models folder and a pipelines folder under `dir` that make the tiny CLIP fixture the
+/// picture model (beside the real MiniLM and Whisper): `(MOSAIC__MODELS__DIR, MOSAIC_PIPELINES)`.
+pub fn clip_pipelines(dir: &Path) -> (PathBuf, PathBuf) {
+    let (models, pipelines) = (dir.join("clip-models"), dir.join("clip-pipelines"));
+    std::fs::create_dir_all(&models).unwrap();
+    std::fs::create_dir_all(&pipelines).unwrap();
+    std::os::unix::fs::symlink(
+        fixtures().join("models/tiny-clip"),
+        models.join("tiny-clip"),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(
+        real_model(MINILM),
+        models.join("sentence-transformers--all-MiniLM-L6-v2"),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(models_dir().join("whisper"), models.join("whisper")).unwrap();
+    for entry in std::fs::read_dir(repo().join("pipelines")).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, pipelines.join(path.file_name().unwrap())).unwrap();
+    }
+    let image_toml = std::fs::read_to_string(pipelines.join("image.toml"))
+        .unwrap()
+        .replace("model = \"efficientnet-lite0\"", "model = \"tiny-clip\"");
+    assert!(
+        image_toml.contains("\"tiny-clip\""),
+        "image.toml names its model"
+    );
+    std::fs::write(pipelines.join("image.toml"), image_toml).unwrap();
+    (models, pipelines)
+}

@@ -8,7 +8,7 @@ use std::process::Command;
 
 use mosaic::media::video::{sample, FrameReason, SamplerSettings};
 
-use crate::common::{fixtures, json, models_dir, mosaic, ok, real_model, repo, spoken, MINILM};
+use crate::common::{clip_pipelines, json, mosaic, ok, real_model, spoken, MINILM};
 
 /// scikit-image's sample photos as setup unpacks them.
 fn photo(name: &str) -> PathBuf {
@@ -157,6 +157,32 @@ fn mean_difference(a: &[u8], b: &[u8]) -> f64 {
         .map(|(x, y)| x.abs_diff(*y) as f64)
         .sum::<f64>()
         / a.len() as f64
+}
+
+/// The hit for the video `name` among what `similar --image` returns for the sample `photo`.
+fn similar_image_hit(data: &Path, photo_name: &str, name: &str) -> serde_json::Value {
+    let found = ok(&mosaic(
+        data,
+        &[
+            "--json",
+            "similar",
+            "--image",
+            photo(photo_name).to_str().unwrap(),
+        ],
+        &[],
+    ));
+    found["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| {
+            h["source"]["uri"]
+                .as_str()
+                .unwrap()
+                .ends_with(&format!("/{name}"))
+        })
+        .cloned()
+        .unwrap_or_else(|| panic!("{name} not found for {photo_name}: {found}"))
 }
 
 #[test]
@@ -356,27 +382,7 @@ fn videos_ingest_cite_and_are_found_from_an_excerpt() {
     );
 
     // The rocket photo finds the rocket scene's frames (and the truncated copy's, if kept).
-    let rocket = ok(&mosaic(
-        &data,
-        &[
-            "--json",
-            "similar",
-            "--image",
-            photo("rocket.jpg").to_str().unwrap(),
-        ],
-        &[],
-    ));
-    let hit = rocket["hits"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|h| {
-            h["source"]["uri"]
-                .as_str()
-                .unwrap()
-                .ends_with("/scenes.mp4")
-        })
-        .unwrap_or_else(|| panic!("scenes.mp4 not found: {rocket}"));
+    let hit = similar_image_hit(&data, "rocket.jpg", "scenes.mp4");
     let best = &hit["matches"][0]["anchor"];
     assert_eq!(best["kind"], "frame", "{hit}");
     let at = best["at_ms"].as_u64().unwrap();
@@ -406,12 +412,14 @@ fn videos_ingest_cite_and_are_found_from_an_excerpt() {
             .contains("rocket"),
         "{answer}"
     );
-    // With the frame on screen while those words were spoken, and its thumbnail.
-    let frame = &citation["frame"];
+    // The rocket is narrated over its scene, 8-20 s: the cited range overlaps it.
     let (start, end) = (
         citation["anchor"]["start_ms"].as_u64().unwrap(),
         citation["anchor"]["end_ms"].as_u64().unwrap(),
     );
+    assert!(start < 20_000 && end > 8_000, "{citation}");
+    // With the frame on screen while those words were spoken, and its thumbnail.
+    let frame = &citation["frame"];
     let at = frame["at_ms"]
         .as_u64()
         .unwrap_or_else(|| panic!("no frame: {citation}"));
@@ -436,54 +444,12 @@ fn videos_ingest_cite_and_are_found_from_an_excerpt() {
     };
     assert!(note_of("truncated.mp4").contains("truncated"), "{report}");
     assert!(note_of("silent.mp4").contains("no sound track"), "{report}");
-    let cat = ok(&mosaic(
-        &data,
-        &[
-            "--json",
-            "similar",
-            "--image",
-            photo("chelsea.png").to_str().unwrap(),
-        ],
-        &[],
-    ));
-    let truncated = cat["hits"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|h| {
-            h["source"]["uri"]
-                .as_str()
-                .unwrap()
-                .ends_with("/truncated.mp4")
-        })
-        .unwrap_or_else(|| panic!("the truncated video's first scene is indexed: {cat}"));
+    let truncated = similar_image_hit(&data, "chelsea.png", "truncated.mp4");
     assert_eq!(truncated["matches"][0]["anchor"]["at_ms"], 0, "{truncated}");
 
     // Text search through a CLIP text tower: with tiny-clip as the picture model, the scenes
     // video's frames (random weights: any order) come back as one moment spanning them.
-    let models = tmp.path().join("models");
-    let pipelines = tmp.path().join("pipelines");
-    std::fs::create_dir_all(&models).unwrap();
-    std::fs::create_dir_all(&pipelines).unwrap();
-    std::os::unix::fs::symlink(
-        fixtures().join("models/tiny-clip"),
-        models.join("tiny-clip"),
-    )
-    .unwrap();
-    std::os::unix::fs::symlink(
-        real_model(MINILM),
-        models.join("sentence-transformers--all-MiniLM-L6-v2"),
-    )
-    .unwrap();
-    std::os::unix::fs::symlink(models_dir().join("whisper"), models.join("whisper")).unwrap();
-    for entry in std::fs::read_dir(repo().join("pipelines")).unwrap() {
-        let path = entry.unwrap().path();
-        std::fs::copy(&path, pipelines.join(path.file_name().unwrap())).unwrap();
-    }
-    let image_toml = std::fs::read_to_string(pipelines.join("image.toml"))
-        .unwrap()
-        .replace("model = \"efficientnet-lite0\"", "model = \"tiny-clip\"");
-    std::fs::write(pipelines.join("image.toml"), image_toml).unwrap();
+    let (models, pipelines) = clip_pipelines(tmp.path());
     let env = [
         ("MOSAIC__MODELS__DIR", models.to_str().unwrap()),
         ("MOSAIC_PIPELINES", pipelines.to_str().unwrap()),

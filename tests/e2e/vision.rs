@@ -309,34 +309,14 @@ fn clip_and_siglip_towers_match_transformers() {
 #[test]
 fn text_queries_find_pictures_through_the_clip_text_tower() {
     let tmp = tempfile::tempdir().unwrap();
-    let (photos, data, models, pipelines) = (
-        tmp.path().join("photos"),
-        tmp.path().join("data"),
-        tmp.path().join("models"),
-        tmp.path().join("pipelines"),
-    );
-    for dir in [&photos, &models, &pipelines] {
-        std::fs::create_dir_all(dir).unwrap();
-    }
+    let (photos, data) = (tmp.path().join("photos"), tmp.path().join("data"));
+    std::fs::create_dir_all(&photos).unwrap();
     let names = ["chelsea.png", "coffee.png", "rocket.jpg", "astronaut.png"];
     for name in names {
         std::fs::copy(photos_dir().join(name), photos.join(name)).unwrap();
     }
     let clip = fixtures().join("models/tiny-clip");
-    std::os::unix::fs::symlink(&clip, models.join("tiny-clip")).unwrap();
-    std::os::unix::fs::symlink(
-        real_model(crate::common::MINILM),
-        models.join("sentence-transformers--all-MiniLM-L6-v2"),
-    )
-    .unwrap();
-    for entry in std::fs::read_dir(crate::common::repo().join("pipelines")).unwrap() {
-        let path = entry.unwrap().path();
-        std::fs::copy(&path, pipelines.join(path.file_name().unwrap())).unwrap();
-    }
-    let image_toml = std::fs::read_to_string(pipelines.join("image.toml")).unwrap();
-    let image_toml = image_toml.replace("model = \"efficientnet-lite0\"", "model = \"tiny-clip\"");
-    assert!(image_toml.contains("\"tiny-clip\""));
-    std::fs::write(pipelines.join("image.toml"), image_toml).unwrap();
+    let (models, pipelines) = crate::common::clip_pipelines(tmp.path());
     let env = [
         ("MOSAIC__MODELS__DIR", models.to_str().unwrap()),
         ("MOSAIC_PIPELINES", pipelines.to_str().unwrap()),

@@ -57,6 +57,46 @@ pub(super) fn tower_shape(
     Ok(shape)
 }
 
+/// What both ViT families read first: the config's two sections, the vision tower's shape
+/// (with the family's activation and epsilon when the config leaves them out), its input size,
+/// patch grid side and patch embedding.
+pub(super) struct VisionStart {
+    pub vision: Value,
+    pub text: Value,
+    pub shape: TowerShape,
+    pub image_size: usize,
+    pub grid: usize,
+    pub patches: Patches,
+}
+
+pub(super) fn vision_start(
+    config: &Value,
+    w: &mut StateDict,
+    act: &str,
+    eps: f64,
+    default_patch: u64,
+) -> Result<VisionStart> {
+    let vision = config.get("vision_config").cloned().unwrap_or(Value::Null);
+    let text = config.get("text_config").cloned().unwrap_or(Value::Null);
+    let shape = tower_shape(&vision, (768, 3072, 12, 12), act, eps)?;
+    let image_size = num(&vision, "image_size", 224);
+    let patch = num(&vision, "patch_size", default_patch);
+    let patches = Patches::load(
+        w,
+        "vision_model.embeddings.patch_embedding",
+        shape.hidden,
+        patch,
+    )?;
+    Ok(VisionStart {
+        vision,
+        text,
+        shape,
+        image_size,
+        grid: image_size / patch.max(1),
+        patches,
+    })
+}
+
 /// The tokenizer of a model folder, truncating to `max_length` tokens with its specials.
 pub(super) fn tokenizer(dir: &Path, max_length: usize) -> Result<Tokenizer> {
     let path = dir.join("tokenizer.json");
@@ -173,14 +213,15 @@ impl Clip {
     /// Loads a `CLIPModel` from its config and weights; the text tower needs
     /// `tokenizer.json` in `dir`.
     pub fn load(config: &Value, mut w: StateDict, dir: &Path) -> Result<Self> {
-        let vision = config.get("vision_config").cloned().unwrap_or(Value::Null);
-        let text = config.get("text_config").cloned().unwrap_or(Value::Null);
-        let vshape = tower_shape(&vision, (768, 3072, 12, 12), "quick_gelu", 1e-5)?;
+        let VisionStart {
+            text,
+            shape: vshape,
+            image_size,
+            grid,
+            patches,
+            ..
+        } = vision_start(config, &mut w, "quick_gelu", 1e-5, 32)?;
         let h = vshape.hidden;
-        let image_size = num(&vision, "image_size", 224);
-        let patch = num(&vision, "patch_size", 32);
-        let grid = image_size / patch;
-        let patches = Patches::load(&mut w, "vision_model.embeddings.patch_embedding", h, patch)?;
         let class_embedding = w.take("vision_model.embeddings.class_embedding", &[h])?;
         let positions = w.take(
             "vision_model.embeddings.position_embedding.weight",

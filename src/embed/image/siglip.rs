@@ -11,7 +11,7 @@ use std::path::Path;
 use serde_json::Value;
 use tokenizers::Tokenizer;
 
-use super::clip::{num, tokenizer, tower_shape, TextEmbeddings};
+use super::clip::{num, tokenizer, tower_shape, vision_start, TextEmbeddings, VisionStart};
 use super::efficientnet::StateDict;
 use super::vit::{self, Norm, Patches, Transformer};
 use super::{ImageModelError, Result};
@@ -125,20 +125,21 @@ impl Siglip {
     /// Loads a `SiglipModel` from its config and weights; the text tower needs
     /// `tokenizer.json` in `dir`.
     pub fn load(config: &Value, mut w: StateDict, dir: &Path) -> Result<Self> {
-        let vision = config.get("vision_config").cloned().unwrap_or(Value::Null);
-        let text = config.get("text_config").cloned().unwrap_or(Value::Null);
-        let vshape = tower_shape(&vision, (768, 3072, 12, 12), "gelu_pytorch_tanh", 1e-6)?;
+        let VisionStart {
+            vision,
+            text,
+            shape: vshape,
+            grid,
+            patches,
+            ..
+        } = vision_start(config, &mut w, "gelu_pytorch_tanh", 1e-6, 16)?;
         let h = vshape.hidden;
-        let image_size = num(&vision, "image_size", 224);
-        let patch = num(&vision, "patch_size", 16);
-        let grid = image_size / patch;
         if vision.get("vision_use_head").and_then(Value::as_bool) == Some(false) {
             return Err(ImageModelError::Unsupported(
                 "vision_use_head false: a SigLIP without its pooling head has no image embedding"
                     .into(),
             ));
         }
-        let patches = Patches::load(&mut w, "vision_model.embeddings.patch_embedding", h, patch)?;
         let positions = w.take(
             "vision_model.embeddings.position_embedding.weight",
             &[grid * grid, h],
