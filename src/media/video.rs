@@ -127,15 +127,23 @@ pub struct VideoInfo {
     pub keyframes_only: bool,
 }
 
-/// Every frame the decoder gives, in order, with its time, to `visit` (which returns
-/// `false` to stop).
+/// The decoded frames of a file's video stream, one at a time, with their times; seekable.
 struct Frames {
     ictx: ffmpeg::format::context::Input,
     decoder: ffmpeg::decoder::Video,
     index: usize,
     time_base: f64,
     start: i64,
+    /// The last frame decoded and its time (times only go forward between seeks).
+    frame: ffmpeg::frame::Video,
+    last_ms: u64,
+    /// Packets the decoder refused.
+    bad: usize,
+    eof_sent: bool,
 }
+
+/// A planned frame further ahead than this is reached by seeking, not by decoding to it.
+const SEEK_AHEAD_MS: u64 = 3000;
 
 fn init() -> Result<(), VideoError> {
     super::decode::ffmpeg_init().map_err(VideoError::Open)
@@ -184,8 +192,13 @@ impl Frames {
         let codec = ffmpeg::codec::decoder::find(stream.parameters().id())
             .map(|c| c.name().to_string())
             .unwrap_or_else(|| format!("{:?}", stream.parameters().id()).to_lowercase());
-        let ctx = ffmpeg::codec::context::Context::from_parameters(stream.parameters())
+        let mut ctx = ffmpeg::codec::context::Context::from_parameters(stream.parameters())
             .map_err(|e| VideoError::Codec(e.to_string()))?;
+        // Frame threads on every core, as the FFmpeg CLI decodes.
+        let mut threads =
+            ffmpeg::codec::threading::Config::kind(ffmpeg::codec::threading::Type::Frame);
+        threads.count = 0;
+        ctx.set_threading(threads);
         let mut decoder = ctx
             .decoder()
             .video()
@@ -212,6 +225,10 @@ impl Frames {
                 index,
                 time_base,
                 start,
+                frame: ffmpeg::frame::Video::empty(),
+                last_ms: 0,
+                bad: 0,
+                eof_sent: false,
             },
             info,
         ))
@@ -223,48 +240,49 @@ impl Frames {
             .then(|| (self.ictx.duration() as f64 / ffmpeg::ffi::AV_TIME_BASE as f64 * 1e3) as u64)
     }
 
-    /// Decodes to the end (or until `visit` returns false); returns the bad packet count.
-    fn each(
-        &mut self,
-        mut visit: impl FnMut(u64, &ffmpeg::frame::Video) -> Result<bool, VideoError>,
-    ) -> Result<usize, VideoError> {
-        let mut bad = 0;
-        let mut frame = ffmpeg::frame::Video::empty();
-        let mut last_ms = 0u64;
-        let (index, time_base, start) = (self.index, self.time_base, self.start);
-        let mut drain = |decoder: &mut ffmpeg::decoder::Video,
-                         frame: &mut ffmpeg::frame::Video|
-         -> Result<bool, VideoError> {
-            while decoder.receive_frame(frame).is_ok() {
-                let ms = frame
+    /// Decodes the next frame into `self.frame`; its time, or `None` at the end.
+    fn next(&mut self) -> Option<u64> {
+        loop {
+            if self.decoder.receive_frame(&mut self.frame).is_ok() {
+                let (start, time_base) = (self.start, self.time_base);
+                let ms = self
+                    .frame
                     .timestamp()
-                    .or(frame.pts())
+                    .or(self.frame.pts())
                     .map(|ts| (((ts - start) as f64 * time_base) * 1e3).max(0.0) as u64)
-                    .unwrap_or(last_ms);
-                // Timestamps only go forward (a broken stream may repeat or step back).
-                let ms = ms.max(last_ms);
-                last_ms = ms;
-                if !visit(ms, frame)? {
-                    return Ok(false);
+                    .unwrap_or(self.last_ms);
+                // A broken stream may repeat or step back: times only go forward.
+                self.last_ms = ms.max(self.last_ms);
+                return Some(self.last_ms);
+            }
+            if self.eof_sent {
+                return None;
+            }
+            match self.ictx.packets().next() {
+                Some((stream, packet)) => {
+                    if stream.index() == self.index && self.decoder.send_packet(&packet).is_err() {
+                        self.bad += 1;
+                    }
+                }
+                None => {
+                    let _ = self.decoder.send_eof();
+                    self.eof_sent = true;
                 }
             }
-            Ok(true)
-        };
-        for (stream, packet) in self.ictx.packets() {
-            if stream.index() != index {
-                continue;
-            }
-            if self.decoder.send_packet(&packet).is_err() {
-                bad += 1;
-                continue;
-            }
-            if !drain(&mut self.decoder, &mut frame)? {
-                return Ok(bad);
-            }
         }
-        let _ = self.decoder.send_eof();
-        drain(&mut self.decoder, &mut frame)?;
-        Ok(bad)
+    }
+
+    /// Seeks to the key frame at or before `ms`; false when the file cannot seek (then
+    /// decoding goes on from where it is).
+    fn seek(&mut self, ms: u64) -> bool {
+        let ts = (ms as f64 / 1000.0 * ffmpeg::ffi::AV_TIME_BASE as f64) as i64;
+        if self.ictx.seek(ts, ..ts + 1).is_err() {
+            return false;
+        }
+        self.decoder.flush();
+        self.eof_sent = false;
+        self.last_ms = 0;
+        true
     }
 }
 
@@ -532,14 +550,15 @@ pub fn scan(
     };
     let mut scores = Vec::new();
     let width = settings.score_width.max(8);
-    let bad = frames.each(|ms, frame| {
+    while let Some(ms) = frames.next() {
+        let frame = &frames.frame;
         let height =
             ((frame.height() as u64 * width as u64) / frame.width().max(1) as u64).max(1) as u32;
         let small = grey.run(frame, Pixel::GRAY8, width, height)?;
         let score = scene.next(packed_plane(&small, width as usize));
         scores.push((ms, score));
-        Ok(true)
-    })?;
+    }
+    let bad = frames.bad;
     info.bad_packets = bad;
     info.frames_decoded = scores.len() as u64;
     info.duration_ms = scores.last().map_or(0, |s| s.0);
@@ -564,15 +583,29 @@ pub fn capture(
     let (mut frames, _) = Frames::open(path, info.keyframes_only)?;
     let mut rgb = CachedScaler::new();
     let mut out = Vec::with_capacity(planned.len());
-    let mut next = planned.iter().peekable();
-    frames.each(|ms, frame| {
-        let Some(want) = next.peek() else {
-            return Ok(false);
-        };
-        if ms < want.at_ms {
-            return Ok(true);
+    let mut at: Option<u64> = None;
+    for want in planned {
+        // Far ahead: seek to the key frame before it rather than decode every frame between.
+        if at.is_none_or(|a| want.at_ms > a + SEEK_AHEAD_MS) && want.at_ms > 0 {
+            frames.seek(want.at_ms);
         }
-        let want = *next.next().expect("peeked");
+        let found = loop {
+            let Some(ms) = frames.next() else {
+                break None;
+            };
+            at = Some(ms);
+            if ms >= want.at_ms {
+                break Some(ms);
+            }
+        };
+        let Some(ms) = found else {
+            break;
+        };
+        // A frame that passed more than one planned time stands for the first of them only.
+        if out.last().is_some_and(|f: &SampledFrame| f.at_ms >= ms) {
+            continue;
+        }
+        let frame = &frames.frame;
         let (w, h) = frame_size(frame.width(), frame.height(), settings.frame_side);
         let scaled = rgb.run(frame, Pixel::RGB24, w, h)?;
         let picture = Rgb::new(w, h, packed_plane(&scaled, w as usize * 3));
@@ -582,12 +615,7 @@ pub fn capture(
             score: want.score,
             rgb: rotate(picture, info.rotation),
         });
-        // Planned times come from the same decode; skip any planned frame this one passed.
-        while next.peek().is_some_and(|p| p.at_ms <= ms) {
-            next.next();
-        }
-        Ok(next.peek().is_some())
-    })?;
+    }
     Ok(out)
 }
 
