@@ -535,14 +535,17 @@ pub fn scan(
     path: &Path,
     settings: &SamplerSettings,
 ) -> Result<(VideoInfo, Vec<PlannedFrame>), VideoError> {
-    let (probe, _) = Frames::open(path, settings.keyframes_only)?;
-    let long = settings.keyframes_only_over_ms > 0
-        && probe
+    let (mut frames, mut info) = Frames::open(path, settings.keyframes_only)?;
+    // Long files (by the container's header) are read from key frames only.
+    if !info.keyframes_only
+        && settings.keyframes_only_over_ms > 0
+        && frames
             .header_duration_ms()
-            .is_some_and(|d| d > settings.keyframes_only_over_ms);
-    drop(probe);
-    let keyframes_only = settings.keyframes_only || long;
-    let (mut frames, mut info) = Frames::open(path, keyframes_only)?;
+            .is_some_and(|d| d > settings.keyframes_only_over_ms)
+    {
+        frames.decoder.skip_frame(ffmpeg::Discard::NonKey);
+        info.keyframes_only = true;
+    }
     let mut grey = CachedScaler::new();
     let mut scene = SceneScore {
         previous: None,
