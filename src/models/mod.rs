@@ -163,7 +163,7 @@ impl ModelStore {
             .get("config.json")
             .map_err(|e| download(format!("config.json: {e}")))?;
         // Picture models have no tokenizer; CLIP and SigLIP have one for their text tower
-        // (SigLIP's Hub repos may ship only `spiece.model`: then the text tower is absent).
+        // (SigLIP's Hub repos ship only `spiece.model`, which the text tower reads).
         let model_type = std::fs::read_to_string(&config)
             .ok()
             .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
@@ -194,6 +194,7 @@ impl ModelStore {
             "special_tokens_map.json",
             "tokenizer_config.json",
             "preprocessor_config.json",
+            "spiece.model",
         ] {
             let _ = repo.get(optional);
         }

@@ -302,6 +302,52 @@ fn clip_and_siglip_towers_match_transformers() {
     assert!(error.contains("no text tower"), "{error}");
 }
 
+/// A SigLIP folder as Google's Hub repos ship it, with `spiece.model` and no `tokenizer.json`,
+/// gets its text tower from the SentencePiece file: the same ids as transformers' (slow)
+/// SiglipTokenizer on every fixture text (the model's charsmap folds 'ﬁ', full-width letters
+/// and combining accents; truncation to 64), and the same text embeddings.
+#[test]
+fn siglip_text_tower_reads_spiece_model_alone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let folder = tmp.path().join("siglip");
+    std::fs::create_dir_all(&folder).unwrap();
+    for entry in std::fs::read_dir(fixtures().join("models/tiny-siglip")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.file_name().unwrap() != "tokenizer.json" {
+            std::fs::copy(&path, folder.join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    let reference = expected("tiny-siglip");
+    let loaded = ImageModel::load("tiny-siglip", &folder).expect("load");
+    assert!(loaded.has_text(), "text tower from spiece.model");
+    let texts = reference["texts"].as_array().unwrap();
+    let strings: Vec<String> = texts
+        .iter()
+        .map(|t| t["text"].as_str().unwrap().to_string())
+        .collect();
+    for (text, case) in strings.iter().zip(texts) {
+        let want: Vec<u32> = case["input_ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap() as u32)
+            .collect();
+        assert_eq!(loaded.tokenize(text).unwrap(), want, "ids of {text:?}");
+    }
+    let embedded = loaded.text_features(&strings).expect("text features");
+    for ((text, case), got) in strings.iter().zip(texts).zip(&embedded) {
+        let worst = worst_difference(got, &floats(&case["text_embeds"]));
+        assert!(worst < 2e-4, "{text:?} worst difference {worst}");
+    }
+    // A damaged spiece.model is a load error naming the file, not a tower-less model.
+    std::fs::write(folder.join("spiece.model"), b"\x0a\xff\xff").unwrap();
+    let error = ImageModel::load("tiny-siglip", &folder)
+        .err()
+        .expect("a damaged spiece.model is refused")
+        .to_string();
+    assert!(error.contains("spiece.model"), "{error}");
+}
+
 /// `mosaic search` finds pictures from words through the installed CLIP's text tower: photos
 /// ingested with `model = "tiny-clip"` in image.toml come back for a text query in the order,
 /// and with the cosines, that the model gives when asked directly (random weights: the order

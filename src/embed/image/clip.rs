@@ -7,7 +7,7 @@
 //! transformers pools it: at the first end-of-text token, or, for configs that still carry the
 //! old `eos_token_id = 2`, at the highest token id (which is `<|endoftext|>`).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
@@ -97,14 +97,27 @@ pub(super) fn vision_start(
     })
 }
 
-/// The tokenizer of a model folder, truncating to `max_length` tokens with its specials.
-pub(super) fn tokenizer(dir: &Path, max_length: usize) -> Result<Tokenizer> {
-    let path = dir.join("tokenizer.json");
+/// The tokenizer file of a model folder: `tokenizer.json`, else (SigLIP's Hub repos) a
+/// SentencePiece `spiece.model`.
+pub(super) fn tokenizer_file(dir: &Path) -> Option<PathBuf> {
+    ["tokenizer.json", "spiece.model"]
+        .into_iter()
+        .map(|name| dir.join(name))
+        .find(|path| path.is_file())
+}
+
+/// The tokenizer in `path` (see [`tokenizer_file`]), truncating to `max_length` tokens with
+/// its specials.
+pub(super) fn tokenizer(path: &Path, max_length: usize) -> Result<Tokenizer> {
     let bad = |reason: String| ImageModelError::Config {
-        path: path.clone(),
+        path: path.to_path_buf(),
         reason,
     };
-    let mut tokenizer = Tokenizer::from_file(&path).map_err(|e| bad(e.to_string()))?;
+    let mut tokenizer = if path.extension().is_some_and(|e| e == "model") {
+        super::spiece::load(path).map_err(bad)?
+    } else {
+        Tokenizer::from_file(path).map_err(|e| bad(e.to_string()))?
+    };
     tokenizer
         .with_truncation(Some(TruncationParams {
             max_length,
@@ -234,13 +247,13 @@ impl Clip {
         let dims = w.dims("visual_projection.weight")?[0];
         let projection = vit::linear(&mut w, "visual_projection", h, dims)?;
 
-        let text = if dir.join("tokenizer.json").is_file() {
+        let text = if let Some(file) = Some(dir.join("tokenizer.json")).filter(|p| p.is_file()) {
             let tshape = tower_shape(&text, (512, 2048, 12, 8), "quick_gelu", 1e-5)?;
             let embeddings = TextEmbeddings::load(&mut w, "text_model.embeddings", tshape.hidden)?;
             let window = num(&text, "max_position_embeddings", 77).min(embeddings.window);
             let eos = num(&text, "eos_token_id", 49407) as u32;
             Some(TextTower {
-                tokenizer: tokenizer(dir, window)?,
+                tokenizer: tokenizer(&file, window)?,
                 encoder: Transformer::load(&mut w, "text_model.encoder", tshape, true)?,
                 final_norm: Norm::load(
                     &mut w,

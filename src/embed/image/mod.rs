@@ -9,6 +9,7 @@ pub mod efficientnet;
 pub mod preprocess;
 pub mod resnet;
 pub mod siglip;
+pub mod spiece;
 pub mod vit;
 
 use std::path::{Path, PathBuf};

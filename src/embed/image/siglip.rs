@@ -11,7 +11,9 @@ use std::path::Path;
 use serde_json::Value;
 use tokenizers::Tokenizer;
 
-use super::clip::{num, tokenizer, tower_shape, vision_start, TextEmbeddings, VisionStart};
+use super::clip::{
+    num, tokenizer, tokenizer_file, tower_shape, vision_start, TextEmbeddings, VisionStart,
+};
 use super::efficientnet::StateDict;
 use super::vit::{self, Norm, Patches, Transformer};
 use super::{ImageModelError, Result};
@@ -123,7 +125,7 @@ pub fn canonicalize(text: &str) -> String {
 
 impl Siglip {
     /// Loads a `SiglipModel` from its config and weights; the text tower needs
-    /// `tokenizer.json` in `dir`.
+    /// `tokenizer.json` or `spiece.model` in `dir`.
     pub fn load(config: &Value, mut w: StateDict, dir: &Path) -> Result<Self> {
         let VisionStart {
             vision,
@@ -148,7 +150,7 @@ impl Siglip {
         let post_norm = Norm::load(&mut w, "vision_model.post_layernorm", h, vshape.eps)?;
         let head = PoolingHead::load(&mut w, "vision_model.head", &vshape)?;
 
-        let text = if dir.join("tokenizer.json").is_file() {
+        let text = if let Some(file) = tokenizer_file(dir) {
             let tshape = tower_shape(&text, (768, 3072, 12, 12), "gelu_pytorch_tanh", 1e-6)?;
             let embeddings = TextEmbeddings::load(&mut w, "text_model.embeddings", tshape.hidden)?;
             let length = num(&text, "max_position_embeddings", 64).min(embeddings.window);
@@ -159,7 +161,7 @@ impl Siglip {
                 )));
             }
             Some(TextTower {
-                tokenizer: tokenizer(dir, length)?,
+                tokenizer: tokenizer(&file, length)?,
                 encoder: Transformer::load(&mut w, "text_model.encoder", tshape, false)?,
                 final_norm: Norm::load(
                     &mut w,
@@ -209,7 +211,7 @@ impl Siglip {
     fn text_tower(&self) -> Result<&TextTower> {
         self.text.as_ref().ok_or_else(|| {
             ImageModelError::Unsupported(
-                "this SigLIP folder has no tokenizer.json: no text tower".into(),
+                "this SigLIP folder has no tokenizer.json or spiece.model: no text tower".into(),
             )
         })
     }
