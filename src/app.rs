@@ -336,7 +336,11 @@ impl ModelHub {
     async fn load_image(&self, id: &str) -> Result<Arc<dyn ImageEmbedding>, ModelError> {
         let dir = self.store.require(id)?;
         tracing::info!(model = %id, path = %dir.display(), "loading image model");
-        Ok(Arc::new(ImageEmbedderService::start(id, &dir).await?))
+        let dtype = &self.pipelines.image.embedder.dtype;
+        let cache = crate::embed::paths::cache_file(self.store.dir());
+        Ok(Arc::new(
+            ImageEmbedderService::start(id, &dir, dtype, Some(cache)).await?,
+        ))
     }
 
     async fn make_generator(&self) -> Result<Arc<dyn Generator>, String> {

@@ -268,6 +268,15 @@ pub struct ImagePipeline {
 pub struct ImageEmbedderSection {
     pub model: String,
     pub enabled: bool,
+    /// Number type and product path of the CLIP/SigLIP towers: "auto" (measured at load),
+    /// "f32", "bf16", or a path id; the convolutional networks run f32 whatever it says.
+    /// (Left out of the canonical form at "auto", so versions made before it existed hold.)
+    #[serde(default = "default_dtype", skip_serializing_if = "is_auto")]
+    pub dtype: String,
+}
+
+fn is_auto(dtype: &str) -> bool {
+    dtype == "auto"
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

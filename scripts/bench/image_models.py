@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
-"""Full-size picture models with zero weights, for `mosaic bench image` on machines that
-cannot download the trained ones: speed depends on the shapes, not on the values.
+"""Full-size picture models with pseudo-random weights, for `mosaic bench image` on machines
+that cannot download the trained ones: speed depends on the shapes, not on the values, and
+random weights (N(0, 0.02), norms at 1, biases at 0, as the models' initialisers) keep the
+activations alive so the bf16 paths' cosine to f32 means something.
 
     python3 scripts/bench/image_models.py OUT_DIR
     mosaic bench image --images PHOTOS --model OUT_DIR/resnet-50 --model OUT_DIR/clip-vit-base-patch32 \
@@ -16,8 +18,30 @@ import struct
 import sys
 
 
-def write_safetensors(path, tensors):
-    """tensors: list of (name, shape); every value 0.0 (float32)."""
+# A pool of N(0, 0.02) float32 values (a length prime to every tensor row), read with a moving
+# offset: deterministic, and fast enough without numpy.
+POOL_LEN = 1_000_003
+
+
+def pool():
+    import random
+
+    rng = random.Random(13)
+    return struct.pack(f"<{POOL_LEN}f", *(rng.gauss(0.0, 0.02) for _ in range(POOL_LEN)))
+
+
+def constant(name):
+    """1.0 for norm scales and variances, 0.0 for biases and means, None for random."""
+    last = name.rsplit(".", 1)[-1]
+    if last == "running_var" or (last == "weight" and ("norm" in name or "layrnorm" in name)):
+        return 1.0
+    if last in ("bias", "running_mean") or name.endswith("in_proj_bias"):
+        return 0.0
+    return None
+
+
+def write_safetensors(path, tensors, values):
+    """tensors: list of (name, shape), float32, values from `constant` or the random pool."""
     header = {}
     offset = 0
     for name, shape in tensors:
@@ -28,14 +52,23 @@ def write_safetensors(path, tensors):
         offset += n
     raw = json.dumps(header, separators=(",", ":")).encode()
     raw += b" " * ((8 - len(raw) % 8) % 8)
+    at = 0
     with open(path, "wb") as f:
         f.write(struct.pack("<Q", len(raw)))
         f.write(raw)
-        chunk = b"\0" * (1 << 20)
-        left = offset
-        while left > 0:
-            f.write(chunk[: min(left, len(chunk))])
-            left -= min(left, len(chunk))
+        for name, shape in tensors:
+            count = 1
+            for d in shape:
+                count *= d
+            fixed = constant(name)
+            if fixed is not None:
+                f.write(struct.pack("<f", fixed) * count)
+                continue
+            while count > 0:
+                take = min(count, POOL_LEN - at)
+                f.write(values[4 * at: 4 * (at + take)])
+                at = (at + take) % POOL_LEN
+                count -= take
 
 
 def bn(prefix, c):
@@ -136,12 +169,13 @@ def siglip_b16():
 
 def main():
     out = sys.argv[1] if len(sys.argv) > 1 else "bench-image-models"
+    values = pool()
     for name, build in [("resnet-50", resnet50), ("clip-vit-base-patch32", clip_b32),
                         ("siglip-base-patch16-224", siglip_b16)]:
         d = os.path.join(out, name)
         os.makedirs(d, exist_ok=True)
         tensors, config, processor = build()
-        write_safetensors(os.path.join(d, "model.safetensors"), tensors)
+        write_safetensors(os.path.join(d, "model.safetensors"), tensors, values)
         with open(os.path.join(d, "config.json"), "w") as f:
             json.dump(config, f, indent=1)
         with open(os.path.join(d, "preprocessor_config.json"), "w") as f:

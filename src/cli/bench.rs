@@ -95,6 +95,11 @@ pub enum BenchCommand {
         /// Timed passes over all pictures (after one warm-up picture).
         #[arg(long, default_value_t = 1)]
         repeat: usize,
+        /// Product paths of the CLIP/SigLIP towers: "all" (each one this machine offers,
+        /// with what `auto` would choose), or one `dtype` setting (auto, f32, bf16, a path
+        /// id). The convolutional networks run f32.
+        #[arg(long, default_value = "all")]
+        dtype: String,
     },
     /// Video frame sampling: the first pass (every frame decoded and scored, or key frames
     /// only), the second (the kept frames as RGB) and embedding the kept frames, on one file.
@@ -187,7 +192,7 @@ fn bench_paths(
         "path": chosen.map(ProductPath::id),
         "products": chosen.map(ProductPath::describe),
         "probe": measures.iter().map(|m| json!({
-            "path": m.path.id(), "tokens_per_s": m.tokens_per_s, "worst_cosine": m.worst_cosine,
+            "path": m.path.id(), "tokens_per_s": m.per_s, "worst_cosine": m.worst_cosine,
         })).collect::<Vec<_>>(),
     });
     let paths = if dtype == "all" {
@@ -371,6 +376,7 @@ pub async fn run(what: BenchCommand, settings: Settings, as_json: bool) -> Resul
             images,
             models,
             repeat,
+            dtype,
         } => {
             let pipelines = load_pipelines(&settings)?;
             let models = if models.is_empty() {
@@ -398,62 +404,122 @@ pub async fn run(what: BenchCommand, settings: Settings, as_json: bool) -> Resul
                 } else {
                     store.require(&id)?
                 };
-                let files = files.clone();
-                let report = tokio::task::spawn_blocking(move || -> Result<serde_json::Value> {
-                    let model = crate::embed::image::ImageModel::load(&id, &dir)?;
-                    let t = Instant::now();
-                    let decoded = files
-                        .iter()
-                        .map(|f| crate::media::image::decode_file(f, max_pixels).map(|p| p.rgb))
-                        .collect::<std::result::Result<Vec<_>, _>>()?;
-                    let decode_s = t.elapsed().as_secs_f64();
-                    let _ = model.embed(&decoded[..1]);
-                    let (mut preprocess_s, mut forward_s) = (0.0, 0.0);
-                    for _ in 0..repeat.max(1) {
+                let (files, dtype) = (files.clone(), dtype.clone());
+                let rows =
+                    tokio::task::spawn_blocking(move || -> Result<Vec<serde_json::Value>> {
+                        use crate::embed::image::{ImageModel, BATCH};
+                        use crate::embed::paths::PathModel;
+                        let mut model = ImageModel::load(&id, &dir)?;
                         let t = Instant::now();
-                        let pixels: Vec<_> = decoded
+                        let decoded = files
                             .iter()
-                            .map(|rgb| model.preprocess().apply(rgb))
-                            .collect();
-                        preprocess_s += t.elapsed().as_secs_f64();
-                        let t = Instant::now();
-                        for p in pixels {
-                            std::hint::black_box(model.features(p));
+                            .map(|f| crate::media::image::decode_file(f, max_pixels).map(|p| p.rgb))
+                            .collect::<std::result::Result<Vec<_>, _>>()?;
+                        let decode_s = t.elapsed().as_secs_f64();
+                        // The paths: every one this machine offers for the ViT towers ("all"), or
+                        // the one the setting names; what `auto` picks on its probe is measured
+                        // afresh and reported beside them.
+                        let (paths, auto) = if model.switches_paths() {
+                            let probe = model.probe();
+                            let measures = model
+                                .measure_paths(&probe)
+                                .map_err(|e| anyhow::anyhow!(e))?;
+                            let chosen = choose(&measures).map(|m| m.path);
+                            let paths = if dtype == "all" {
+                                ProductPath::all_available()
+                            } else {
+                                vec![resolve_dtype(&id, &dtype, chosen)
+                                    .map_err(|e| anyhow::anyhow!(e))?]
+                            };
+                            (paths, chosen)
+                        } else {
+                            (vec![ProductPath::default_f32()], None)
+                        };
+                        let mut reference: Option<Vec<Vec<f32>>> = None;
+                        let mut rows = Vec::new();
+                        for path in paths {
+                            model.use_path(path).map_err(|e| anyhow::anyhow!(e))?;
+                            let _ = model.embed(&decoded[..1]);
+                            let (mut preprocess_s, mut forward_s) = (0.0, 0.0);
+                            let mut embeddings = Vec::new();
+                            for _ in 0..repeat.max(1) {
+                                let t = Instant::now();
+                                let pixels: Vec<_> = decoded
+                                    .iter()
+                                    .map(|rgb| model.preprocess().apply(rgb))
+                                    .collect();
+                                preprocess_s += t.elapsed().as_secs_f64();
+                                // In the worker's batches.
+                                let t = Instant::now();
+                                embeddings.clear();
+                                for batch in pixels.chunks(BATCH) {
+                                    embeddings.extend(model.features_of(batch.to_vec()));
+                                }
+                                forward_s += t.elapsed().as_secs_f64();
+                            }
+                            let worst = reference.as_ref().map(|r| {
+                                r.iter()
+                                    .zip(&embeddings)
+                                    .map(|(a, b)| crate::embed::encoder::cosine(a, b))
+                                    .fold(1.0f64, f64::min)
+                            });
+                            if reference.is_none() {
+                                reference = Some(embeddings);
+                            }
+                            let n = (decoded.len() * repeat.max(1)) as f64;
+                            let (w, h) = model.preprocess().output_size();
+                            rows.push(json!({
+                            "model": id, "dims": model.dims(), "input": format!("{w}x{h}"),
+                            "path": path.id(), "products": path.describe(), "dtype": path.dtype(),
+                            "auto": auto.map(ProductPath::id),
+                            "worst_cosine_to_first_path": worst,
+                            "images": decoded.len(), "repeat": repeat.max(1),
+                            "threads": rayon::current_num_threads(),
+                            "decode_ms_per_image": 1e3 * decode_s / decoded.len() as f64,
+                            "preprocess_ms_per_image": 1e3 * preprocess_s / n,
+                            "forward_ms_per_image": 1e3 * forward_s / n,
+                            "images_per_s": n / (preprocess_s + forward_s),
+                        }));
                         }
-                        forward_s += t.elapsed().as_secs_f64();
-                    }
-                    let n = (decoded.len() * repeat.max(1)) as f64;
-                    let (w, h) = model.preprocess().output_size();
-                    Ok(json!({
-                        "model": id, "dims": model.dims(), "input": format!("{w}x{h}"),
-                        "images": decoded.len(), "repeat": repeat.max(1),
-                        "threads": rayon::current_num_threads(),
-                        "decode_ms_per_image": 1e3 * decode_s / decoded.len() as f64,
-                        "preprocess_ms_per_image": 1e3 * preprocess_s / n,
-                        "forward_ms_per_image": 1e3 * forward_s / n,
-                        "images_per_s": n / (preprocess_s + forward_s),
-                    }))
-                })
-                .await??;
-                reports.push(report);
+                        Ok(rows)
+                    })
+                    .await??;
+                reports.extend(rows);
             }
             if as_json {
                 println!("{}", serde_json::to_string_pretty(&reports)?);
             } else {
                 println!(
-                    "{:<40} {:>6} {:>9} {:>10} {:>12} {:>10} {:>9}",
-                    "model", "dims", "input", "decode ms", "preproc ms", "net ms", "images/s"
+                    "{:<32} {:>6} {:>9} {:<13} {:>10} {:>12} {:>10} {:>9} {:>9}",
+                    "model",
+                    "dims",
+                    "input",
+                    "path",
+                    "decode ms",
+                    "preproc ms",
+                    "net ms",
+                    "images/s",
+                    "cosine"
                 );
                 for r in &reports {
+                    let auto = if r["auto"] == r["path"] {
+                        " (auto)"
+                    } else {
+                        ""
+                    };
                     println!(
-                        "{:<40} {:>6} {:>9} {:>10.1} {:>12.1} {:>10.1} {:>9.1}",
+                        "{:<32} {:>6} {:>9} {:<13} {:>10.1} {:>12.1} {:>10.1} {:>9.1} {:>9}",
                         r["model"].as_str().unwrap_or_default(),
                         r["dims"],
                         r["input"].as_str().unwrap_or_default(),
+                        format!("{}{auto}", r["path"].as_str().unwrap_or_default()),
                         r["decode_ms_per_image"].as_f64().unwrap_or_default(),
                         r["preprocess_ms_per_image"].as_f64().unwrap_or_default(),
                         r["forward_ms_per_image"].as_f64().unwrap_or_default(),
                         r["images_per_s"].as_f64().unwrap_or_default(),
+                        r["worst_cosine_to_first_path"]
+                            .as_f64()
+                            .map_or("-".to_string(), |c| format!("{c:.5}")),
                     );
                 }
             }

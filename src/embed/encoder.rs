@@ -134,13 +134,11 @@ pub struct Encoder {
 #[derive(Debug, Clone, Copy)]
 pub struct PathMeasure {
     pub path: ProductPath,
-    pub tokens_per_s: f64,
+    /// Probe items per second: tokens for text encoders, pictures for image towers.
+    pub per_s: f64,
     /// Worst cosine of the path's outputs against the f32 path's.
     pub worst_cosine: f32,
 }
-
-/// Timed rounds over every path in [`Encoder::measure_paths`].
-const PROBE_ROUNDS: usize = 4;
 
 /// The parity bar a path must meet to be chosen by `dtype = "auto"`.
 pub const PARITY_BAR: f32 = 0.999;
@@ -151,7 +149,7 @@ pub fn choose(measures: &[PathMeasure]) -> Option<PathMeasure> {
     measures
         .iter()
         .filter(|m| m.worst_cosine >= PARITY_BAR)
-        .max_by(|a, b| a.tokens_per_s.total_cmp(&b.tokens_per_s))
+        .max_by(|a, b| a.per_s.total_cmp(&b.per_s))
         .copied()
 }
 
@@ -292,50 +290,13 @@ impl Encoder {
     /// against the f32 path's output (first-token and mean-pooled states of each sequence).
     /// Leaves the encoder on the default f32 path, every form kept.
     pub fn measure_paths(&mut self, probe: &TokenBatch) -> Result<Vec<PathMeasure>, String> {
-        let paths = ProductPath::all_available();
-        let reference_path = paths[0];
-        self.use_path(reference_path)?;
-        let reference = self.forward(probe).map_err(|e| e.to_string())?;
-        let (ref_first, ref_mean) = (reference.first_token(), reference.mean_pool());
         let tokens: usize = probe.ids.iter().map(Vec::len).sum();
-        // Every path warmed once and checked, then timed in interleaved rounds (the best of
-        // each): on a shared machine the speed drifts, and interleaving gives every path the
-        // same conditions.
-        let mut worst = Vec::with_capacity(paths.len());
-        for &path in &paths {
-            self.use_path(path)?;
-            let hidden = self.forward(probe).map_err(|e| e.to_string())?;
-            worst.push(
-                hidden
-                    .first_token()
-                    .iter()
-                    .zip(&ref_first)
-                    .chain(hidden.mean_pool().iter().zip(&ref_mean))
-                    .map(|(a, b)| cosine(a, b) as f32)
-                    .fold(1.0f32, f32::min),
-            );
-        }
-        let mut best = vec![f64::INFINITY; paths.len()];
-        for _ in 0..PROBE_ROUNDS {
-            for (i, &path) in paths.iter().enumerate() {
-                self.use_path(path)?;
-                let start = std::time::Instant::now();
-                self.forward(probe).map_err(|e| e.to_string())?;
-                best[i] = best[i].min(start.elapsed().as_secs_f64());
-            }
-        }
-        let out = paths
-            .iter()
-            .zip(worst)
-            .zip(best)
-            .map(|((&path, worst_cosine), seconds)| PathMeasure {
-                path,
-                tokens_per_s: tokens as f64 / seconds.max(1e-9),
-                worst_cosine,
-            })
-            .collect();
-        self.use_path(reference_path)?;
-        Ok(out)
+        super::paths::measure(self, tokens, Self::use_path, |encoder| {
+            let hidden = encoder.forward(probe).map_err(|e| e.to_string())?;
+            let mut outputs = hidden.first_token();
+            outputs.extend(hidden.mean_pool());
+            Ok(outputs)
+        })
     }
 
     /// Selects the products' path from a pipeline's `dtype`: `"f32"` (the default library),

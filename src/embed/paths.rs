@@ -10,8 +10,108 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::encoder::{choose, Encoder, PathMeasure, TokenBatch, PARITY_BAR};
+use super::encoder::{choose, cosine, Encoder, PathMeasure, TokenBatch, PARITY_BAR};
 use crate::kernels::path::ProductPath;
+
+/// A model whose linear layers can run on any [`ProductPath`]: the text encoder (under the
+/// text embedder and the cross-encoder) and the CLIP/SigLIP towers.
+pub trait PathModel {
+    /// The fixed inputs `auto` measures on.
+    type Probe;
+    /// What the measured rate counts: `"tokens"`, `"pictures"`.
+    const UNIT: &'static str;
+    /// Every available path measured on `probe` (see [`measure`]).
+    fn measure_paths(&mut self, probe: &Self::Probe) -> Result<Vec<PathMeasure>, String>;
+    /// Takes the path `dtype` names (`chosen` for `"auto"`) and frees the weight forms it does
+    /// not use.
+    fn set_dtype(
+        &mut self,
+        model: &str,
+        dtype: &str,
+        chosen: Option<ProductPath>,
+    ) -> Result<ProductPath, String>;
+}
+
+impl PathModel for Encoder {
+    type Probe = TokenBatch;
+    const UNIT: &'static str = "tokens";
+
+    fn measure_paths(&mut self, probe: &TokenBatch) -> Result<Vec<PathMeasure>, String> {
+        Encoder::measure_paths(self, probe)
+    }
+
+    fn set_dtype(
+        &mut self,
+        model: &str,
+        dtype: &str,
+        chosen: Option<ProductPath>,
+    ) -> Result<ProductPath, String> {
+        Encoder::set_dtype(self, model, dtype, chosen)
+    }
+}
+
+/// Timed rounds over every path in [`measure`].
+const PROBE_ROUNDS: usize = 4;
+
+/// Measures every path this machine offers: `forward` (the probe's outputs, one vector each)
+/// on each path after `use_path`, its worst cosine against the default f32 path's outputs and
+/// its rate (`items` per second, best of interleaved rounds). Leaves `model` on the default
+/// f32 path.
+pub fn measure<M: ?Sized>(
+    model: &mut M,
+    items: usize,
+    mut use_path: impl FnMut(&mut M, ProductPath) -> Result<(), String>,
+    mut forward: impl FnMut(&mut M) -> Result<Vec<Vec<f32>>, String>,
+) -> Result<Vec<PathMeasure>, String> {
+    let paths = ProductPath::all_available();
+    let reference_path = paths[0];
+    use_path(model, reference_path)?;
+    let reference = forward(model)?;
+    // Every path warmed once and checked, then timed in interleaved rounds (the best of
+    // each): on a shared machine the speed drifts, and interleaving gives every path the
+    // same conditions.
+    let mut worst = Vec::with_capacity(paths.len());
+    for &path in &paths {
+        use_path(model, path)?;
+        let outputs = forward(model)?;
+        if outputs.len() != reference.len() {
+            return Err(format!(
+                "{} gave {} outputs, f32 {}",
+                path.id(),
+                outputs.len(),
+                reference.len()
+            ));
+        }
+        worst.push(
+            outputs
+                .iter()
+                .zip(&reference)
+                // Equal outputs agree even where both are zero (cosine is undefined there).
+                .map(|(a, b)| if a == b { 1.0 } else { cosine(a, b) as f32 })
+                .fold(1.0f32, f32::min),
+        );
+    }
+    let mut best = vec![f64::INFINITY; paths.len()];
+    for _ in 0..PROBE_ROUNDS {
+        for (i, &path) in paths.iter().enumerate() {
+            use_path(model, path)?;
+            let start = std::time::Instant::now();
+            forward(model)?;
+            best[i] = best[i].min(start.elapsed().as_secs_f64());
+        }
+    }
+    use_path(model, reference_path)?;
+    Ok(paths
+        .iter()
+        .zip(worst)
+        .zip(best)
+        .map(|((&path, worst_cosine), seconds)| PathMeasure {
+            path,
+            per_s: items as f64 / seconds.max(1e-9),
+            worst_cosine,
+        })
+        .collect())
+}
 
 /// The probe's passages: ordinary prose of the kind that gets indexed.
 pub const PROBE_TEXTS: [&str; 4] = [
@@ -59,6 +159,8 @@ pub struct PathChoice {
     pub measures: Vec<PathMeasure>,
     /// Whether the measurements were read from the cache.
     pub remembered: bool,
+    /// What the rates count (`"tokens"`, `"pictures"`).
+    pub unit: &'static str,
 }
 
 impl PathChoice {
@@ -71,7 +173,7 @@ impl PathChoice {
                 self.dtype
             );
         }
-        let f32_rate = self.measures.first().map(|m| m.tokens_per_s).unwrap_or(1.0);
+        let f32_rate = self.measures.first().map(|m| m.per_s).unwrap_or(1.0);
         let list = self
             .measures
             .iter()
@@ -82,10 +184,11 @@ impl PathChoice {
                     " (fails the parity bar)"
                 };
                 format!(
-                    "{} {:.0} tokens/s ({:.2}×), cosine {:.5}{verdict}",
+                    "{} {:.1} {}/s ({:.2}×), cosine {:.5}{verdict}",
                     m.path.id(),
-                    m.tokens_per_s,
-                    m.tokens_per_s / f32_rate,
+                    m.per_s,
+                    self.unit,
+                    m.per_s / f32_rate,
                     m.worst_cosine
                 )
             })
@@ -142,7 +245,7 @@ fn machine_key() -> String {
         .map(|b| b.name().to_string())
         .collect();
     format!(
-        "probe v2 | {} | {} | simd {} | {} | threads {} | mosaic {}",
+        "probe v3 | {} | {} | simd {} | {} | threads {} | mosaic {}",
         model,
         flags.join(" "),
         crate::kernels::simd_allowed(),
@@ -161,7 +264,7 @@ struct Remembered {
 #[derive(Serialize, Deserialize, Clone)]
 struct Measured {
     path: String,
-    tokens_per_s: f64,
+    per_s: f64,
     worst_cosine: f32,
 }
 
@@ -190,14 +293,14 @@ pub fn cache_file(models_dir: &Path) -> PathBuf {
     models_dir.join(".product-paths.json")
 }
 
-/// Sets `encoder`'s product path from `dtype` (see [`Encoder::set_dtype`]); for `"auto"`,
+/// Sets `encoder`'s product path from `dtype` (see [`PathModel::set_dtype`]); for `"auto"`,
 /// measures the paths on `probe()` (or reads an earlier measurement from `cache`), takes the
 /// fastest that meets the parity bar and logs why.
-pub fn select(
-    encoder: &mut Encoder,
+pub fn select<M: PathModel>(
+    encoder: &mut M,
     model: &str,
     dtype: &str,
-    probe: impl FnOnce() -> Result<TokenBatch, String>,
+    probe: impl FnOnce() -> Result<M::Probe, String>,
     cache: Option<&Path>,
 ) -> Result<PathChoice, String> {
     if dtype != "auto" {
@@ -207,6 +310,7 @@ pub fn select(
             dtype: dtype.to_string(),
             measures: Vec::new(),
             remembered: false,
+            unit: M::UNIT,
         };
         tracing::info!(%model, "{}", choice.explain());
         return Ok(choice);
@@ -221,7 +325,7 @@ pub fn select(
                 .map(|m| {
                     Some(PathMeasure {
                         path: ProductPath::from_id(&m.path).filter(|p| p.available())?,
-                        tokens_per_s: m.tokens_per_s,
+                        per_s: m.per_s,
                         worst_cosine: m.worst_cosine,
                     })
                 })
@@ -239,7 +343,7 @@ pub fn select(
                         .iter()
                         .map(|m| Measured {
                             path: m.path.id().to_string(),
-                            tokens_per_s: m.tokens_per_s,
+                            per_s: m.per_s,
                             worst_cosine: m.worst_cosine,
                         })
                         .collect(),
@@ -256,6 +360,7 @@ pub fn select(
         dtype: dtype.to_string(),
         measures,
         remembered: was_remembered,
+        unit: M::UNIT,
     };
     // A fresh measurement is news; the remembered one is repeated at every load.
     if was_remembered {

@@ -37,7 +37,7 @@ fn auto_takes_the_fastest_path_within_the_parity_bar_and_remembers_it() {
     assert!(best.worst_cosine >= PARITY_BAR);
     for m in &choice.measures {
         if m.worst_cosine >= PARITY_BAR {
-            assert!(m.tokens_per_s <= best.tokens_per_s, "{m:?} beats {best:?}");
+            assert!(m.per_s <= best.per_s, "{m:?} beats {best:?}");
         }
     }
     assert!(choice.explain().contains(&choice.path.describe()));

@@ -302,6 +302,114 @@ fn clip_and_siglip_towers_match_transformers() {
     assert!(error.contains("no text tower"), "{error}");
 }
 
+/// The ViT towers take a worker's pictures in one packed pass, with the same embeddings as one
+/// by one (and as transformers'); `dtype = "auto"` measures every product path on the probe
+/// pictures and texts and keeps the fastest within the parity bar; bf16, where the CPU has it,
+/// stays close to f32 on real photos; the convolutional networks stay f32 whatever is asked.
+#[test]
+fn vit_towers_batch_pictures_and_choose_their_product_path() {
+    use mosaic::embed::encoder::{choose, PARITY_BAR};
+    use mosaic::kernels::path::ProductPath;
+    for (path, why) in ProductPath::unavailable() {
+        eprintln!("skipped {}: {why}", path.id());
+    }
+    let photos: Vec<_> = [parity_image()]
+        .into_iter()
+        .chain(
+            ["chelsea.png", "coffee.png", "rocket.jpg"]
+                .iter()
+                .map(|name| decode_file(&photos_dir().join(name), u64::MAX).unwrap().rgb),
+        )
+        .collect();
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("paths.json");
+    for model in ["tiny-clip", "tiny-siglip"] {
+        let folder = fixtures().join("models").join(model);
+        let reference = expected(model);
+        let mut loaded = ImageModel::load(model, &folder).unwrap();
+        let pixels: Vec<_> = photos
+            .iter()
+            .map(|p| loaded.preprocess().apply(p))
+            .collect();
+        let alone: Vec<Vec<f32>> = pixels.iter().map(|p| loaded.features(p.clone())).collect();
+        let together = loaded.features_of(pixels.clone());
+        assert_eq!(together.len(), photos.len());
+        for (i, (a, b)) in alone.iter().zip(&together).enumerate() {
+            let worst = worst_difference(a, b);
+            assert!(
+                worst < 1e-5,
+                "{model}: picture {i} batched differs by {worst}"
+            );
+        }
+        let worst = worst_difference(&together[0], &floats(&reference["image"]["image_embeds"]));
+        assert!(worst < 2e-4, "{model}: batched parity {worst}");
+
+        let texts = vec!["a cat on a sofa".to_string(), "a rocket launch".to_string()];
+        let f32_texts = loaded.text_features(&texts).unwrap();
+        let choice = loaded.set_dtype("auto", Some(&cache)).unwrap();
+        eprintln!("{model}: {}", choice.explain());
+        assert!(!choice.remembered);
+        let measured: Vec<ProductPath> = choice.measures.iter().map(|m| m.path).collect();
+        assert_eq!(measured, ProductPath::all_available(), "{model}");
+        assert_eq!(choice.path, choose(&choice.measures).unwrap().path);
+        assert_eq!(loaded.path(), choice.path);
+        assert!(
+            choice.explain().contains("pictures/s"),
+            "{}",
+            choice.explain()
+        );
+        // On the chosen path real photos and texts stay near f32 (the bar is met on the
+        // probe; photos are allowed a little more).
+        let chosen = loaded.features_of(pixels.clone());
+        for (a, b) in chosen.iter().zip(&together) {
+            assert!(cosine(a, b) > 0.99, "{model} on {}", choice.path.id());
+        }
+        for (a, b) in loaded.text_features(&texts).unwrap().iter().zip(&f32_texts) {
+            assert!(cosine(a, b) > 0.99, "{model} text on {}", choice.path.id());
+        }
+        // A second load on this machine reads the measurement.
+        let mut again = ImageModel::load(model, &folder).unwrap();
+        let remembered = again.set_dtype("auto", Some(&cache)).unwrap();
+        assert!(remembered.remembered, "{model}");
+        assert_eq!(remembered.path, choice.path);
+
+        match ProductPath::default_bf16() {
+            Some(bf16) => {
+                let mut half = ImageModel::load(model, &folder).unwrap();
+                let explicit = half.set_dtype("bf16", None).unwrap();
+                assert_eq!((explicit.path, half.path()), (bf16, bf16));
+                let worst = half
+                    .features_of(pixels.clone())
+                    .iter()
+                    .zip(&together)
+                    .map(|(a, b)| cosine(a, b))
+                    .fold(1.0, f64::min);
+                eprintln!(
+                    "{model}: {} worst cosine to f32 on photos {worst:.5}",
+                    bf16.id()
+                );
+                assert!(worst > 0.99, "{model}: bf16 {worst}");
+                assert!(
+                    worst < 1.0 - 1e-9,
+                    "{model}: bf16 gives f32's exact output: the path did not switch"
+                );
+                let f32_measure = choice.measures[0];
+                assert!(f32_measure.worst_cosine >= PARITY_BAR);
+            }
+            None => eprintln!("{model}: bf16 not checked: no bf16 path on this CPU"),
+        }
+    }
+    // The convolutional networks run f32 whatever is asked.
+    let mut resnet =
+        ImageModel::load("tiny-resnet50", &fixtures().join("models/tiny-resnet50")).unwrap();
+    assert!(!resnet.switches_paths());
+    let choice = resnet.set_dtype("bf16", None).unwrap();
+    assert_eq!(choice.path, ProductPath::default_f32());
+    if let Some(bf16) = ProductPath::default_bf16() {
+        assert!(resnet.use_path(bf16).is_err());
+    }
+}
+
 /// A SigLIP folder as Google's Hub repos ship it, with `spiece.model` and no `tokenizer.json`,
 /// gets its text tower from the SentencePiece file: the same ids as transformers' (slow)
 /// SiglipTokenizer on every fixture text (the model's charsmap folds 'ﬁ', full-width letters

@@ -300,20 +300,57 @@ impl Clip {
 
     /// The vision tower's pooled output (before the projection) and the image embedding.
     pub fn embed_image(&self, pixels: &FeatureMap) -> (Vec<f32>, Vec<f32>) {
+        self.embed_images(std::slice::from_ref(pixels))
+            .pop()
+            .expect("one picture in, one out")
+    }
+
+    /// [`Clip::embed_image`] of several pictures, packed into one pass of the tower.
+    pub fn embed_images(&self, pictures: &[FeatureMap]) -> Vec<(Vec<f32>, Vec<f32>)> {
         let h = self.hidden;
-        let (patches, n) = self.patches.embed(pixels);
-        let mut x = Vec::with_capacity((n + 1) * h);
-        x.extend_from_slice(&self.class_embedding);
-        x.extend_from_slice(&patches);
-        for (v, p) in x.iter_mut().zip(&self.positions) {
-            *v += p;
+        let mut x = Vec::new();
+        let mut spans = Vec::with_capacity(pictures.len());
+        for pixels in pictures {
+            let (patches, n) = self.patches.embed(pixels);
+            let start = x.len();
+            spans.push((start / h, n + 1));
+            x.extend_from_slice(&self.class_embedding);
+            x.extend_from_slice(&patches);
+            for (v, p) in x[start..].iter_mut().zip(&self.positions) {
+                *v += p;
+            }
         }
         self.pre_norm.apply(&mut x);
-        self.encoder.forward(&mut x, &[(0, n + 1)]);
-        let mut pooled = x[..h].to_vec();
+        self.encoder.forward(&mut x, &spans);
+        let mut pooled = Vec::with_capacity(pictures.len() * h);
+        for &(first, _) in &spans {
+            pooled.extend_from_slice(&x[first * h..(first + 1) * h]);
+        }
         self.post_norm.apply(&mut pooled);
-        let embedding = vit::apply(&self.projection, &pooled, 1, None);
-        (pooled, embedding)
+        let embeddings = vit::apply(&self.projection, &pooled, pictures.len(), None);
+        pooled
+            .chunks(h)
+            .zip(embeddings.chunks(self.dims))
+            .map(|(p, e)| (p.to_vec(), e.to_vec()))
+            .collect()
+    }
+
+    /// The towers' transformers (vision, then text where present).
+    pub fn transformers(&self) -> Vec<&Transformer> {
+        let mut all = vec![&self.encoder];
+        if let Some(text) = &self.text {
+            all.push(&text.encoder);
+        }
+        all
+    }
+
+    /// The towers' transformers (vision, then text where present), for path selection.
+    pub fn transformers_mut(&mut self) -> Vec<&mut Transformer> {
+        let mut all = vec![&mut self.encoder];
+        if let Some(text) = &mut self.text {
+            all.push(&mut text.encoder);
+        }
+        all
     }
 
     /// Token ids of `text` as the CLIP tokenizer gives them, truncated to the window.

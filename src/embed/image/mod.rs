@@ -26,6 +26,7 @@ use self::resnet::{Layout, ResNet, ResNetShape};
 use self::siglip::Siglip;
 use super::worker::{Model, Worker, WorkerError};
 use crate::kernels::conv::FeatureMap;
+use crate::kernels::path::ProductPath;
 use crate::models::checkpoint::{load_state_dict, CheckpointError};
 use crate::models::ModelError;
 
@@ -352,13 +353,153 @@ impl ImageModel {
 
     /// The network's pooled features of one preprocessed picture (not normalised).
     pub fn features(&self, pixels: Pixels) -> Vec<f32> {
-        let map = FeatureMap::new(3, pixels.height, pixels.width, pixels.data);
+        self.features_of(vec![pixels])
+            .pop()
+            .expect("one picture in, one out")
+    }
+
+    /// [`ImageModel::features`] of several pictures, in order. The ViT towers take them in
+    /// one packed pass (every product `pictures × tokens` rows high); the convolutional
+    /// networks one by one (each convolution already spans the picture's whole grid).
+    pub fn features_of(&self, pixels: Vec<Pixels>) -> Vec<Vec<f32>> {
+        let maps: Vec<FeatureMap> = pixels
+            .into_iter()
+            .map(|p| FeatureMap::new(3, p.height, p.width, p.data))
+            .collect();
         match &self.tower {
-            Tower::EfficientNetLite(net) => net.embed(map),
-            Tower::ResNet(net) => net.embed(map),
-            Tower::Clip(net) => net.embed_image(&map).1,
-            Tower::Siglip(net) => net.embed_image(&map),
+            Tower::EfficientNetLite(net) => maps.into_iter().map(|m| net.embed(m)).collect(),
+            Tower::ResNet(net) => maps.into_iter().map(|m| net.embed(m)).collect(),
+            Tower::Clip(net) => net
+                .embed_images(&maps)
+                .into_iter()
+                .map(|(_, e)| e)
+                .collect(),
+            Tower::Siglip(net) => net.embed_images(&maps),
         }
+    }
+
+    /// The transformers whose products can switch paths (none for the convolutional
+    /// networks, which run f32).
+    fn transformers_mut(&mut self) -> Vec<&mut vit::Transformer> {
+        match &mut self.tower {
+            Tower::Clip(net) => net.transformers_mut(),
+            Tower::Siglip(net) => net.transformers_mut(),
+            Tower::EfficientNetLite(_) | Tower::ResNet(_) => Vec::new(),
+        }
+    }
+
+    /// Whether the model's products can run on other paths than f32 (the ViT towers).
+    pub fn switches_paths(&self) -> bool {
+        matches!(self.tower, Tower::Clip(_) | Tower::Siglip(_))
+    }
+
+    /// The path the products run on (the default f32 path for the convolutional networks).
+    pub fn path(&self) -> ProductPath {
+        match &self.tower {
+            Tower::Clip(_) | Tower::Siglip(_) => self
+                .transformers()
+                .first()
+                .map_or_else(ProductPath::default_f32, |t| t.path()),
+            Tower::EfficientNetLite(_) | Tower::ResNet(_) => ProductPath::default_f32(),
+        }
+    }
+
+    fn transformers(&self) -> Vec<&vit::Transformer> {
+        match &self.tower {
+            Tower::Clip(net) => net.transformers(),
+            Tower::Siglip(net) => net.transformers(),
+            Tower::EfficientNetLite(_) | Tower::ResNet(_) => Vec::new(),
+        }
+    }
+
+    /// Runs the products on `path` from now on (benchmarks; every weight form is kept).
+    /// The convolutional networks take the default f32 path only.
+    pub fn use_path(&mut self, path: ProductPath) -> std::result::Result<(), String> {
+        if !self.switches_paths() {
+            return if path == ProductPath::default_f32() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{} is a convolutional network: its products run {} only",
+                    self.id,
+                    ProductPath::default_f32().id()
+                ))
+            };
+        }
+        for t in self.transformers_mut() {
+            t.use_path(path)?;
+        }
+        Ok(())
+    }
+
+    /// Selects the product path from the pipeline's `dtype` (`"auto"`, `"f32"`, `"bf16"` or
+    /// a path id; see [`super::paths::select`]): the CLIP and SigLIP towers measure the paths
+    /// on a fixed probe (pictures and texts) for `auto`; the convolutional networks run f32
+    /// whatever the setting, and say so. `cache` is where `auto` remembers its measurement.
+    pub fn set_dtype(
+        &mut self,
+        dtype: &str,
+        cache: Option<&Path>,
+    ) -> std::result::Result<super::paths::PathChoice, String> {
+        if !self.switches_paths() {
+            if !matches!(dtype, "auto" | "f32")
+                && ProductPath::from_id(dtype).is_none_or(|p| p.dtype() != "f32")
+            {
+                tracing::warn!(model = %self.id, %dtype, "a convolutional picture model runs f32 only");
+            }
+            let choice = super::paths::PathChoice {
+                path: ProductPath::default_f32(),
+                dtype: dtype.to_string(),
+                measures: Vec::new(),
+                remembered: false,
+                unit: "pictures",
+            };
+            tracing::info!(model = %self.id, "{} (convolutions run f32)", choice.explain());
+            return Ok(choice);
+        }
+        let id = self.id.clone();
+        let probe = self.probe();
+        super::paths::select(self, &id, dtype, || Ok(probe), cache)
+    }
+
+    /// The fixed inputs `dtype = "auto"` measures the paths on: four synthetic pictures
+    /// (smooth gradients, stripes and discs at the model's input size, preprocessed as any
+    /// picture) and, with a text tower, the probe questions.
+    pub fn probe(&self) -> ImageProbe {
+        let (w, h) = self.preprocess.output_size();
+        let pictures = (0..4u32)
+            .map(|k| {
+                let mut data = Vec::with_capacity((w * h * 3) as usize);
+                for y in 0..h {
+                    for x in 0..w {
+                        let (fx, fy) = (x as f32 / w as f32, y as f32 / h as f32);
+                        let (dx, dy) = (fx - 0.3 - 0.1 * k as f32, fy - 0.5);
+                        let disc = dx * dx + dy * dy < 0.04 + 0.01 * k as f32;
+                        let stripe = ((x / (3 + k)) % 2) as f32;
+                        for c in 0..3u32 {
+                            let v = match (disc, (c + k) % 3) {
+                                (true, 0) => 230.0,
+                                (true, _) => 40.0 + 20.0 * c as f32,
+                                (false, 0) => 255.0 * fx,
+                                (false, 1) => 255.0 * fy,
+                                (false, _) => 60.0 + 120.0 * stripe * fx,
+                            };
+                            data.push(v.clamp(0.0, 255.0) as u8);
+                        }
+                    }
+                }
+                self.preprocess.apply(&Rgb::new(w, h, data))
+            })
+            .collect();
+        let texts = if self.has_text() {
+            super::paths::PROBE_QUESTIONS
+                .iter()
+                .map(|q| q.to_string())
+                .collect()
+        } else {
+            Vec::new()
+        };
+        ImageProbe { pictures, texts }
     }
 
     /// Whether the model embeds text into its image space (CLIP and SigLIP with a tokenizer).
@@ -420,9 +561,9 @@ impl ImageModel {
             .par_iter()
             .map(|image| self.preprocess.apply(image))
             .collect();
-        pixels
+        self.features_of(pixels)
             .into_iter()
-            .map(|p| normalized(self.features(p)))
+            .map(normalized)
             .collect()
     }
 }
@@ -437,6 +578,51 @@ fn normalized(mut v: Vec<f32>) -> Vec<f32> {
         v.iter_mut().for_each(|x| *x /= norm);
     }
     v
+}
+
+/// The inputs `dtype = "auto"` measures an image model's paths on.
+pub struct ImageProbe {
+    pub pictures: Vec<Pixels>,
+    pub texts: Vec<String>,
+}
+
+impl super::paths::PathModel for ImageModel {
+    type Probe = ImageProbe;
+    const UNIT: &'static str = "pictures";
+
+    /// Every path on the probe: the pictures' embeddings and the texts' (one path serves
+    /// both towers), timed together, counted in pictures.
+    fn measure_paths(
+        &mut self,
+        probe: &ImageProbe,
+    ) -> std::result::Result<Vec<super::encoder::PathMeasure>, String> {
+        let forward = |model: &mut ImageModel| {
+            let mut out = model.features_of(probe.pictures.clone());
+            if !probe.texts.is_empty() {
+                out.extend(
+                    model
+                        .text_features(&probe.texts)
+                        .map_err(|e| e.to_string())?,
+                );
+            }
+            Ok(out)
+        };
+        super::paths::measure(self, probe.pictures.len(), ImageModel::use_path, forward)
+    }
+
+    fn set_dtype(
+        &mut self,
+        model: &str,
+        dtype: &str,
+        chosen: Option<ProductPath>,
+    ) -> std::result::Result<ProductPath, String> {
+        let path = super::encoder::resolve_dtype(model, dtype, chosen)?;
+        self.use_path(path)?;
+        for t in self.transformers_mut() {
+            t.keep_only_path();
+        }
+        Ok(path)
+    }
 }
 
 /// What the image worker embeds: a picture, or a text for the text tower.
@@ -497,7 +683,7 @@ impl Model for ImageModel {
 }
 
 /// Pictures merged into one pass on the worker.
-const BATCH: usize = 16;
+pub const BATCH: usize = 16;
 
 /// Handle to an image model on its worker thread. Cheap to clone.
 #[derive(Clone)]
@@ -509,17 +695,27 @@ pub struct ImageEmbedderService {
 }
 
 impl ImageEmbedderService {
-    /// Loads model `id` from `dir` (on a blocking thread) and starts its worker.
-    pub async fn start(id: &str, dir: &Path) -> std::result::Result<Self, ModelError> {
-        let (id_owned, path) = (id.to_string(), dir.to_path_buf());
-        let model = tokio::task::spawn_blocking(move || ImageModel::load(&id_owned, &path))
-            .await
-            .map_err(|_| ModelError::ThreadGone)?
-            .map_err(|e| ModelError::Invalid {
-                id: id.to_string(),
-                path: dir.to_path_buf(),
-                reason: e.to_string(),
-            })?;
+    /// Loads model `id` from `dir` and selects its product path from `dtype` (on a blocking
+    /// thread; `cache` is where `auto` remembers its measurement), then starts its worker.
+    pub async fn start(
+        id: &str,
+        dir: &Path,
+        dtype: &str,
+        cache: Option<PathBuf>,
+    ) -> std::result::Result<Self, ModelError> {
+        let (id_owned, path, dtype) = (id.to_string(), dir.to_path_buf(), dtype.to_string());
+        let model = tokio::task::spawn_blocking(move || {
+            let mut model = ImageModel::load(&id_owned, &path).map_err(|e| e.to_string())?;
+            model.set_dtype(&dtype, cache.as_deref())?;
+            Ok::<_, String>(model)
+        })
+        .await
+        .map_err(|_| ModelError::ThreadGone)?
+        .map_err(|reason| ModelError::Invalid {
+            id: id.to_string(),
+            path: dir.to_path_buf(),
+            reason,
+        })?;
         let dims = model.dims();
         let text = model.has_text();
         let worker = Worker::spawn(&format!("image {id}"), model, 8, BATCH)

@@ -52,41 +52,51 @@ impl PoolingHead {
         })
     }
 
-    /// The pooled vector of `n` tokens `x` (`[n × hidden]`).
-    fn pool(&self, x: &[f32], n: usize) -> Vec<f32> {
+    /// The pooled vector of each sequence of `x` (`[t × hidden]`; `spans` are each
+    /// sequence's first row and length): one probe query attending over the sequence's tokens,
+    /// then the output projection and the residual MLP.
+    fn pool(&self, x: &[f32], spans: &[(usize, usize)]) -> Vec<Vec<f32>> {
         let h = self.probe.len();
         let d = h / self.heads;
         let q = vit::apply(&self.q, &self.probe, 1, None);
-        let kv = vit::apply(&self.kv, x, n, None);
+        let kv = vit::apply(&self.kv, x, x.len() / h, None);
         let scale = 1.0 / (d as f32).sqrt();
-        let mut context = vec![0f32; h];
-        for head in 0..self.heads {
-            let qh = &q[head * d..(head + 1) * d];
-            let mut scores: Vec<f32> = (0..n)
-                .map(|j| {
-                    let k = &kv[j * 2 * h + head * d..j * 2 * h + (head + 1) * d];
-                    qh.iter().zip(k).map(|(a, b)| a * b).sum::<f32>() * scale
-                })
-                .collect();
-            let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            let mut sum = 0f32;
-            for s in scores.iter_mut() {
-                *s = (*s - max).exp();
-                sum += *s;
-            }
-            for (j, s) in scores.iter().enumerate() {
-                let v = &kv[j * 2 * h + h + head * d..j * 2 * h + h + (head + 1) * d];
-                for (c, value) in context[head * d..(head + 1) * d].iter_mut().zip(v) {
-                    *c += s / sum * value;
+        let mut context = vec![0f32; spans.len() * h];
+        for (&(first, n), context) in spans.iter().zip(context.chunks_mut(h)) {
+            let kv = &kv[first * 2 * h..(first + n) * 2 * h];
+            for head in 0..self.heads {
+                let qh = &q[head * d..(head + 1) * d];
+                let mut scores: Vec<f32> = (0..n)
+                    .map(|j| {
+                        let k = &kv[j * 2 * h + head * d..j * 2 * h + (head + 1) * d];
+                        qh.iter().zip(k).map(|(a, b)| a * b).sum::<f32>() * scale
+                    })
+                    .collect();
+                let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                let mut sum = 0f32;
+                for s in scores.iter_mut() {
+                    *s = (*s - max).exp();
+                    sum += *s;
+                }
+                for (j, s) in scores.iter().enumerate() {
+                    let v = &kv[j * 2 * h + h + head * d..j * 2 * h + h + (head + 1) * d];
+                    for (c, value) in context[head * d..(head + 1) * d].iter_mut().zip(v) {
+                        *c += s / sum * value;
+                    }
                 }
             }
         }
-        let attended = vit::apply(&self.out, &context, 1, None);
+        let rows = spans.len();
+        let attended = vit::apply(&self.out, &context, rows, None);
         let mut normed = attended.clone();
         self.norm.apply(&mut normed);
-        let inner = vit::apply(&self.fc1, &normed, 1, Some(self.activation));
-        let mlp = vit::apply(&self.fc2, &inner, 1, None);
-        attended.iter().zip(&mlp).map(|(a, m)| a + m).collect()
+        let inner = vit::apply(&self.fc1, &normed, rows, Some(self.activation));
+        let mlp = vit::apply(&self.fc2, &inner, rows, None);
+        attended
+            .chunks(h)
+            .zip(mlp.chunks(h))
+            .map(|(a, m)| a.iter().zip(m).map(|(a, m)| a + m).collect())
+            .collect()
     }
 }
 
@@ -199,13 +209,45 @@ impl Siglip {
 
     /// The image embedding of a `[3, h, w]` picture.
     pub fn embed_image(&self, pixels: &FeatureMap) -> Vec<f32> {
-        let (mut x, n) = self.patches.embed(pixels);
-        for (v, p) in x.iter_mut().zip(&self.positions) {
-            *v += p;
+        self.embed_images(std::slice::from_ref(pixels))
+            .pop()
+            .expect("one picture in, one out")
+    }
+
+    /// [`Siglip::embed_image`] of several pictures, packed into one pass of the tower.
+    pub fn embed_images(&self, pictures: &[FeatureMap]) -> Vec<Vec<f32>> {
+        let h = self.hidden;
+        let mut x = Vec::new();
+        let mut spans = Vec::with_capacity(pictures.len());
+        for pixels in pictures {
+            let (mut tokens, n) = self.patches.embed(pixels);
+            for (v, p) in tokens.iter_mut().zip(&self.positions) {
+                *v += p;
+            }
+            spans.push((x.len() / h, n));
+            x.extend_from_slice(&tokens);
         }
-        self.encoder.forward(&mut x, &[(0, n)]);
+        self.encoder.forward(&mut x, &spans);
         self.post_norm.apply(&mut x);
-        self.head.pool(&x, n)
+        self.head.pool(&x, &spans)
+    }
+
+    /// The towers' transformers (vision, then text where present).
+    pub fn transformers(&self) -> Vec<&Transformer> {
+        let mut all = vec![&self.encoder];
+        if let Some(text) = &self.text {
+            all.push(&text.encoder);
+        }
+        all
+    }
+
+    /// The towers' transformers (vision, then text where present), for path selection.
+    pub fn transformers_mut(&mut self) -> Vec<&mut Transformer> {
+        let mut all = vec![&mut self.encoder];
+        if let Some(text) = &mut self.text {
+            all.push(&mut text.encoder);
+        }
+        all
     }
 
     fn text_tower(&self) -> Result<&TextTower> {

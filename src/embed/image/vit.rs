@@ -43,10 +43,22 @@ pub fn linear(w: &mut StateDict, prefix: &str, inputs: usize, outputs: usize) ->
     Ok(Linear::new(weight, bias))
 }
 
-/// `out = x · wᵀ + b` for `t` rows, on the f32 path.
+/// `out = x · wᵀ + b` for `t` rows, on the f32 path (projections and heads: one row per
+/// picture or text).
 pub fn apply(layer: &Linear, x: &[f32], t: usize, activation: Option<Activation>) -> Vec<f32> {
+    apply_on(ProductPath::default_f32(), layer, x, t, activation)
+}
+
+/// `out = x · wᵀ + b` for `t` rows on `path`.
+fn apply_on(
+    path: ProductPath,
+    layer: &Linear,
+    x: &[f32],
+    t: usize,
+    activation: Option<Activation>,
+) -> Vec<f32> {
     let mut out = vec![0f32; t * layer.outputs()];
-    layer.forward_into(ProductPath::default_f32(), x, t, activation, &mut out);
+    layer.forward_into(path, x, t, activation, &mut out);
     out
 }
 
@@ -85,11 +97,13 @@ struct Layer {
     fc2: Linear,
 }
 
-/// A stack of pre-norm transformer layers.
+/// A stack of pre-norm transformer layers, its products on one [`ProductPath`] (the default
+/// f32 path until [`Transformer::use_path`]).
 pub struct Transformer {
     shape: TowerShape,
     layers: Vec<Layer>,
     causal: bool,
+    path: ProductPath,
 }
 
 impl Transformer {
@@ -133,7 +147,37 @@ impl Transformer {
             shape,
             layers,
             causal,
+            path: ProductPath::default_f32(),
         })
+    }
+
+    /// The path the layers' products run on.
+    pub fn path(&self) -> ProductPath {
+        self.path
+    }
+
+    fn linears(&mut self) -> impl Iterator<Item = &mut Linear> {
+        self.layers
+            .iter_mut()
+            .flat_map(|l| [&mut l.qkv, &mut l.out, &mut l.fc1, &mut l.fc2])
+    }
+
+    /// Runs the products on `path` from now on, building the weight forms it needs (the
+    /// others are kept until [`Transformer::keep_only_path`]).
+    pub fn use_path(&mut self, path: ProductPath) -> std::result::Result<(), String> {
+        for layer in self.linears() {
+            layer.prepare(path)?;
+        }
+        self.path = path;
+        Ok(())
+    }
+
+    /// Frees every weight form the current path does not use.
+    pub fn keep_only_path(&mut self) {
+        let path = self.path;
+        for layer in self.linears() {
+            layer.keep_only(path);
+        }
     }
 
     /// Runs every layer over packed sequences `x` (`[t × hidden]`; `spans` are each
@@ -141,6 +185,9 @@ impl Transformer {
     pub fn forward(&self, x: &mut [f32], spans: &[(usize, usize)]) {
         let h = self.shape.hidden;
         let t = x.len() / h;
+        let apply = |layer: &Linear, x: &[f32], t: usize, activation: Option<Activation>| {
+            apply_on(self.path, layer, x, t, activation)
+        };
         for layer in &self.layers {
             let mut normed = x.to_vec();
             layer.norm1.apply(&mut normed);
