@@ -42,6 +42,7 @@ pub struct Settings {
     pub models: ModelSettings,
     pub llm: LlmSettings,
     pub ingest: IngestSettings,
+    pub server: ServerSettings,
     /// Which engines hold the catalog, the vectors and BM25.
     pub backend: Backend,
     /// `tracing` filter, e.g. `info` or `mosaic=debug`.
@@ -103,6 +104,53 @@ pub struct IngestSettings {
     pub parallel_files: usize,
 }
 
+/// `mosaic serve`: where it listens, who may call it, and how much work it takes at once.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSettings {
+    /// Address to bind. Without API keys the server binds to loopback whatever this says.
+    pub bind: String,
+    pub port: u16,
+    /// Bearer keys that may search, ask, embed and read sources (comma-separated in the env).
+    pub read_keys: Vec<String>,
+    /// Bearer keys that may also ingest and delete (they can read too).
+    pub write_keys: Vec<String>,
+    /// Absolute base URL of citation links (`https://mosaic.example.org`); by default the
+    /// request's own `Host`.
+    pub public_url: Option<String>,
+    /// Folder under which `POST /v1/ingest` may name server-side paths; unset: uploads only.
+    pub ingest_root: Option<PathBuf>,
+    /// Largest upload (`/v1/ingest`, `/v1/similar`).
+    pub max_upload_bytes: u64,
+    /// Largest JSON body.
+    pub max_json_bytes: u64,
+    /// Seconds a request may take before it is answered 504 (an event stream, once started,
+    /// is not cut).
+    pub request_timeout_secs: u64,
+    /// Searches, similar-media and embedding requests served at once; more get 429.
+    pub max_concurrent_searches: usize,
+    /// Chat answers served at once; more get 429.
+    pub max_concurrent_chats: usize,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            bind: "127.0.0.1".into(),
+            port: 8400,
+            read_keys: Vec::new(),
+            write_keys: Vec::new(),
+            public_url: None,
+            ingest_root: None,
+            max_upload_bytes: 2 * 1024 * 1024 * 1024,
+            max_json_bytes: 4 * 1024 * 1024,
+            request_timeout_secs: 300,
+            max_concurrent_searches: 16,
+            max_concurrent_chats: 4,
+        }
+    }
+}
+
 impl Default for Settings {
     fn default() -> Self {
         Self {
@@ -128,6 +176,7 @@ impl Default for Settings {
                 max_media_bytes: 16 * 1024 * 1024 * 1024,
                 parallel_files: 2,
             },
+            server: ServerSettings::default(),
             backend: Backend::Embedded,
             log: "warn,mosaic=info,qdrant_edge=error".into(),
             lock_wait_secs: 60,
@@ -243,6 +292,14 @@ fn coerce(existing: Option<&toml::Value>, raw: &str) -> toml::Value {
         Some(toml::Value::Boolean(_)) => raw.parse().ok().map(toml::Value::Boolean),
         Some(toml::Value::Integer(_)) => raw.parse().ok().map(toml::Value::Integer),
         Some(toml::Value::Float(_)) => raw.parse().ok().map(toml::Value::Float),
+        // Lists (API keys) are comma-separated.
+        Some(toml::Value::Array(_)) => Some(toml::Value::Array(
+            raw.split(',')
+                .map(str::trim)
+                .filter(|item| !item.is_empty())
+                .map(|item| toml::Value::String(item.to_string()))
+                .collect(),
+        )),
         _ => None,
     };
     parsed.unwrap_or_else(|| toml::Value::String(raw.to_string()))

@@ -58,6 +58,10 @@ pub trait Progress: Send + Sync {
     fn message(&self, text: String);
     /// The work is over.
     fn finish(&self);
+    /// Whether the work should stop at the next safe point (an ingest: between files).
+    fn cancelled(&self) -> bool {
+        false
+    }
 }
 
 /// A [`Progress`] that shows nothing.

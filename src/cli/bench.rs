@@ -14,7 +14,7 @@ use crate::embed::encoder::{choose, resolve_dtype, Encoder, TokenBatch};
 use crate::embed::{Purpose, TextEmbedder};
 use crate::kernels::path::ProductPath;
 use crate::models::{ModelStore, TextModelSpec};
-use crate::query::{RetrievalMode, SearchRequest};
+use crate::query::SearchRequest;
 
 #[derive(Subcommand, Debug)]
 pub enum BenchCommand {
@@ -766,11 +766,8 @@ pub async fn run(what: BenchCommand, settings: Settings, as_json: bool) -> Resul
             let mosaic = Mosaic::open(settings).await?;
             let limit = mosaic.pipelines.query.answer.search_limit;
             let request = |query: &String| SearchRequest {
-                query: query.clone(),
-                limit,
-                modalities: vec![],
-                mode: RetrievalMode::Hybrid,
                 rerank: !no_rerank,
+                ..SearchRequest::new(query.clone(), limit)
             };
             // Warm-up loads the models (and says whether a reranker takes part).
             let mut reranker = None;

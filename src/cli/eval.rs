@@ -75,11 +75,9 @@ pub async fn first_relevant_rank(
 ) -> Result<Option<usize>> {
     let outcome = mosaic
         .search(&SearchRequest {
-            query: q.question.clone(),
-            limit: k,
-            modalities: Vec::new(),
             mode,
             rerank,
+            ..SearchRequest::new(q.question.clone(), k).passages()
         })
         .await?;
     let needle = normalize(&q.answer_substring);

@@ -20,7 +20,7 @@ use crate::config::{self, Settings};
 use crate::engine::Progress;
 use crate::fault::{Fault, HasFault, UserError};
 use crate::ingest::IngestOptions;
-use crate::query::{RetrievalMode, SearchRequest};
+use crate::query::{GroupBy, RetrievalMode, SearchRequest};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -81,6 +81,20 @@ pub enum Command {
         /// Skip the cross-encoder.
         #[arg(long)]
         no_rerank: bool,
+        /// `source`: each source once, its other matching passages under it; `none`: one hit
+        /// per passage.
+        #[arg(long, value_enum, default_value = "source")]
+        group_by: GroupBy,
+    },
+    /// Serve the HTTP API and the web page (OpenAI-compatible chat and embeddings, search,
+    /// similar media, ingest jobs, media).
+    Serve {
+        /// Address to bind (server.bind; loopback only unless API keys are configured).
+        #[arg(long, env = "MOSAIC_BIND")]
+        bind: Option<String>,
+        /// Port (server.port; 0 picks a free one).
+        #[arg(long, env = "MOSAIC_PORT")]
+        port: Option<u16>,
     },
     /// Answer a question with numbered citations, each at the words it rests on.
     Ask {
@@ -203,7 +217,9 @@ pub fn fault_of(error: &anyhow::Error) -> Fault {
             crate::lexical::LexicalError,
             crate::models::ModelError,
             crate::pipeline::PipelineError,
-            crate::llm::LlmError
+            crate::llm::LlmError,
+            crate::server::ServerError,
+            crate::server::jobs::JobError
         );
     }
     Fault::Internal
@@ -313,13 +329,36 @@ async fn run(cli: Cli, settings: Settings) -> Result<ExitCode> {
         Command::Bench { what } => return bench::run(what, settings, cli.json).await,
         _ => {}
     }
+    if let Command::Serve { bind, port } = &cli.command {
+        let mut server = settings.server.clone();
+        if let Some(bind) = bind {
+            server.bind = bind.clone();
+        }
+        if let Some(port) = port {
+            server.port = *port;
+        }
+        let mosaic = Mosaic::open(settings)
+            .await
+            .context("cannot open the data directory")?;
+        crate::server::serve(mosaic, server).await?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let mosaic = Mosaic::open(settings)
         .await
         .context("cannot open the data directory")?;
     let code = match cli.command {
         Command::Ingest { paths, prune } => {
             let bar = progress_bar(cli.json);
-            let report = mosaic.ingest(&paths, &IngestOptions { prune }, bar).await?;
+            let report = mosaic
+                .ingest(
+                    &paths,
+                    &IngestOptions {
+                        prune,
+                        ..Default::default()
+                    },
+                    bar,
+                )
+                .await?;
             print_ingest(&report, cli.json)?
         }
         Command::Repair => {
@@ -365,13 +404,15 @@ async fn run(cli: Cli, settings: Settings) -> Result<ExitCode> {
             modality,
             mode,
             no_rerank,
+            group_by,
         } => {
+            let limit = limit.unwrap_or(mosaic.pipelines.query.answer.search_limit);
             let request = SearchRequest {
-                limit: limit.unwrap_or(mosaic.pipelines.query.answer.search_limit),
-                query: query.clone(),
                 modalities: modality,
                 mode,
                 rerank: !no_rerank,
+                group_by,
+                ..SearchRequest::new(query.clone(), limit)
             };
             let outcome = mosaic.search(&request).await?;
             for notice in &outcome.notices {
@@ -414,20 +455,34 @@ async fn run(cli: Cli, settings: Settings) -> Result<ExitCode> {
                         }
                     }
                     println!(
-                        "{:>2}. {:.4}  {}  {}\n    {}\n",
+                        "{:>2}. {:.4}  {}  {}\n    {}",
                         hit.rank,
                         hit.score,
                         display_name(&hit.chunk.source.uri),
                         hit.chunk.anchor.describe(),
                         snippet
                     );
+                    for more in &hit.more {
+                        let words: String = more
+                            .chunk
+                            .text
+                            .split_whitespace()
+                            .take(16)
+                            .collect::<Vec<_>>()
+                            .join(" ");
+                        println!(
+                            "    also {:.4}  {}  {words}",
+                            more.score,
+                            more.chunk.anchor.describe()
+                        );
+                    }
+                    println!();
                 }
             }
             ExitCode::SUCCESS
         }
         Command::Ask { question, previous } => {
             let request = crate::query::AskRequest {
-                question,
                 history: previous
                     .into_iter()
                     .map(|content| crate::llm::Message {
@@ -435,6 +490,7 @@ async fn run(cli: Cli, settings: Settings) -> Result<ExitCode> {
                         content,
                     })
                     .collect(),
+                ..crate::query::AskRequest::new(question)
             };
             // Generated text is checked before it is shown, so the pieces are not printed as
             // they stream; a spinner shows that work goes on.
@@ -578,7 +634,9 @@ async fn run(cli: Cli, settings: Settings) -> Result<ExitCode> {
             ExitCode::SUCCESS
         }
         Command::Eval(args) => eval::run(&mosaic, args, cli.json).await?,
-        Command::Models { .. } | Command::Bench { .. } => unreachable!("handled above"),
+        Command::Models { .. } | Command::Bench { .. } | Command::Serve { .. } => {
+            unreachable!("handled above")
+        }
     };
     mosaic.catalog.close().await;
     Ok(code)

@@ -40,6 +40,48 @@ pub fn thumbnail_path(data_dir: &Path, source_id: &str) -> PathBuf {
     data_dir.join("thumbnails").join(format!("{source_id}.jpg"))
 }
 
+/// Deletes thumbnails under `data_dir`: every one of the sources in `whole` (a picture's, a
+/// video's and its frames'), and the frame thumbnails of `source` whose time is not in `keep`
+/// (a re-ingested video whose frames moved). Returns how many went; a file that cannot be
+/// removed is logged and left.
+pub fn remove_thumbnails(
+    data_dir: &Path,
+    whole: &[String],
+    frames_of: Option<(&str, &[u64])>,
+) -> usize {
+    let Ok(entries) = std::fs::read_dir(data_dir.join("thumbnails")) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(".jpg")) else {
+            continue;
+        };
+        // `<source>.jpg` or `<source>-<ms>.jpg` (source ids are hex).
+        let (source, at_ms) = match stem.split_once('-') {
+            Some((source, ms)) => match ms.parse::<u64>() {
+                Ok(ms) => (source, Some(ms)),
+                Err(_) => continue,
+            },
+            None => (stem, None),
+        };
+        let doomed = whole.iter().any(|id| id == source)
+            || frames_of.is_some_and(|(id, keep)| {
+                id == source && at_ms.is_some_and(|ms| !keep.contains(&ms))
+            });
+        if doomed {
+            match std::fs::remove_file(entry.path()) {
+                Ok(()) => removed += 1,
+                Err(e) => {
+                    tracing::warn!(path = %entry.path().display(), "thumbnail not removed: {e}")
+                }
+            }
+        }
+    }
+    removed
+}
+
 /// Reads, hashes and decodes a picture (blocking).
 pub(super) fn read_picture(
     path: &Path,
@@ -214,5 +256,43 @@ impl Engine {
             },
             notice: None,
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::remove_thumbnails;
+
+    #[test]
+    fn thumbnails_go_with_their_source_and_stale_frames() {
+        let dir = tempfile::tempdir().unwrap();
+        let thumbs = dir.path().join("thumbnails");
+        std::fs::create_dir_all(&thumbs).unwrap();
+        let names = [
+            "aa.jpg",
+            "aa-100.jpg",
+            "aa-200.jpg",
+            "bb.jpg",
+            "bb-5.jpg",
+            "bbb.jpg",
+            "aa-x.jpg",
+            "notes.txt",
+        ];
+        for name in names {
+            std::fs::write(thumbs.join(name), b"x").unwrap();
+        }
+        let removed = remove_thumbnails(dir.path(), &["bb".into()], Some(("aa", &[100])));
+        assert_eq!(removed, 3);
+        let mut left: Vec<String> = std::fs::read_dir(&thumbs)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            ["aa-100.jpg", "aa-x.jpg", "aa.jpg", "bbb.jpg", "notes.txt"]
+        );
+        // No thumbnails folder: nothing to do.
+        assert_eq!(remove_thumbnails(&dir.path().join("none"), &[], None), 0);
     }
 }

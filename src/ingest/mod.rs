@@ -69,7 +69,7 @@ impl HasFault for IngestError {
 }
 
 /// One file that could not be ingested.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct Failure {
     pub uri: String,
     pub error: String,
@@ -88,6 +88,9 @@ pub struct IngestReport {
     /// packets skipped).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notices: Vec<Notice>,
+    /// The run was asked to stop and left files unread.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub stopped: bool,
 }
 
 /// A remark about a file that was ingested.
@@ -102,6 +105,9 @@ pub struct Notice {
 pub struct IngestOptions {
     /// Remove catalogued sources under the given folders whose files no longer exist.
     pub prune: bool,
+    /// When not empty, only files whose real path (links resolved) lies under one of these
+    /// folders are read; others are reported (the server confines ingestion to its roots).
+    pub confine: Vec<PathBuf>,
 }
 
 /// A file read, chunked and embedded, ready to write.
@@ -141,7 +147,11 @@ enum Outcome {
 
 /// Every file under `paths` (folders recursively, hidden entries and the data directory
 /// skipped), sorted.
-fn collect_files(paths: &[PathBuf], data_dir: &Path) -> (Vec<PathBuf>, Vec<Failure>) {
+fn collect_files(
+    paths: &[PathBuf],
+    data_dir: &Path,
+    confine: &[PathBuf],
+) -> (Vec<PathBuf>, Vec<Failure>) {
     let data_dir = std::fs::canonicalize(data_dir).unwrap_or_else(|_| data_dir.to_path_buf());
     let mut files = Vec::new();
     let mut failures = Vec::new();
@@ -192,6 +202,25 @@ fn collect_files(paths: &[PathBuf], data_dir: &Path) -> (Vec<PathBuf>, Vec<Failu
         .into_iter()
         .map(|p| std::fs::canonicalize(&p).unwrap_or(p))
         .collect();
+    if !confine.is_empty() {
+        let roots: Vec<PathBuf> = confine
+            .iter()
+            .filter_map(|r| std::fs::canonicalize(r).ok())
+            .collect();
+        files.retain(|file| {
+            let inside = roots.iter().any(|r| file.starts_with(r));
+            if !inside {
+                failures.push(Failure {
+                    uri: file_uri(file),
+                    error: format!(
+                        "{} lies outside the folders this server may read (a link out of them?)",
+                        file.display()
+                    ),
+                });
+            }
+            inside
+        });
+    }
     files.sort();
     files.dedup();
     (files, failures)
@@ -495,7 +524,8 @@ impl Engine {
             self.lexical.as_ref(),
         );
 
-        let (mut files, walk_failures) = collect_files(paths, &self.settings.data_dir);
+        let (mut files, walk_failures) =
+            collect_files(paths, &self.settings.data_dir, &options.confine);
         for failure in walk_failures {
             self.record_failure(&failure.uri, "unknown", 0, &failure.error)
                 .await?;
@@ -516,6 +546,7 @@ impl Engine {
         }
         report.removed += gone.len();
         writer.remove(&gone).await?;
+        image::remove_thumbnails(&self.settings.data_dir, &gone, None);
         files.sort();
         files.dedup();
 
@@ -707,6 +738,13 @@ impl Engine {
                     }
                 }
             }
+            if progress.cancelled() {
+                // Stopped between files: what is staged is written below; the rest is read
+                // again by the next run (finished files are skipped by their hash).
+                tracing::info!("ingest stopped between files");
+                report.stopped = true;
+                break;
+            }
         }
         let (sources, chunks) = writer.commit().await?;
         report.ingested += sources;
@@ -780,6 +818,13 @@ impl Engine {
             }
             removed.push(source.id);
         }
+        self.remove_sources(&removed).await
+    }
+
+    /// Removes the sources with these ids from every store (and their thumbnails). Returns
+    /// how many.
+    pub async fn remove_sources(&self, removed: &[String]) -> Result<usize, IngestError> {
+        let removed = removed.to_vec();
         let mut writer = Writer::new(
             self.catalog.as_ref(),
             self.vectors.as_ref(),
@@ -788,6 +833,7 @@ impl Engine {
         writer.remove(&removed).await?;
         if !removed.is_empty() {
             self.lexical.compact().await?;
+            image::remove_thumbnails(&self.settings.data_dir, &removed, None);
         }
         Ok(removed.len())
     }

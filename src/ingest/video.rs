@@ -263,12 +263,16 @@ async fn write_thumbnails(
         )
         .collect();
     let side = limits.thumbnail_px;
+    let (data_dir, sid) = (limits.data_dir.clone(), sid.to_string());
+    let times: Vec<u64> = frames.iter().map(|f| f.at_ms).collect();
     tokio::task::spawn_blocking(move || {
         for (path, rgb) in jobs {
             let jpeg = crate::media::image::thumbnail_jpeg(&rgb, side)
                 .map_err(|e| std::io::Error::other(e.to_string()))?;
             super::image::write_atomically(&path, &jpeg)?;
         }
+        // Frames an earlier version of the file had at other times.
+        super::image::remove_thumbnails(&data_dir, &[], Some((&sid, &times)));
         Ok(())
     })
     .await

@@ -10,7 +10,7 @@ pub mod fuse;
 pub mod similar;
 pub mod verify;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use tokio::sync::mpsc;
 
@@ -66,7 +66,7 @@ impl HasFault for QueryError {
 }
 
 /// Which retrievers feed the fusion (hybrid in normal use; the others for evaluation).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum RetrievalMode {
     Hybrid,
@@ -74,22 +74,100 @@ pub enum RetrievalMode {
     Bm25,
 }
 
+/// How hits are listed: each source once at the rank of its best passage, with its other
+/// matching passages nested under it (as Qdrant's query groups), or one hit per passage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum GroupBy {
+    Source,
+    None,
+}
+
 /// One search.
 #[derive(Debug, Clone)]
 pub struct SearchRequest {
     pub query: String,
+    /// Hits to return (sources, when grouped).
     pub limit: usize,
     pub modalities: Vec<String>,
+    /// Only these source ids (none: all).
+    pub sources: Vec<String>,
+    /// Only sources of these media types (none: all).
+    pub media_types: Vec<String>,
     pub mode: RetrievalMode,
     pub rerank: bool,
+    pub group_by: GroupBy,
+    /// Other passages nested under a source's best one, when grouped.
+    pub group_size: usize,
 }
 
-/// A result chunk.
+impl SearchRequest {
+    /// A hybrid, reranked search grouped by source.
+    pub fn new(query: impl Into<String>, limit: usize) -> Self {
+        Self {
+            query: query.into(),
+            limit,
+            modalities: Vec::new(),
+            sources: Vec::new(),
+            media_types: Vec::new(),
+            mode: RetrievalMode::Hybrid,
+            rerank: true,
+            group_by: GroupBy::Source,
+            group_size: 3,
+        }
+    }
+
+    /// The same search with one hit per passage.
+    pub fn passages(mut self) -> Self {
+        self.group_by = GroupBy::None;
+        self
+    }
+}
+
+/// A result chunk; grouped by source, the source's other matching passages are in `more`.
 #[derive(Debug, Clone)]
 pub struct Hit {
     pub rank: usize,
     pub score: f64,
     pub chunk: StoredChunk,
+    pub more: Vec<Hit>,
+}
+
+/// Groups ranked passages by source: each source once, at the rank of its best passage, with
+/// up to `group_size` of its other passages (in rank order) nested under it; `limit` sources.
+pub fn group_by_source(
+    ranked: Vec<(f64, StoredChunk)>,
+    limit: usize,
+    group_size: usize,
+) -> Vec<Hit> {
+    let mut hits: Vec<Hit> = Vec::new();
+    let mut index: std::collections::HashMap<String, usize> = Default::default();
+    for (score, chunk) in ranked {
+        match index.get(&chunk.source.id) {
+            Some(&at) => {
+                let group = &mut hits[at];
+                if group.more.len() < group_size {
+                    group.more.push(Hit {
+                        rank: group.rank,
+                        score,
+                        chunk,
+                        more: Vec::new(),
+                    });
+                }
+            }
+            None if hits.len() < limit => {
+                index.insert(chunk.source.id.clone(), hits.len());
+                hits.push(Hit {
+                    rank: hits.len() + 1,
+                    score,
+                    chunk,
+                    more: Vec::new(),
+                });
+            }
+            None => {}
+        }
+    }
+    hits
 }
 
 /// Hits plus anything the user should know about how they were found.
@@ -114,6 +192,20 @@ pub struct HitJson {
     pub text: String,
     /// Title and section headings above the passage (`Report > Finances`); empty when none.
     pub context: String,
+    /// The source's other matching passages, when grouped by source.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub more: Vec<MoreJson>,
+}
+
+/// A further passage of a grouped hit's source.
+#[derive(Debug, Serialize)]
+pub struct MoreJson {
+    pub chunk_id: String,
+    pub score: f64,
+    pub modality: String,
+    pub anchor: Anchor,
+    pub url: String,
+    pub text: String,
 }
 
 impl Hit {
@@ -128,6 +220,18 @@ impl Hit {
             url: citation_url(&self.chunk),
             text: self.chunk.text.clone(),
             context: self.chunk.context.clone(),
+            more: self
+                .more
+                .iter()
+                .map(|m| MoreJson {
+                    chunk_id: m.chunk.id.clone(),
+                    score: m.score,
+                    modality: m.chunk.modality.as_str().to_string(),
+                    anchor: m.chunk.anchor.clone(),
+                    url: citation_url(&m.chunk),
+                    text: m.chunk.text.clone(),
+                })
+                .collect(),
         }
     }
 }
@@ -149,6 +253,9 @@ pub struct Citation {
     /// For a video: the frame on screen when the cited words were spoken.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub frame: Option<FrameRef>,
+    /// The retrieval score of the passage cited.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub score: Option<f64>,
 }
 
 /// A kept video frame: its time and its thumbnail.
@@ -213,6 +320,10 @@ pub struct Answer {
 pub struct AskRequest {
     pub question: String,
     pub history: Vec<Message>,
+    /// Sampling temperature for a generated answer (default: `llm.temperature`).
+    pub temperature: Option<f32>,
+    /// Token limit of a generated answer (default: `llm.max_tokens`).
+    pub max_tokens: Option<u32>,
 }
 
 impl AskRequest {
@@ -220,6 +331,8 @@ impl AskRequest {
         Self {
             question: question.into(),
             history: Vec::new(),
+            temperature: None,
+            max_tokens: None,
         }
     }
 
@@ -256,7 +369,7 @@ pub fn citation_url(chunk: &StoredChunk) -> String {
     anchor_url(&chunk.source, &chunk.anchor)
 }
 
-fn to_citation(n: usize, chunk: &StoredChunk) -> Citation {
+fn to_citation(n: usize, chunk: &StoredChunk, score: f64) -> Citation {
     Citation {
         n,
         block: n,
@@ -266,6 +379,7 @@ fn to_citation(n: usize, chunk: &StoredChunk) -> Citation {
         text: chunk.text.clone(),
         title: chunk.source.title.clone(),
         frame: None,
+        score: Some(score),
     }
 }
 
@@ -426,12 +540,28 @@ impl Engine {
         } else {
             0
         });
+        // Grouping by source and filtering need more passages than hits shown.
+        let widen = if request.group_by == GroupBy::Source {
+            4
+        } else {
+            1
+        } * if request.sources.is_empty() && request.media_types.is_empty() {
+            1
+        } else {
+            4
+        };
         let ids: Vec<String> = fused
             .iter()
-            .take(pool.max(request.limit) * 2)
+            .take(pool.max(request.limit) * 2 * widen)
             .map(|f| f.id.clone())
             .collect();
-        let chunks = self.catalog.chunks_by_ids(&ids).await?;
+        let mut chunks = self.catalog.chunks_by_ids(&ids).await?;
+        if !request.sources.is_empty() {
+            chunks.retain(|c| request.sources.contains(&c.source.id));
+        }
+        if !request.media_types.is_empty() {
+            chunks.retain(|c| request.media_types.contains(&c.source.media_type));
+        }
         // One list (dense or BM25 only, one space): its own scores; several: the fused ones.
         let single = (raw_scores.len() == 1).then(|| raw_scores.remove(0));
         let scores: std::collections::HashMap<&str, f64> = fused
@@ -496,16 +626,21 @@ impl Engine {
 
         let gap =
             self.pipelines.video.frames.max_interval_ms + self.pipelines.video.frames.cut_delay_ms;
-        outcome.hits = collapse_moments(ranked, gap)
-            .into_iter()
-            .take(request.limit)
-            .enumerate()
-            .map(|(i, (score, chunk))| Hit {
-                rank: i + 1,
-                score,
-                chunk,
-            })
-            .collect();
+        let collapsed = collapse_moments(ranked, gap);
+        outcome.hits = match request.group_by {
+            GroupBy::Source => group_by_source(collapsed, request.limit, request.group_size),
+            GroupBy::None => collapsed
+                .into_iter()
+                .take(request.limit)
+                .enumerate()
+                .map(|(i, (score, chunk))| Hit {
+                    rank: i + 1,
+                    score,
+                    chunk,
+                    more: Vec::new(),
+                })
+                .collect(),
+        };
         Ok(outcome)
     }
 
@@ -629,19 +764,14 @@ impl Engine {
             _ => context.max_blocks,
         };
         let found = self
-            .search(&SearchRequest {
-                query: retrieval_query.clone(),
-                limit: max_blocks,
-                modalities: Vec::new(),
-                mode: RetrievalMode::Hybrid,
-                rerank: true,
-            })
+            .search(&SearchRequest::new(retrieval_query.clone(), max_blocks).passages())
             .await?;
         let mut notices = Vec::new();
         for notice in found.notices {
             note(&mut notices, notice);
         }
         let mut chunks = Vec::new();
+        let mut scores = Vec::new();
         let mut used = 0;
         // A picture found by its look has no words to answer from (video frames come with
         // the words spoken over them).
@@ -655,12 +785,13 @@ impl Engine {
                 break;
             }
             used += cost;
+            scores.push(hit.score);
             chunks.push(hit.chunk);
         }
         let blocks: Vec<Citation> = chunks
             .iter()
             .enumerate()
-            .map(|(i, c)| to_citation(i + 1, c))
+            .map(|(i, c)| to_citation(i + 1, c, scores[i]))
             .collect();
         if generator.is_none() && self.settings.llm.embedded {
             note(&mut notices, format!("no language model: {why_not}"));
@@ -780,8 +911,8 @@ impl Engine {
             generator.prefers_single_turn(),
         );
         let params = GenerationParams {
-            max_tokens: self.settings.llm.max_tokens,
-            temperature: self.settings.llm.temperature,
+            max_tokens: request.max_tokens.unwrap_or(self.settings.llm.max_tokens),
+            temperature: request.temperature.unwrap_or(self.settings.llm.temperature),
         };
         let written = generator.generate(messages, params, sink).await?;
         let claims = verify::claims(&written, blocks.len());
@@ -1095,6 +1226,7 @@ fn assemble(
                         text: s.text.clone(),
                         title: chunk.source.title.clone(),
                         frame: None,
+                        score: blocks.get(s.block - 1).and_then(|b| b.score),
                     });
                     citations.len()
                 })
@@ -1176,6 +1308,7 @@ mod tests {
             text: format!("block text {n}"),
             title: Some("Annual report".into()),
             frame: None,
+            score: None,
         }
     }
 
@@ -1209,8 +1342,8 @@ mod tests {
             },
         ];
         let request = AskRequest {
-            question: "And in summer?".into(),
             history: history.clone(),
+            ..AskRequest::new("And in summer?")
         };
         assert_eq!(
             request.retrieval_query(),

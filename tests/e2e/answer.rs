@@ -60,7 +60,7 @@ fn without_a_model_the_answer_is_extracted_and_cited_at_its_sentence() {
 /// An OpenAI-compatible chat endpoint: finds the block of the prompt that holds the ferry
 /// dividend and answers citing that block's number (plus one number no block has), streamed
 /// as server-sent events like a real server.
-async fn chat(
+pub(crate) async fn chat(
     State(recorder): State<Recorder>,
     Json(body): Json<serde_json::Value>,
 ) -> impl IntoResponse {
@@ -220,7 +220,7 @@ fn the_support_threshold_separates_restated_answers_from_foreign_ones() {
     use mosaic::embed::Purpose;
     use mosaic::query::evidence::block_sentences;
     use mosaic::query::verify::cosine;
-    use mosaic::query::{RetrievalMode, SearchRequest};
+    use mosaic::query::SearchRequest;
 
     crate::common::real_model(crate::common::MINILM);
     let dir = tempfile::tempdir().unwrap();
@@ -251,11 +251,8 @@ fn the_support_threshold_separates_restated_answers_from_foreign_ones() {
         for q in &questions {
             let found = app
                 .search(&SearchRequest {
-                    query: q["question"].as_str().unwrap().into(),
-                    limit: 5,
-                    modalities: Vec::new(),
-                    mode: RetrievalMode::Hybrid,
                     rerank: false,
+                    ..SearchRequest::new(q["question"].as_str().unwrap(), 5).passages()
                 })
                 .await
                 .unwrap();

@@ -130,11 +130,9 @@ fn bf16_keeps_every_top_hit_of_the_test_questions() {
     // The top `n` hits: (file, anchor, text).
     let top = |m: &mosaic::app::Mosaic, q: &str, mode: RetrievalMode, n: usize| {
         let request = SearchRequest {
-            query: q.to_string(),
-            limit: n,
-            modalities: vec![],
             mode,
             rerank: false,
+            ..SearchRequest::new(q, n).passages()
         };
         let hits = runtime.block_on(m.search(&request)).unwrap().hits;
         hits.into_iter()

@@ -18,7 +18,7 @@ use mosaic::faults::{wrap, FaultKind, FaultPlan};
 use mosaic::ingest::IngestOptions;
 use mosaic::llm::Generator;
 use mosaic::models::ModelError;
-use mosaic::query::{RetrievalMode, SearchRequest};
+use mosaic::query::SearchRequest;
 use mosaic::transcribe::{Progress, TranscribeError, TranscribeOptions, Transcriber, Transcript};
 
 use crate::common::{fixtures, real_model, spoken, MINILM, NOTICE};
@@ -202,11 +202,8 @@ async fn outcome(mosaic: &Mosaic) -> Outcome {
     for q in QUERIES {
         let found = mosaic
             .search(&SearchRequest {
-                query: q.into(),
-                limit: 5,
-                modalities: Vec::new(),
-                mode: RetrievalMode::Hybrid,
                 rerank: false,
+                ..SearchRequest::new(q, 5).passages()
             })
             .await
             .unwrap();

@@ -16,6 +16,7 @@ mod ingest;
 mod models;
 mod paths;
 mod retrieval;
+mod serve;
 mod speech;
 mod stages;
 mod video;

@@ -410,6 +410,66 @@ fn vit_towers_batch_pictures_and_choose_their_product_path() {
     }
 }
 
+/// `mosaic bench image` measures a ViT tower on every product path this machine offers, marks
+/// what `auto` picks among them and gives each path's cosine to f32; a CNN gets its f32 row.
+#[test]
+fn bench_image_reports_every_product_path() {
+    use mosaic::kernels::path::ProductPath;
+    let tmp = tempfile::tempdir().unwrap();
+    let pictures = tmp.path().join("pictures");
+    std::fs::create_dir_all(&pictures).unwrap();
+    std::fs::copy(
+        photos_dir().join("chelsea.png"),
+        pictures.join("chelsea.png"),
+    )
+    .unwrap();
+    let clip = fixtures().join("models/tiny-clip");
+    let resnet = fixtures().join("models/tiny-resnet50");
+    let rows = ok(&mosaic(
+        &tmp.path().join("data"),
+        &[
+            "--json",
+            "bench",
+            "image",
+            "--images",
+            pictures.to_str().unwrap(),
+            "--model",
+            clip.to_str().unwrap(),
+            "--model",
+            resnet.to_str().unwrap(),
+        ],
+        &[],
+    ));
+    let rows = rows.as_array().unwrap();
+    let clip_rows: Vec<_> = rows
+        .iter()
+        .filter(|r| r["model"] == clip.to_str().unwrap())
+        .collect();
+    let paths: Vec<&str> = clip_rows
+        .iter()
+        .map(|r| r["path"].as_str().unwrap())
+        .collect();
+    let want: Vec<&str> = ProductPath::all_available()
+        .into_iter()
+        .map(|p| p.id())
+        .collect();
+    assert_eq!(paths, want, "{rows:?}");
+    let auto = clip_rows[0]["auto"].as_str().unwrap();
+    assert!(paths.contains(&auto), "{auto}");
+    assert!(clip_rows[0]["worst_cosine_to_first_path"].is_null());
+    for row in &clip_rows[1..] {
+        let c = row["worst_cosine_to_first_path"].as_f64().unwrap();
+        assert!(c > 0.99 && c <= 1.0 + 1e-9, "{row}");
+        assert!(row["images_per_s"].as_f64().unwrap() > 0.0, "{row}");
+    }
+    let resnet_rows: Vec<_> = rows
+        .iter()
+        .filter(|r| r["model"] == resnet.to_str().unwrap())
+        .collect();
+    assert_eq!(resnet_rows.len(), 1, "{rows:?}");
+    assert_eq!(resnet_rows[0]["path"], ProductPath::default_f32().id());
+}
+
 /// A SigLIP folder as Google's Hub repos ship it, with `spiece.model` and no `tokenizer.json`,
 /// gets its text tower from the SentencePiece file: the same ids as transformers' (slow)
 /// SiglipTokenizer on every fixture text (the model's charsmap folds 'ﬁ', full-width letters
@@ -490,8 +550,13 @@ fn text_queries_find_pictures_through_the_clip_text_tower() {
     ));
     let hits = hits["hits"].as_array().unwrap().clone();
 
-    // What the model says directly.
-    let model = ImageModel::load("tiny-clip", &clip).unwrap();
+    // What the model says directly, on the product path the ingest chose (remembered beside
+    // the models).
+    let mut model = ImageModel::load("tiny-clip", &clip).unwrap();
+    let choice = model
+        .set_dtype("auto", Some(&mosaic::embed::paths::cache_file(&models)))
+        .unwrap();
+    assert!(choice.remembered, "the ingest's choice is remembered");
     let text = model.embed_texts(&[query.to_string()]).unwrap().remove(0);
     let mut want: Vec<(String, f64)> = names
         .iter()
@@ -705,4 +770,26 @@ fn altered_photos_find_their_originals_and_bad_pictures_are_reported() {
         assert!(uris[0].ends_with(me), "{uris:?}");
         assert!(uris[1].ends_with(other), "{me}: {uris:?}");
     }
+    // Removing a photo removes its thumbnail and only its own.
+    let gone = photos.join("coffee.png");
+    let thumb_of = |name: &str| {
+        thumbnail_path(
+            &data,
+            &mosaic::catalog::source_id(&mosaic::ingest::file_uri(&photos.join(name))),
+        )
+    };
+    ok(&mosaic(
+        &data,
+        &["--json", "remove", gone.to_str().unwrap()],
+        &[],
+    ));
+    assert!(
+        !thumb_of("coffee.png").exists(),
+        "thumbnail of a removed photo"
+    );
+    for name in PHOTOS.iter().filter(|n| **n != "coffee.png") {
+        assert!(thumb_of(name).is_file(), "{name}: thumbnail kept");
+    }
+    let status = ok(&mosaic(&data, &["--json", "status"], &[]));
+    assert_eq!(status["consistent"], true, "{status}");
 }
