@@ -26,6 +26,10 @@ command -v cmake >/dev/null || need_apt+=(cmake)
 command -v espeak-ng >/dev/null || need_apt+=(espeak-ng)
 command -v sox >/dev/null || need_apt+=(sox libsox-fmt-all)
 command -v ffmpeg >/dev/null || need_apt+=(ffmpeg)
+# The HTTP tests: a real browser for the page, curl for plain requests, venv for the clients.
+[ -x /usr/bin/chromium ] || need_apt+=(chromium)
+command -v curl >/dev/null || need_apt+=(curl)
+python3 -c "import ensurepip, venv" 2>/dev/null || need_apt+=(python3-venv)
 # Optional: a BLAS library makes embedding faster; without it Mosaic uses its pure-Rust GEMM.
 [ -e /usr/lib/x86_64-linux-gnu/libopenblas.so.0 ] || [ -e /usr/lib/aarch64-linux-gnu/libopenblas.so.0 ] \
   || [ "${MOSAIC_NO_BLAS:-}" = 1 ] || need_apt+=(libopenblas0-pthread)
@@ -103,6 +107,16 @@ with zipfile.ZipFile(wheel) as z:
         os.replace(target + ".part", target)
 PY
   rm -f "$WHEELS"/mkl-"$MKL_VERSION"-*.whl
+fi
+
+# The clients the HTTP tests drive the server with: the official OpenAI client, LangChain, and
+# Playwright (on the system's Chromium; no browser download).
+VENV="$MOSAIC_CACHE/venv-serve"
+if [ ! -e "$VENV/.complete" ]; then
+  echo "==> installing the HTTP test clients (openai, langchain-openai, playwright) into $VENV"
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install --quiet openai==3.60.0 langchain-openai==1.8.1 playwright==1.65.2
+  touch "$VENV/.complete"
 fi
 
 import_model() { # id wheel-glob

@@ -186,7 +186,8 @@ async fn library() -> Library {
     }
     let recording = spoken(
         &root.join("notice.wav"),
-        "Good morning. The lower car park will be closed for resurfacing in October. \
+        "Good morning, and welcome to the weekly announcements from the facilities office \
+         of the town hall. The lower car park will be closed for resurfacing in October. \
          Please use the upper car park by the library instead.",
     );
     let data = dir.path().join("data");
@@ -827,4 +828,122 @@ async fn chat_through_an_openai_compatible_server_cites_the_block_it_was_given()
         .unwrap()
         .ends_with("annual-report-nordvik-ferries.pdf"));
     state.jobs.shutdown().await;
+}
+
+/// `mosaic serve` on a loopback port, as deployed: curl (JSON, Range), the official `openai`
+/// client, LangChain and a bounded load test (tests/serve/clients.py), and the page in
+/// headless Chromium (ask, click the time citation, the player is at the cited start; the
+/// screenshot is kept); then SIGTERM, and the server stops cleanly.
+#[test]
+fn served_on_loopback_to_real_clients_and_a_browser() {
+    let python = mosaic::config::default_models_dir()
+        .parent()
+        .unwrap()
+        .join("venv-serve/bin/python");
+    assert!(
+        python.is_file(),
+        "{} is missing: run scripts/setup.sh (it installs the HTTP test clients)",
+        python.display()
+    );
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let lib = runtime.block_on(library());
+    let data = lib.data.to_str().unwrap().to_string();
+    let root = lib.root.to_str().unwrap().to_string();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_mosaic"))
+        .current_dir(crate::common::repo())
+        .args(["--data-dir", &data, "serve", "--port", "0"])
+        .env("MOSAIC__LLM__EMBEDDED", "false")
+        .env_remove("MOSAIC_LLM_URL")
+        .env("MOSAIC__SERVER__READ_KEYS", READ)
+        .env("MOSAIC__SERVER__WRITE_KEYS", WRITE)
+        .env("MOSAIC__SERVER__INGEST_ROOT", &root)
+        .env("MOSAIC__SERVER__MAX_CONCURRENT_SEARCHES", "4")
+        .env("MOSAIC__SERVER__MAX_CONCURRENT_CHATS", "2")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
+    let base = line
+        .trim()
+        .strip_prefix("mosaic listening on ")
+        .unwrap_or_else(|| panic!("the server says where it listens: {line:?}"))
+        .to_string();
+    assert!(base.starts_with("http://127.0.0.1:"), "{base}");
+
+    let curl = |args: &[&str]| {
+        let out = std::process::Command::new("curl")
+            .args([
+                "-sS",
+                "--fail-with-body",
+                "-H",
+                &format!("Authorization: Bearer {READ}"),
+            ])
+            .args(args)
+            .output()
+            .expect("curl (scripts/setup.sh installs it)");
+        assert!(
+            out.status.success(),
+            "curl {args:?}: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        out.stdout
+    };
+    let found: Value = serde_json::from_slice(&curl(&[
+        "-H",
+        "Content-Type: application/json",
+        "-d",
+        r#"{"query": "car park resurfacing", "top_k": 3}"#,
+        &format!("{base}/v1/search"),
+    ]))
+    .unwrap();
+    let recording_id = mosaic::catalog::source_id(&mosaic::ingest::file_uri(&lib.recording));
+    assert_eq!(
+        found["hits"][0]["source"]["id"],
+        recording_id.as_str(),
+        "{found}"
+    );
+    let part = curl(&[
+        "-r",
+        "1000-1999",
+        &format!("{base}/v1/sources/{recording_id}/media"),
+    ]);
+    assert_eq!(part, std::fs::read(&lib.recording).unwrap()[1000..2000]);
+
+    let artifacts = mosaic::config::default_models_dir()
+        .parent()
+        .unwrap()
+        .join("artifacts/serve");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    let clients = std::process::Command::new(&python)
+        .arg(crate::common::repo().join("tests/serve/clients.py"))
+        .args([
+            base.as_str(),
+            READ,
+            "When will the lower car park be closed for resurfacing?",
+            "October",
+            artifacts.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    println!("{}", String::from_utf8_lossy(&clients.stdout));
+    eprintln!("{}", String::from_utf8_lossy(&clients.stderr));
+    let shot = artifacts.join("page.png");
+    println!("page screenshot: {}", shot.display());
+
+    // SIGTERM: in-flight work finishes and the process exits 0.
+    let pid = child.id().to_string();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    let status = child.wait().unwrap();
+    assert!(
+        clients.status.success(),
+        "the clients failed (output above)"
+    );
+    assert!(shot.is_file());
+    assert!(status.success(), "graceful exit: {status:?}");
 }
