@@ -196,7 +196,15 @@ fn search_reranks_the_fused_candidates_with_the_installed_cross_encoder() {
 
     let question = "How much energy can the batteries of the new electric ferry store?";
     let search = |extra: &[&str], env: &[(&str, &str)]| {
-        let mut args = vec!["--json", "search", question, "-n", "12"];
+        let mut args = vec![
+            "--json",
+            "search",
+            question,
+            "-n",
+            "12",
+            "--group-by",
+            "none",
+        ];
         args.extend_from_slice(extra);
         ok(&mosaic(&index.data, &args, env))
     };

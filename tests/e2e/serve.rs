@@ -849,6 +849,8 @@ fn served_on_loopback_to_real_clients_and_a_browser() {
     let lib = runtime.block_on(library());
     let data = lib.data.to_str().unwrap().to_string();
     let root = lib.root.to_str().unwrap().to_string();
+    // The server's log, shown when something fails.
+    let log = lib.data.with_file_name("serve.log");
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_mosaic"))
         .current_dir(crate::common::repo())
         .args(["--data-dir", &data, "serve", "--port", "0"])
@@ -860,7 +862,7 @@ fn served_on_loopback_to_real_clients_and_a_browser() {
         .env("MOSAIC__SERVER__MAX_CONCURRENT_SEARCHES", "4")
         .env("MOSAIC__SERVER__MAX_CONCURRENT_CHATS", "2")
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::inherit())
+        .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
     let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
@@ -940,6 +942,12 @@ fn served_on_loopback_to_real_clients_and_a_browser() {
         .status()
         .unwrap();
     let status = child.wait().unwrap();
+    if !(clients.status.success() && status.success()) {
+        eprintln!(
+            "server log:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+    }
     assert!(
         clients.status.success(),
         "the clients failed (output above)"
