@@ -1183,8 +1183,23 @@ fn collapse_moments(ranked: Vec<(f64, StoredChunk)>, gap_ms: u64) -> Vec<(f64, S
     out
 }
 
+/// Adds a notice to the answer and logs it: at warn the first time this process meets it (a
+/// server answers many questions with the same missing model), at debug after that.
 fn note(notices: &mut Vec<String>, notice: String) {
-    tracing::warn!("{notice}");
+    static SEEN: std::sync::Mutex<Option<std::collections::HashSet<String>>> =
+        std::sync::Mutex::new(None);
+    let first = SEEN
+        .lock()
+        .map(|mut seen| {
+            seen.get_or_insert_with(Default::default)
+                .insert(notice.clone())
+        })
+        .unwrap_or(true);
+    if first {
+        tracing::warn!("{notice}");
+    } else {
+        tracing::debug!("{notice}");
+    }
     notices.push(notice);
 }
 

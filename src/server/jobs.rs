@@ -126,7 +126,7 @@ impl Jobs {
             }
         }
         let (queue, receiver) = tokio::sync::mpsc::unbounded_channel();
-        let jobs_ = Self {
+        let this = Self {
             inner: Arc::new(Inner {
                 mosaic,
                 jobs: Mutex::new(BTreeMap::new()),
@@ -149,17 +149,17 @@ impl Jobs {
             .cloned()
             .collect();
         unfinished.sort_by_key(|j| j.created_at);
-        *jobs_.inner.jobs.lock().expect("job table") = jobs;
+        *this.inner.jobs.lock().expect("job table") = jobs;
         for mut job in unfinished {
             tracing::info!(job = %job.id, "resuming an ingest job an earlier run left unfinished");
             job.status = JobStatus::Queued;
             job.resumed += 1;
-            jobs_.update(job.clone());
-            let _ = jobs_.inner.queue.send(job.id);
+            this.update(job.clone());
+            let _ = this.inner.queue.send(job.id);
         }
-        let worker = tokio::spawn(run_worker(jobs_.clone(), receiver));
-        *jobs_.inner.worker.lock().expect("worker slot") = Some(worker);
-        Ok(jobs_)
+        let worker = tokio::spawn(run_worker(this.clone(), receiver));
+        *this.inner.worker.lock().expect("worker slot") = Some(worker);
+        Ok(this)
     }
 
     fn update(&self, job: Job) {

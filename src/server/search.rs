@@ -45,6 +45,15 @@ pub struct SearchBody {
     pub rerank: Option<bool>,
 }
 
+/// Hits a request may ask for.
+fn check_top_k(top_k: usize) -> Result<(), ApiError> {
+    if (1..=100).contains(&top_k) {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request("top_k must be between 1 and 100"))
+    }
+}
+
 const MODALITIES: [&str; 6] = ["text", "transcript", "caption", "image", "frame", "audio"];
 
 /// The thumbnail link of a picture or frame hit.
@@ -99,9 +108,7 @@ pub async fn search(
     let top_k = body
         .top_k
         .unwrap_or(state.mosaic.pipelines.query.answer.search_limit);
-    if !(1..=100).contains(&top_k) {
-        return Err(ApiError::bad_request("top_k must be between 1 and 100"));
-    }
+    check_top_k(top_k)?;
     let _permit = state.search_permit()?;
     let mut request = SearchRequest::new(body.query.clone(), top_k);
     request.modalities = body.modalities;
@@ -311,9 +318,7 @@ pub async fn similar(
         }
     };
     let top_k = top_k.unwrap_or(10);
-    if !(1..=100).contains(&top_k) {
-        return Err(ApiError::bad_request("top_k must be between 1 and 100"));
-    }
+    check_top_k(top_k)?;
     let hits: Vec<SimilarHit> = match kind {
         Kind::Image => state.mosaic.similar_image(&path, top_k).await?,
         Kind::Audio => state.mosaic.similar_audio(&path, top_k).await?,
@@ -353,8 +358,6 @@ pub struct EmbeddingsBody {
     pub encoding_format: Option<String>,
     #[serde(default)]
     pub dimensions: Option<usize>,
-    #[serde(default)]
-    pub user: Option<String>,
 }
 
 const MAX_INPUTS: usize = 2048;
@@ -446,7 +449,6 @@ pub async fn embeddings(
             json!({"object": "embedding", "index": index, "embedding": embedding})
         })
         .collect();
-    let _ = body.user;
     Ok(Json(json!({
         "object": "list",
         "data": data,

@@ -302,9 +302,6 @@ pub async fn media(
 pub struct ThumbnailQuery {
     #[serde(default)]
     pub at_ms: Option<u64>,
-    /// The key, for `<img>` elements (read by the auth layer).
-    #[serde(default)]
-    pub key: Option<String>,
 }
 
 /// The kept frame of a video nearest `at_ms`.
@@ -332,7 +329,6 @@ pub async fn thumbnail(
 ) -> Result<Response, ApiError> {
     let source = find(&state, &id).await?;
     let data_dir = &state.mosaic.settings.data_dir;
-    let _ = query.key;
     let path = match (source.media_type.as_str(), query.at_ms) {
         ("video", at_ms) => {
             let at = nearest_frame(&state, &source.id, at_ms.unwrap_or(0))
