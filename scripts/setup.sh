@@ -30,6 +30,8 @@ command -v ffmpeg >/dev/null || need_apt+=(ffmpeg)
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)
 command -v curl >/dev/null || need_apt+=(curl)
 python3 -c "import ensurepip, venv" 2>/dev/null || need_apt+=(python3-venv)
+# The catalog on PostgreSQL: the tests run a throwaway server (scripts/postgres.sh).
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)
 # Optional: a BLAS library makes embedding faster; without it Mosaic uses its pure-Rust GEMM.
 [ -e /usr/lib/x86_64-linux-gnu/libopenblas.so.0 ] || [ -e /usr/lib/aarch64-linux-gnu/libopenblas.so.0 ] \
   || [ "${MOSAIC_NO_BLAS:-}" = 1 ] || need_apt+=(libopenblas0-pthread)

@@ -12,8 +12,8 @@ use futures::FutureExt;
 use thiserror::Error;
 use tokio::sync::OnceCell;
 
-use crate::catalog::{CatalogError, SqliteCatalog};
-use crate::config::{Backend, Settings};
+use crate::catalog::{CatalogError, SqlCatalog};
+use crate::config::{Backend, Settings, StoreBackend};
 use crate::embed::audio::AudioEmbedderService;
 use crate::embed::image::ImageEmbedderService;
 use crate::embed::{
@@ -24,11 +24,11 @@ pub use crate::engine::Stores;
 use crate::engine::{Engine, Models};
 use crate::fault::{Fault, HasFault};
 use crate::ingest::write::{self, WriteError};
-use crate::lexical::{LexicalError, Opened, TantivyIndex};
+use crate::lexical::{LexicalError, LexicalIndex, Opened, QdrantLexical, TantivyIndex};
 use crate::llm::{Generator, LocalGenerator, OpenAiGenerator};
 use crate::models::{ModelError, ModelStore, TextModelSpec};
 use crate::pipeline::{PipelineError, Pipelines};
-use crate::store::{EdgeStore, StoreError};
+use crate::store::{EdgeStore, QdrantConn, QdrantStore, StoreError, VectorStore};
 use crate::transcribe::{Transcriber, TranscriberService};
 
 /// Errors of opening and wiring the parts.
@@ -147,9 +147,7 @@ impl Mosaic {
             source,
         })?;
         let lock = lock_data_dir(&data, settings.lock_wait_secs).await?;
-        let (stores, lexical_opened) = match settings.backend {
-            Backend::Embedded => open_embedded(&data, &pipelines).await?,
-        };
+        let (stores, lexical_opened) = open_stores(&settings.backend, &data, &pipelines).await?;
         let stores = wrap(stores);
         if lexical_opened != Opened::Existing {
             // A new or rebuilt BM25 index is refilled from the catalog's chunk texts, so a
@@ -193,24 +191,47 @@ fn load_pipelines(settings: &Settings) -> Result<Pipelines, AppError> {
     Ok(Pipelines::load(dir.as_deref())?)
 }
 
-/// SQLite, qdrant-edge and tantivy under the data directory.
-async fn open_embedded(data: &Path, pipelines: &Pipelines) -> Result<(Stores, Opened), AppError> {
-    let catalog = SqliteCatalog::open(&data.join("catalog.db")).await?;
-    let vectors_dir = data.join("vectors");
-    let vectors = tokio::task::spawn_blocking(move || EdgeStore::open(&vectors_dir))
-        .await
-        .map_err(|e| StoreError::Join(e.to_string()))??;
-    let lexical_dir = data.join("lexical");
+/// The catalog the settings name (SQLite under the data directory, or PostgreSQL), and the
+/// vector and BM25 stores (qdrant-edge and tantivy under the data directory, or Qdrant).
+async fn open_stores(
+    backend: &Backend,
+    data: &Path,
+    pipelines: &Pipelines,
+) -> Result<(Stores, Opened), AppError> {
+    let catalog = match backend.postgres_url() {
+        Some(url) => {
+            let timeout = std::time::Duration::from_secs(backend.timeout_secs.max(1));
+            SqlCatalog::connect(url, backend.max_connections, timeout).await?
+        }
+        None => SqlCatalog::open(&data.join("catalog.db")).await?,
+    };
     let analyzer = pipelines.text.lexical.analyzer.clone();
-    let (lexical, opened) =
-        tokio::task::spawn_blocking(move || TantivyIndex::open(&lexical_dir, &analyzer))
-            .await
-            .map_err(|e| LexicalError::Join(e.to_string()))??;
+    let (vectors, lexical, opened): (Arc<dyn VectorStore>, Arc<dyn LexicalIndex>, Opened) =
+        match &backend.store {
+            StoreBackend::Embedded => {
+                let vectors_dir = data.join("vectors");
+                let vectors = tokio::task::spawn_blocking(move || EdgeStore::open(&vectors_dir))
+                    .await
+                    .map_err(|e| StoreError::Join(e.to_string()))??;
+                let lexical_dir = data.join("lexical");
+                let (lexical, opened) = tokio::task::spawn_blocking(move || {
+                    TantivyIndex::open(&lexical_dir, &analyzer)
+                })
+                .await
+                .map_err(|e| LexicalError::Join(e.to_string()))??;
+                (Arc::new(vectors), Arc::new(lexical), opened)
+            }
+            StoreBackend::Qdrant(settings) => {
+                let conn = QdrantConn::connect(settings).await?;
+                let (lexical, opened) = QdrantLexical::open(conn.clone(), &analyzer).await?;
+                (Arc::new(QdrantStore::new(conn)), Arc::new(lexical), opened)
+            }
+        };
     Ok((
         Stores {
             catalog: Arc::new(catalog),
-            vectors: Arc::new(vectors),
-            lexical: Arc::new(lexical),
+            vectors,
+            lexical,
         },
         opened,
     ))

@@ -83,13 +83,92 @@ pub struct LlmSettings {
     pub timeout_secs: u64,
 }
 
-/// The storage engines, a closed set: `[backend] kind = "embedded"` keeps everything in
-/// process under the data directory (SQLite, qdrant-edge, tantivy).
+/// The storage engines. By default everything is embedded under the data directory
+/// (SQLite, qdrant-edge, tantivy); `catalog = "postgres://…"` moves the catalog to
+/// PostgreSQL, so that several servers and workers share it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
-pub enum Backend {
-    /// SQLite catalog, qdrant-edge vectors and tantivy BM25 under `data_dir`.
+#[serde(deny_unknown_fields)]
+pub struct Backend {
+    /// `"sqlite"` (`<data_dir>/catalog.db`) or a PostgreSQL URL
+    /// (`postgres://user:password@host:5432/db`).
+    pub catalog: String,
+    /// Where vectors and BM25 live: `{ kind = "embedded" }` (qdrant-edge and tantivy under
+    /// the data directory) or `{ kind = "qdrant", url = "http://…:6334", … }`.
+    pub store: StoreBackend,
+    /// Connections the PostgreSQL catalog pool keeps at most.
+    pub max_connections: u32,
+    /// Seconds to wait for a cluster engine to answer (connecting, a pooled connection).
+    pub timeout_secs: u64,
+}
+
+impl Default for Backend {
+    fn default() -> Self {
+        Self {
+            catalog: "sqlite".into(),
+            store: StoreBackend::Embedded,
+            max_connections: 8,
+            timeout_secs: 10,
+        }
+    }
+}
+
+/// The vector and BM25 engines.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum StoreBackend {
     Embedded,
+    /// A Qdrant server or cluster (gRPC): vectors per space, BM25 as sparse vectors.
+    Qdrant(QdrantSettings),
+}
+
+/// `[backend.store]` with `kind = "qdrant"`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QdrantSettings {
+    /// gRPC URL, e.g. `http://127.0.0.1:6334`.
+    pub url: String,
+    pub api_key: Option<String>,
+    /// Collections are named `<prefix>--<space>` and `<prefix>__lexical`.
+    pub collection_prefix: String,
+    pub shard_number: u32,
+    pub replication_factor: u32,
+    /// Replicas that must acknowledge a write.
+    pub write_consistency_factor: u32,
+    /// Vectors and payloads on disk (memory-mapped) rather than in RAM.
+    pub on_disk: bool,
+    /// int8 scalar quantization of dense vectors (kept in RAM; originals rescore).
+    pub scalar_quantization: bool,
+    /// Points per upsert request.
+    pub upsert_batch: usize,
+    /// Retries of a call that failed transiently (unavailable, deadline, overloaded).
+    pub retries: u32,
+    /// Seconds to wait for a connection or a call.
+    pub timeout_secs: u64,
+}
+
+impl Default for QdrantSettings {
+    fn default() -> Self {
+        Self {
+            url: "http://127.0.0.1:6334".into(),
+            api_key: None,
+            collection_prefix: "mosaic".into(),
+            shard_number: 1,
+            replication_factor: 1,
+            write_consistency_factor: 1,
+            on_disk: false,
+            scalar_quantization: false,
+            upsert_batch: 256,
+            retries: 5,
+            timeout_secs: 30,
+        }
+    }
+}
+
+impl Backend {
+    /// The PostgreSQL URL, when the catalog is on PostgreSQL.
+    pub fn postgres_url(&self) -> Option<&str> {
+        Some(self.catalog.trim()).filter(|c| !c.is_empty() && *c != "sqlite")
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -177,7 +256,7 @@ impl Default for Settings {
                 parallel_files: 2,
             },
             server: ServerSettings::default(),
-            backend: Backend::Embedded,
+            backend: Backend::default(),
             log: "warn,mosaic=info,qdrant_edge=error".into(),
             lock_wait_secs: 60,
         }
@@ -279,6 +358,15 @@ fn validate(mut settings: Settings) -> Result<Settings, ConfigError> {
             return Err(ConfigError::Invalid(format!(
                 "pipelines folder {} does not exist",
                 dir.display()
+            )));
+        }
+    }
+    if let Some(url) = settings.backend.postgres_url() {
+        let scheme = url.split_once("://").map(|(s, _)| s);
+        if !matches!(scheme, Some("postgres" | "postgresql")) {
+            return Err(ConfigError::Invalid(format!(
+                "backend.catalog is \"sqlite\" or a postgres:// URL, not {:?}",
+                crate::catalog::redact(url)
             )));
         }
     }

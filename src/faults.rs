@@ -10,8 +10,8 @@ use futures::future::BoxFuture;
 use futures::FutureExt;
 
 use crate::catalog::{
-    Catalog, CatalogCounts, CatalogError, ChunkKey, FinishedSource, MediaRecord, NewSource,
-    Result as CatalogResult, Segment, Source, SpaceRow, StoredChunk,
+    Catalog, CatalogCounts, CatalogError, ChunkKey, ChunkWithSpaces, FinishedSource, MediaRecord,
+    NewSource, Result as CatalogResult, Segment, Source, SpaceRow, StoredChunk,
 };
 use crate::lexical::{LexicalDoc, LexicalError, LexicalHit, LexicalIndex, Result as LexResult};
 use crate::store::{
@@ -286,6 +286,28 @@ impl Catalog for FaultyCatalog {
             self.inner.transcript(source_id, transcript_key)
         )
     }
+    fn source_records<'a>(
+        &'a self,
+        source_id: &'a str,
+    ) -> BoxFuture<'a, CatalogResult<Vec<ChunkWithSpaces>>> {
+        guarded!(
+            self,
+            "catalog.source_records",
+            CatalogError::Injected,
+            self.inner.source_records(source_id)
+        )
+    }
+    fn media_record<'a>(
+        &'a self,
+        source_id: &'a str,
+    ) -> BoxFuture<'a, CatalogResult<Option<MediaRecord>>> {
+        guarded!(
+            self,
+            "catalog.media_record",
+            CatalogError::Injected,
+            self.inner.media_record(source_id)
+        )
+    }
     fn close(&self) -> BoxFuture<'_, ()> {
         self.inner.close()
     }
@@ -354,6 +376,18 @@ impl VectorStore for FaultyVectors {
             "vectors.space_names",
             StoreError::Injected,
             self.inner.space_names()
+        )
+    }
+    fn points<'a>(
+        &'a self,
+        space: &'a str,
+        ids: Vec<String>,
+    ) -> BoxFuture<'a, StoreResult<Vec<VectorPoint>>> {
+        guarded!(
+            self,
+            "vectors.points",
+            StoreError::Injected,
+            self.inner.points(space, ids)
         )
     }
     fn point_ids<'a>(&'a self, space: &'a str) -> BoxFuture<'a, StoreResult<Vec<String>>> {

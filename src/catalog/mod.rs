@@ -1,17 +1,19 @@
 //! The catalog of sources, chunks, embedding spaces and transcripts, behind the [`Catalog`]
 //! trait. It is the source of truth: a source counts as indexed only once the catalog marks it
 //! complete, which the write path (`ingest::write`) does after its vectors and BM25 entries are
-//! durable. The embedded implementation is SQLite in WAL mode ([`SqliteCatalog`]); its SQL is
-//! kept to what PostgreSQL also runs, so a cluster implementation is a second file.
+//! durable. [`SqlCatalog`] implements it on SQLite in WAL mode (the embedded default) and on
+//! PostgreSQL, with one set of statements.
 
-mod sqlite;
+mod queue;
+mod sql;
 mod types;
 
 use futures::future::BoxFuture;
 use thiserror::Error;
 
 use crate::fault::{Fault, HasFault};
-pub use sqlite::SqliteCatalog;
+pub use queue::{Claim, Queue, QueueCounts};
+pub use sql::{redact, SqlCatalog, SqlEngine};
 pub use types::*;
 
 #[derive(Debug, Error)]
@@ -22,6 +24,10 @@ pub enum CatalogError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("cannot lock the catalog to open it: {0}")]
     Lock(String),
+    #[error("catalog settings: {0}")]
+    Config(String),
+    #[error("cannot reach the catalog database at {url}: {reason}")]
+    Unreachable { url: String, reason: String },
     #[error("catalog holds an invalid row: {0}")]
     Corrupt(String),
     /// Raised by fault-injection wrappers in tests.
@@ -32,7 +38,11 @@ pub enum CatalogError {
 impl HasFault for CatalogError {
     fn fault(&self) -> Fault {
         match self {
-            CatalogError::Database(sqlx::Error::PoolTimedOut) => Fault::Transient,
+            CatalogError::Database(sqlx::Error::PoolTimedOut | sqlx::Error::Io(_)) => {
+                Fault::Transient
+            }
+            CatalogError::Config(_) => Fault::User,
+            CatalogError::Unreachable { .. } => Fault::Transient,
             CatalogError::Injected(_) => Fault::Transient,
             _ => Fault::Internal,
         }
@@ -88,6 +98,9 @@ pub struct ChunkKey {
     pub spaces: Vec<String>,
     pub lexical: bool,
 }
+
+/// A chunk as written, with the spaces holding its vectors.
+pub type ChunkWithSpaces = (ChunkRecord, Vec<String>);
 
 /// Opening a source for writing.
 #[derive(Debug, Clone)]
@@ -193,6 +206,15 @@ pub trait Catalog: Send + Sync {
         source_id: &'a str,
         transcript_key: &'a str,
     ) -> BoxFuture<'a, Result<Option<MediaRecord>>>;
+    /// A source's chunks as they were written, in order, each with the spaces holding its
+    /// vectors: what `mosaic migrate` copies without re-embedding.
+    fn source_records<'a>(
+        &'a self,
+        source_id: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<ChunkWithSpaces>>>;
+    /// A recording's probe data and transcript as stored, whatever its transcript key.
+    fn media_record<'a>(&'a self, source_id: &'a str)
+        -> BoxFuture<'a, Result<Option<MediaRecord>>>;
     /// Closes connections (pending writes are already durable).
     fn close(&self) -> BoxFuture<'_, ()>;
 }

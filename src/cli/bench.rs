@@ -123,6 +123,37 @@ pub enum BenchCommand {
         #[arg(long)]
         no_rerank: bool,
     },
+    /// A running `mosaic serve` over HTTP, as its clients see it: `/v1/search` latency
+    /// (p50/p95/p99) and throughput at each concurrency, streamed chat time to first token,
+    /// and `/v1/embeddings` throughput.
+    Serve {
+        /// The server's base URL.
+        #[arg(long, default_value = "http://127.0.0.1:8400")]
+        url: String,
+        /// A read key, when the server has keys.
+        #[arg(long, env = "MOSAIC_API_KEY")]
+        key: Option<String>,
+        /// JSON array of strings or of objects with a "question" field.
+        #[arg(long)]
+        queries: PathBuf,
+        /// Concurrency levels, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "1,4,16")]
+        concurrency: Vec<usize>,
+        /// Searches per concurrency level.
+        #[arg(long, default_value_t = 200)]
+        requests: usize,
+        #[arg(long, default_value_t = 10)]
+        top_k: usize,
+        /// Streamed chats, one at a time (0 skips the chat measurement).
+        #[arg(long, default_value_t = 10)]
+        chats: usize,
+        /// Texts for `/v1/embeddings` (JSON array or one per line); without it, skipped.
+        #[arg(long)]
+        texts: Option<PathBuf>,
+        /// Texts per `/v1/embeddings` request.
+        #[arg(long, default_value_t = 256)]
+        embed_batch: usize,
+    },
 }
 
 fn read_texts(path: &PathBuf) -> Result<Vec<String>> {
@@ -157,7 +188,7 @@ fn peak_rss_mib() -> Option<f64> {
     Some(kib / 1024.0)
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
+pub(super) fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }
@@ -790,6 +821,36 @@ pub async fn run(what: BenchCommand, settings: Settings, as_json: bool) -> Resul
                 "mean_ms": latencies.iter().sum::<f64>() / latencies.len().max(1) as f64,
                 "reranker": reranker,
             });
+            print_report(&report, as_json);
+        }
+        BenchCommand::Serve {
+            url,
+            key,
+            queries,
+            concurrency,
+            requests,
+            top_k,
+            chats,
+            texts,
+            embed_batch,
+        } => {
+            let bench = super::bench_serve::ServeBench {
+                url,
+                key,
+                queries: read_texts(&queries)?,
+                concurrency,
+                requests,
+                top_k,
+                chats,
+                texts: texts
+                    .as_ref()
+                    .map(read_texts)
+                    .transpose()?
+                    .unwrap_or_default(),
+                embed_batch,
+            };
+            let mut report = super::bench_serve::run(bench).await?;
+            report["cpu"] = cpu_report();
             print_report(&report, as_json);
         }
     }

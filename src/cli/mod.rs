@@ -4,6 +4,7 @@
 //! source), 3 finished but some inputs failed (listed).
 
 mod bench;
+mod bench_serve;
 mod eval;
 
 use std::io::Write;
@@ -139,6 +140,31 @@ pub enum Command {
     /// Finish what interrupted runs left and make the stores agree with the catalog by id
     /// (orphans deleted, missing entries written again).
     Repair,
+    /// Queue files for `mosaic worker` processes (cluster mode: the catalog on PostgreSQL).
+    Enqueue {
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
+    /// Ingest queued files, one at a time, beside any number of other workers sharing the
+    /// PostgreSQL queue (each file is claimed by one worker; a killed worker's file is
+    /// retried by another).
+    Worker {
+        /// Exit when the queue is empty instead of waiting for more.
+        #[arg(long)]
+        exit_when_idle: bool,
+        /// Seconds between looks at an empty queue.
+        #[arg(long, default_value_t = 2.0)]
+        poll_secs: f64,
+    },
+    /// Copy this index (catalog, vectors, BM25) into the backend another settings file names
+    /// (PostgreSQL, Qdrant) without re-embedding; run it again to resume. The target is
+    /// verified chunk id by chunk id at the end.
+    Migrate {
+        /// Settings file of the target: its `[backend]` and `data_dir` (environment overrides
+        /// apply to this index only).
+        #[arg(long)]
+        to: PathBuf,
+    },
     /// Measure retrieval quality on a questions file.
     Eval(eval::EvalArgs),
     /// Measure speed.
@@ -304,16 +330,16 @@ fn print_json(value: &serde_json::Value) {
 }
 
 fn progress_bar(hidden: bool) -> std::sync::Arc<Bar> {
-    std::sync::Arc::new(Bar(ingest_bar(hidden)))
+    std::sync::Arc::new(Bar(work_bar(hidden, "ingesting", "files")))
 }
 
-fn ingest_bar(hidden: bool) -> ProgressBar {
+fn work_bar(hidden: bool, doing: &str, unit: &str) -> ProgressBar {
     if hidden {
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::new(0);
     bar.set_style(
-        ProgressStyle::with_template("{spinner} ingesting [{bar:30}] {pos}/{len} files {elapsed_precise} eta {eta} {wide_msg}")
+        ProgressStyle::with_template(&format!("{{spinner}} {doing} [{{bar:30}}] {{pos}}/{{len}} {unit} {{elapsed_precise}} eta {{eta}} {{wide_msg}}"))
             .expect("valid template")
             .progress_chars("=> "),
     );
@@ -360,6 +386,87 @@ async fn run(cli: Cli, settings: Settings) -> Result<ExitCode> {
                 )
                 .await?;
             print_ingest(&report, cli.json)?
+        }
+        Command::Enqueue { paths } => {
+            let queue = open_queue(&mosaic.settings).await?;
+            let (files, failures) =
+                crate::ingest::collect_files(&paths, &mosaic.settings.data_dir, &[]);
+            let files: Vec<String> = files
+                .iter()
+                .map(|f| std::path::absolute(f).unwrap_or_else(|_| f.clone()))
+                .map(|f| f.display().to_string())
+                .collect();
+            let queued = queue.enqueue(&files).await?;
+            let counts = queue.counts().await?;
+            if cli.json {
+                print_json(
+                    &json!({"queued": queued, "files": files.len(), "failed": failures, "queue": counts}),
+                );
+            } else {
+                println!(
+                    "queued {queued} file(s) of {} ({} already queued); queue: {} queued, {} done, {} failed",
+                    files.len(),
+                    files.len() - queued,
+                    counts.queued,
+                    counts.done,
+                    counts.failed
+                );
+                for f in &failures {
+                    println!("  failed: {}: {}", f.uri, f.error);
+                }
+            }
+            if failures.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(3)
+            }
+        }
+        Command::Worker {
+            exit_when_idle,
+            poll_secs,
+        } => worker(&mosaic, exit_when_idle, poll_secs, cli.json).await?,
+        Command::Migrate { to } => {
+            let target = config::resolve(Some(&to), std::iter::empty(), &[])?;
+            let same_dir = std::path::absolute(&target.data_dir).ok()
+                == std::path::absolute(&mosaic.settings.data_dir).ok();
+            if same_dir {
+                return Err(UserError(format!(
+                    "{} names this index's own data directory ({}): give the target its own data_dir",
+                    to.display(),
+                    target.data_dir.display()
+                ))
+                .into());
+            }
+            let target = Mosaic::open(target)
+                .await
+                .with_context(|| format!("cannot open the target of {}", to.display()))?;
+            let bar = std::sync::Arc::new(Bar(work_bar(cli.json, "migrating", "sources")));
+            let report = crate::ingest::migrate::migrate(&mosaic, &target, bar.as_ref()).await?;
+            if cli.json {
+                print_json(&json!(report));
+            } else {
+                println!(
+                    "migrated: {} source(s) copied ({} chunks), {} already there, {} failed source(s) carried over",
+                    report.copied, report.chunks, report.skipped, report.failed_copied
+                );
+                println!(
+                    "verified: {} chunk(s) found by id in the target{}",
+                    report.verified_chunks,
+                    if report.verified {
+                        "; its stores agree with its catalog"
+                    } else {
+                        ""
+                    }
+                );
+                for p in &report.problems {
+                    println!("  problem: {p}");
+                }
+            }
+            if report.verified {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
         }
         Command::Repair => {
             let report = mosaic.repair(progress_bar(cli.json)).await?;
@@ -643,6 +750,98 @@ async fn run(cli: Cli, settings: Settings) -> Result<ExitCode> {
 }
 
 /// The summary of an ingest run; exit code 3 when some inputs failed.
+/// The shared ingest queue of a PostgreSQL catalog.
+async fn open_queue(settings: &Settings) -> Result<crate::catalog::Queue> {
+    let url = settings.backend.postgres_url().ok_or_else(|| {
+        UserError(
+            "the ingest queue lives in PostgreSQL: set [backend] catalog = \"postgres://…\"".into(),
+        )
+    })?;
+    let timeout = std::time::Duration::from_secs(settings.backend.timeout_secs.max(1));
+    let catalog = crate::catalog::SqlCatalog::connect(url, 2, timeout).await?;
+    Ok(catalog.queue().expect("a PostgreSQL catalog has a queue"))
+}
+
+/// `mosaic worker`: claims queued files one by one and ingests each with the stores shared.
+/// Prints one JSON line per file as it goes (`claimed`, then `done` or `failed`), and a
+/// summary at the end.
+async fn worker(
+    mosaic: &Mosaic,
+    exit_when_idle: bool,
+    poll_secs: f64,
+    as_json: bool,
+) -> Result<ExitCode> {
+    let queue = open_queue(&mosaic.settings).await?;
+    if mosaic.settings.backend.store == crate::config::StoreBackend::Embedded {
+        tracing::warn!(
+            "the vector store is embedded: workers on other machines do not share it; \
+             use [backend.store] kind = \"qdrant\" for several workers"
+        );
+    }
+    let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
+    let name = format!("{}:{}", host.trim(), std::process::id());
+    let (mut done, mut failed) = (Vec::new(), Vec::new());
+    let event = |kind: &str, path: &str, error: Option<&str>| {
+        if as_json {
+            println!(
+                "{}",
+                json!({"event": kind, "worker": name, "path": path, "error": error})
+            );
+        } else {
+            match error {
+                Some(e) => println!("{kind} {path}: {e}"),
+                None => println!("{kind} {path}"),
+            }
+        }
+        let _ = std::io::stdout().flush();
+    };
+    tracing::info!(worker = %name, "waiting for queued files");
+    loop {
+        let Some(claim) = queue.claim().await? else {
+            if exit_when_idle {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_secs_f64(poll_secs.max(0.1))).await;
+            continue;
+        };
+        event("claimed", &claim.path, None);
+        let options = IngestOptions {
+            shared_writers: true,
+            ..Default::default()
+        };
+        let path = claim.path.clone();
+        let report = mosaic
+            .ingest(&[PathBuf::from(&path)], &options, progress_bar(true))
+            .await?;
+        let error = report.failed.first().map(|f| f.error.clone());
+        claim.finish(&name, error.as_deref()).await?;
+        match error {
+            Some(e) => {
+                event("failed", &path, Some(&e));
+                failed.push(json!({"path": path, "error": e}));
+            }
+            None => {
+                event("done", &path, None);
+                done.push(path);
+            }
+        }
+    }
+    if as_json {
+        print_json(&json!({"worker": name, "done": done, "failed": failed}));
+    } else {
+        println!(
+            "worker {name}: {} done, {} failed",
+            done.len(),
+            failed.len()
+        );
+    }
+    Ok(if failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(3)
+    })
+}
+
 fn print_ingest(report: &crate::ingest::IngestReport, as_json: bool) -> Result<ExitCode> {
     if as_json {
         print_json(&serde_json::to_value(report)?);

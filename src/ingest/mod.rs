@@ -10,6 +10,7 @@ pub mod chunk;
 pub mod detect;
 pub mod extract;
 pub mod image;
+pub mod migrate;
 pub mod video;
 pub mod write;
 
@@ -108,6 +109,10 @@ pub struct IngestOptions {
     /// When not empty, only files whose real path (links resolved) lies under one of these
     /// folders are read; others are reported (the server confines ingestion to its roots).
     pub confine: Vec<PathBuf>,
+    /// Leave the start-of-run repair out: other writers share the stores (`mosaic worker` on
+    /// a cluster backend), so a source being written looks interrupted and its entries like
+    /// orphans. A file whose run died is written whole again when it is retried.
+    pub shared_writers: bool,
 }
 
 /// A file read, chunked and embedded, ready to write.
@@ -147,7 +152,9 @@ enum Outcome {
 
 /// Every file under `paths` (folders recursively, hidden entries and the data directory
 /// skipped), sorted.
-fn collect_files(
+/// The files under `paths` an ingest would read (folders walked as ingest walks them: hidden
+/// and ignored files left out, the data directory skipped), with what could not be read.
+pub fn collect_files(
     paths: &[PathBuf],
     data_dir: &Path,
     confine: &[PathBuf],
@@ -534,7 +541,11 @@ impl Engine {
 
         // Finish what an interrupted run left and reconcile the stores by id; sources that
         // must be written again are ingested from their files (or removed, when gone).
-        let repair = writer.repair().await?;
+        let repair = if options.shared_writers {
+            Default::default()
+        } else {
+            writer.repair().await?
+        };
         report.removed += repair.removed;
         let repaired = repair.orphans_deleted + repair.lexical_rewritten > 0;
         let mut gone = Vec::new();

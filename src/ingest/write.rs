@@ -49,6 +49,9 @@ pub enum WriteError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Lexical(#[from] LexicalError),
+    /// The stores disagree in a way only a repair fixes (found while copying an index).
+    #[error("the index is inconsistent: {0}")]
+    Inconsistent(String),
 }
 
 impl HasFault for WriteError {
@@ -57,6 +60,7 @@ impl HasFault for WriteError {
             WriteError::Catalog(e) => e.fault(),
             WriteError::Store(e) => e.fault(),
             WriteError::Lexical(e) => e.fault(),
+            WriteError::Inconsistent(_) => Fault::User,
         }
     }
 }
@@ -211,7 +215,8 @@ impl StoreCheck {
         check
     }
 
-    fn agrees(&self) -> bool {
+    /// No orphans, nothing missing, no duplicates.
+    pub fn agrees(&self) -> bool {
         self.orphans == 0 && self.missing == 0 && self.duplicates == 0
     }
 }

@@ -1,13 +1,15 @@
 //! BM25 over chunk text behind the [`LexicalIndex`] trait, keyed by the same chunk ids as the
-//! vector store. The embedded implementation is tantivy ([`TantivyIndex`]); a cluster one keeps
-//! BM25 as Qdrant sparse vectors behind the same trait. The analyzer comes from the text
+//! vector store. The embedded implementation is tantivy ([`TantivyIndex`]); in cluster mode
+//! [`QdrantLexical`] keeps BM25 as Qdrant sparse vectors behind the same trait. The analyzer comes from the text
 //! pipeline; changing it rebuilds the index from the catalog.
 
+mod qdrant;
 mod tantivy;
 
 use futures::future::BoxFuture;
 use thiserror::Error;
 
+pub use self::qdrant::{term_index, QdrantLexical};
 pub use self::tantivy::{Opened, TantivyIndex};
 use crate::fault::{Fault, HasFault};
 
@@ -25,6 +27,10 @@ pub enum LexicalError {
     Locked(String),
     #[error("blocking task failed: {0}")]
     Join(String),
+    #[error("BM25 in Qdrant: {0}")]
+    Store(crate::store::StoreError),
+    #[error("BM25 in Qdrant: {0}")]
+    Cluster(String),
     /// Raised by fault-injection wrappers in tests.
     #[error("injected BM25 fault at call {0}")]
     Injected(usize),
@@ -35,6 +41,7 @@ impl HasFault for LexicalError {
         match self {
             LexicalError::Analyzer(_) => Fault::User,
             LexicalError::Locked(_) | LexicalError::Injected(_) => Fault::Transient,
+            LexicalError::Store(e) => e.fault(),
             _ => Fault::Internal,
         }
     }

@@ -267,6 +267,7 @@ impl Jobs {
         IngestOptions {
             prune: false,
             confine,
+            shared_writers: false,
         }
     }
 

@@ -15,7 +15,8 @@ use qdrant_edge::{
     EdgeVectorParamsBuilder, FieldCondition, FieldIndexOperations, Filter, JsonPath, Match,
     MultiVectorComparator, MultiVectorConfig, NamedQuery, NamedVectors, PayloadFieldSchema,
     PayloadSchemaType, PointId, PointInsertOperations, PointOperations, PointStruct, QueryEnum,
-    ScrollRequest, SearchRequest, UpdateOperation, Vector, WithPayloadInterface, WithVector,
+    ScrollRequest, SearchRequest, UpdateOperation, Vector, VectorInternal, VectorStructInternal,
+    WithPayloadInterface, WithVector,
 };
 
 use super::{Result, SearchFilter, SpaceSpec, StoreError, VectorHit, VectorPoint, VectorStore};
@@ -413,6 +414,65 @@ impl VectorStore for EdgeStore {
     fn space_names(&self) -> BoxFuture<'_, Result<Vec<String>>> {
         let names = self.names();
         async move { Ok(names) }.boxed()
+    }
+
+    fn points<'a>(
+        &'a self,
+        space: &'a str,
+        ids: Vec<String>,
+    ) -> BoxFuture<'a, Result<Vec<VectorPoint>>> {
+        let target = self.space(space);
+        let space = space.to_string();
+        blocking(move || {
+            let Some(target) = target else {
+                return Ok(Vec::new());
+            };
+            let point_ids = ids
+                .iter()
+                .map(|i| point_id(i))
+                .collect::<Result<Vec<_>>>()?;
+            let records = target
+                .shard
+                .retrieve(
+                    &point_ids,
+                    Some(WithPayloadInterface::Bool(true)),
+                    Some(WithVector::Bool(true)),
+                )
+                .map_err(engine)?;
+            records
+                .into_iter()
+                .map(|r| {
+                    let id = point_id_text(r.id);
+                    let vector = match r.vector {
+                        Some(VectorStructInternal::Named(mut named)) => named.remove(VECTOR_NAME),
+                        _ => None,
+                    };
+                    let (vector, parts) = match vector {
+                        Some(VectorInternal::Dense(v)) => (v, Vec::new()),
+                        Some(VectorInternal::MultiDense(m)) => {
+                            let mut all = m.into_multi_vectors().into_iter();
+                            (all.next().unwrap_or_default(), all.collect())
+                        }
+                        _ => {
+                            return Err(StoreError::Engine(format!(
+                                "point {id} in space {space} has no {VECTOR_NAME:?} vector"
+                            )))
+                        }
+                    };
+                    let payload = r
+                        .payload
+                        .map(|p| serde_json::Value::Object(p.0))
+                        .unwrap_or_else(|| serde_json::json!({}));
+                    Ok(VectorPoint {
+                        id,
+                        vector,
+                        parts,
+                        payload,
+                    })
+                })
+                .collect()
+        })
+        .boxed()
     }
 
     fn point_ids<'a>(&'a self, space: &'a str) -> BoxFuture<'a, Result<Vec<String>>> {

@@ -1,13 +1,15 @@
 //! Vector storage behind one small trait. The embedded default is qdrant-edge (Qdrant's own
-//! engine, in-process); a Qdrant cluster backend plugs in behind the same trait.
+//! engine, in-process); [`QdrantStore`] keeps them in a Qdrant server or cluster.
 
 mod edge;
+mod qdrant;
 
 use futures::future::BoxFuture;
 use thiserror::Error;
 
 use crate::fault::{Fault, HasFault};
 pub use edge::EdgeStore;
+pub use qdrant::{point_id_text, scroll_ids, QdrantConn, QdrantStore};
 
 #[derive(Debug, Error)]
 pub enum StoreError {
@@ -38,6 +40,10 @@ pub enum StoreError {
     Join(String),
     #[error("vector store flush failed in space {space}: {reason}")]
     Flush { space: String, reason: String },
+    #[error("cannot reach Qdrant at {url}: {reason}")]
+    Unreachable { url: String, reason: String },
+    #[error("Qdrant at {url} refused the API key: {reason}")]
+    Unauthorized { url: String, reason: String },
     /// Raised by fault-injection wrappers in tests.
     #[error("injected vector store fault at call {0}")]
     Injected(usize),
@@ -49,8 +55,9 @@ impl HasFault for StoreError {
             StoreError::UnknownSpace(_)
             | StoreError::Dimensions { .. }
             | StoreError::NotMultivector { .. }
-            | StoreError::Layout { .. } => Fault::User,
-            StoreError::Injected(_) => Fault::Transient,
+            | StoreError::Layout { .. }
+            | StoreError::Unauthorized { .. } => Fault::User,
+            StoreError::Injected(_) | StoreError::Unreachable { .. } => Fault::Transient,
             _ => Fault::Internal,
         }
     }
@@ -151,6 +158,13 @@ pub trait VectorStore: Send + Sync {
     fn count<'a>(&'a self, space: &'a str) -> BoxFuture<'a, Result<usize>>;
     /// The spaces that exist in the store.
     fn space_names(&self) -> BoxFuture<'_, Result<Vec<String>>>;
+    /// Points by id with their vectors and payloads, in the order of `ids` (unknown ids left
+    /// out): what `mosaic migrate` copies.
+    fn points<'a>(
+        &'a self,
+        space: &'a str,
+        ids: Vec<String>,
+    ) -> BoxFuture<'a, Result<Vec<VectorPoint>>>;
     /// Every point id in a space (empty for an unknown space): the consistency check compares
     /// them with the catalog by id.
     fn point_ids<'a>(&'a self, space: &'a str) -> BoxFuture<'a, Result<Vec<String>>>;

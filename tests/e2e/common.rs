@@ -92,6 +92,8 @@ pub fn corpus_copy(into: &Path) -> PathBuf {
 pub struct SharedIndex {
     _dir: tempfile::TempDir,
     pub data: PathBuf,
+    /// The corpus folder it was ingested from (ingesting it again gives the same ids).
+    pub corpus: PathBuf,
 }
 
 pub fn shared_index() -> &'static SharedIndex {
@@ -107,7 +109,11 @@ pub fn shared_index() -> &'static SharedIndex {
             &[],
         ));
         assert_eq!(report["ingested"], 14, "{report}");
-        SharedIndex { _dir: dir, data }
+        SharedIndex {
+            _dir: dir,
+            data,
+            corpus,
+        }
     })
 }
 

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use mosaic::catalog::SqliteCatalog;
+use mosaic::catalog::SqlCatalog;
 use mosaic::conformance;
 use mosaic::faults::{FaultPlan, FaultyCatalog, FaultyLexical, FaultyVectors};
 use mosaic::lexical::TantivyIndex;
@@ -18,10 +18,10 @@ fn runtime() -> tokio::runtime::Runtime {
 fn sqlite_catalog_conforms() {
     let dir = tempfile::tempdir().unwrap();
     runtime().block_on(async {
-        let plain = SqliteCatalog::open(&dir.path().join("a.db")).await.unwrap();
+        let plain = SqlCatalog::open(&dir.path().join("a.db")).await.unwrap();
         conformance::catalog(&plain).await;
         let wrapped = FaultyCatalog {
-            inner: Arc::new(SqliteCatalog::open(&dir.path().join("b.db")).await.unwrap()),
+            inner: Arc::new(SqlCatalog::open(&dir.path().join("b.db")).await.unwrap()),
             plan: FaultPlan::never(),
         };
         conformance::catalog(&wrapped).await;

@@ -15,8 +15,7 @@ fn complete(runtime: &tokio::runtime::Runtime, data: &std::path::Path) -> i64 {
         return 0;
     }
     runtime.block_on(async {
-        let Ok(catalog) = mosaic::catalog::SqliteCatalog::open(&data.join("catalog.db")).await
-        else {
+        let Ok(catalog) = mosaic::catalog::SqlCatalog::open(&data.join("catalog.db")).await else {
             return 0;
         };
         let counts = catalog.counts().await.map(|c| c.complete).unwrap_or(0);

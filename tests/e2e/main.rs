@@ -15,6 +15,8 @@ mod grounded;
 mod ingest;
 mod models;
 mod paths;
+mod postgres;
+mod qdrant;
 mod retrieval;
 mod serve;
 mod speech;

@@ -1,31 +1,41 @@
-//! The embedded catalog: SQLite in WAL mode through sqlx. Every statement uses `$n`
-//! placeholders, `ON CONFLICT` upserts, `CASE` sums and timestamps bound from Rust, so the same
-//! SQL runs on PostgreSQL; only the pool and row types differ.
+//! The catalog on SQL: SQLite in WAL mode under the data directory (the embedded default) or
+//! PostgreSQL (`[backend] catalog = "postgres://…"`), one implementation through sqlx's `Any`
+//! driver. Every statement uses `$n` placeholders, `ON CONFLICT` upserts, `CASE` sums and
+//! timestamps bound from Rust, so the same SQL runs on both; each engine has its own
+//! migrations (`migrations/sqlite`, `migrations/postgres`) creating the same tables, with
+//! PostgreSQL's integers as BIGINT so rows decode alike.
 //!
-//! Durability: the pool runs with `synchronous = FULL`, so a committed transaction (and with it
+//! Durability: SQLite runs with `synchronous = FULL`, so a committed transaction (and with it
 //! a source's `complete` mark) survives a power cut, not only a killed process. The price is one
 //! fsync per source; ingest commits its stores in batches, so the catalog's fsyncs are a small
-//! part of a run.
+//! part of a run. PostgreSQL commits durably by default (`synchronous_commit = on`).
 
 use std::path::Path;
-use std::str::FromStr;
+use std::time::Duration;
 
 use futures::future::BoxFuture;
 use futures::FutureExt;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
-use sqlx::Row;
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, ConnectOptions, Executor, Row};
 
 use super::{
-    status, Anchor, Catalog, CatalogCounts, CatalogError, ChunkKey, ChunkRecord, FinishedSource,
-    MediaRecord, Modality, NewSource, Result, Segment, Source, SpaceRow, StoredChunk,
+    status, Anchor, Catalog, CatalogCounts, CatalogError, ChunkKey, ChunkRecord, ChunkWithSpaces,
+    FinishedSource, MediaRecord, Modality, NewSource, Result, Segment, Source, SpaceRow,
+    StoredChunk,
 };
 
-/// The SQLite catalog at `<data>/catalog.db`.
+/// Which engine a [`SqlCatalog`] runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SqlEngine {
+    Sqlite,
+    Postgres,
+}
+
+/// The catalog, on SQLite or PostgreSQL.
 #[derive(Clone)]
-pub struct SqliteCatalog {
-    pool: SqlitePool,
+pub struct SqlCatalog {
+    pool: AnyPool,
+    engine: SqlEngine,
 }
 
 /// The current time as the catalog stores it (RFC 3339, UTC, milliseconds).
@@ -75,34 +85,91 @@ async fn open_lock(path: &Path) -> Result<std::fs::File> {
     .map_err(|e| CatalogError::Lock(e.to_string()))
 }
 
-impl SqliteCatalog {
+impl SqlCatalog {
     /// Opens (creating if needed) the SQLite catalog at `path` and applies migrations.
     pub async fn open(path: &Path) -> Result<Self> {
+        sqlx::any::install_default_drivers();
         // Opening a new catalog switches it to WAL and applies the migrations, and sqlx takes
         // no lock around either: two processes opening it at once (an ingest and a
         // `mosaic status`) would both apply the first migration, or meet SQLite's immediate
         // "database is locked" on the journal switch. A lock file beside the database
         // serialises opens across processes; once open, WAL and the busy timeout share it.
         let lock = open_lock(path).await?;
-        let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
-            .foreign_keys(true)
-            .busy_timeout(std::time::Duration::from_secs(30));
-        let pool = SqlitePoolOptions::new()
+        let options = AnyConnectOptions::from_url(&sqlite_url(path)?)?;
+        let pool = AnyPoolOptions::new()
             .max_connections(4)
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    // The busy timeout first: the journal switch may wait for another writer.
+                    conn.execute("PRAGMA busy_timeout = 30000").await?;
+                    conn.execute("PRAGMA journal_mode = WAL").await?;
+                    conn.execute("PRAGMA synchronous = FULL").await?;
+                    conn.execute("PRAGMA foreign_keys = ON").await?;
+                    Ok(())
+                })
+            })
             .connect_with(options)
             .await?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
         drop(lock);
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            engine: SqlEngine::Sqlite,
+        })
+    }
+
+    /// Connects to the PostgreSQL catalog at `url` (`postgres://user:password@host/db`) and
+    /// applies migrations (sqlx holds an advisory lock while it does, so servers and workers
+    /// starting together apply each migration once). `timeout` bounds connecting and waiting
+    /// for a pooled connection.
+    pub async fn connect(url: &str, max_connections: u32, timeout: Duration) -> Result<Self> {
+        sqlx::any::install_default_drivers();
+        let parsed = reqwest::Url::parse(url)
+            .map_err(|e| CatalogError::Config(format!("catalog URL {}: {e}", redact(url))))?;
+        if !matches!(parsed.scheme(), "postgres" | "postgresql") {
+            return Err(CatalogError::Config(format!(
+                "catalog URL {} must start with postgres://",
+                redact(url)
+            )));
+        }
+        let options = AnyConnectOptions::from_url(&parsed)?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(max_connections.max(1))
+            .acquire_timeout(timeout)
+            .connect_with(options);
+        let pool = tokio::time::timeout(timeout, pool)
+            .await
+            .map_err(|_| CatalogError::Unreachable {
+                url: redact(url),
+                reason: format!("no answer within {} s", timeout.as_secs_f64()),
+            })?
+            .map_err(|e| CatalogError::Unreachable {
+                url: redact(url),
+                reason: e.to_string(),
+            })?;
+        sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+        Ok(Self {
+            pool,
+            engine: SqlEngine::Postgres,
+        })
+    }
+
+    /// The engine this catalog runs on.
+    pub fn engine(&self) -> SqlEngine {
+        self.engine
+    }
+
+    /// The shared ingest queue; PostgreSQL only.
+    pub fn queue(&self) -> Option<super::Queue> {
+        (self.engine == SqlEngine::Postgres).then(|| super::Queue {
+            pool: self.pool.clone(),
+        })
     }
 
     /// Runs one statement that returns no rows.
     async fn execute<'q>(
         &self,
-        query: sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>,
+        query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
     ) -> Result<()> {
         query.execute(&self.pool).await?;
         Ok(())
@@ -223,6 +290,45 @@ impl SqliteCatalog {
         Ok(ids.iter().filter_map(|id| by_id.remove(id)).collect())
     }
 
+    async fn records(&self, source_id: &str) -> Result<Vec<ChunkWithSpaces>> {
+        let rows = sqlx::query(
+            "SELECT c.id AS chunk_id, c.ordinal, c.modality, c.text, c.context, c.token_count,
+                    c.anchor_kind, c.page, c.char_start, c.char_end, c.start_ms, c.end_ms, c.at_ms,
+                    cv.space, s.*
+             FROM chunks c JOIN sources s ON s.id = c.source_id
+             LEFT JOIN chunk_vectors cv ON cv.chunk_id = c.id
+             WHERE c.source_id = $1 ORDER BY c.ordinal, c.id, cv.space",
+        )
+        .bind(source_id)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut records: Vec<(ChunkRecord, Vec<String>)> = Vec::new();
+        for row in &rows {
+            let space: Option<String> = row.try_get("space")?;
+            let id: String = row.try_get("chunk_id")?;
+            if let Some((_, spaces)) = records.last_mut().filter(|(c, _)| c.id == id) {
+                spaces.extend(space);
+                continue;
+            }
+            let stored = stored_chunk_from_row(row)?;
+            let token_count: Option<i64> = row.try_get("token_count")?;
+            records.push((
+                ChunkRecord {
+                    id: stored.id,
+                    source_id: source_id.to_string(),
+                    ordinal: stored.ordinal,
+                    modality: stored.modality,
+                    text: stored.text,
+                    context: stored.context,
+                    token_count: token_count.unwrap_or(0).clamp(0, u32::MAX as i64) as u32,
+                    anchor: stored.anchor,
+                },
+                space.into_iter().collect(),
+            ));
+        }
+        Ok(records)
+    }
+
     async fn keys(&self) -> Result<Vec<ChunkKey>> {
         let rows = sqlx::query(
             "SELECT c.id, c.source_id, c.modality, cv.space
@@ -321,7 +427,7 @@ impl SqliteCatalog {
     }
 }
 
-impl Catalog for SqliteCatalog {
+impl Catalog for SqlCatalog {
     fn source<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<Source>>> {
         async move {
             let row = sqlx::query("SELECT * FROM sources WHERE id = $1")
@@ -538,6 +644,34 @@ impl Catalog for SqliteCatalog {
         self.stored_transcript(source_id, transcript_key).boxed()
     }
 
+    fn source_records<'a>(
+        &'a self,
+        source_id: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<ChunkWithSpaces>>> {
+        self.records(source_id).boxed()
+    }
+
+    fn media_record<'a>(
+        &'a self,
+        source_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<MediaRecord>>> {
+        async move {
+            let key: Option<String> =
+                sqlx::query("SELECT transcript_key FROM sources WHERE id = $1")
+                    .bind(source_id)
+                    .fetch_optional(&self.pool)
+                    .await?
+                    .map(|r| r.try_get("transcript_key"))
+                    .transpose()?
+                    .flatten();
+            match key {
+                Some(key) => self.stored_transcript(source_id, &key).await,
+                None => Ok(None),
+            }
+        }
+        .boxed()
+    }
+
     fn close(&self) -> BoxFuture<'_, ()> {
         self.pool.close().boxed()
     }
@@ -552,6 +686,34 @@ type AnchorColumns = (
     Option<i64>,
     Option<i64>,
 );
+
+/// The `sqlite://` URL of a database file, creating it if missing. sqlx percent-decodes the
+/// path, so `%`, `?` and `#` in folder names are encoded first.
+fn sqlite_url(path: &Path) -> Result<reqwest::Url> {
+    let absolute = std::path::absolute(path)
+        .map_err(|e| CatalogError::Config(format!("catalog path {}: {e}", path.display())))?;
+    let name = absolute.to_str().ok_or_else(|| {
+        CatalogError::Config(format!("catalog path {} is not UTF-8", path.display()))
+    })?;
+    let encoded = name
+        .replace('%', "%25")
+        .replace('?', "%3F")
+        .replace('#', "%23");
+    reqwest::Url::parse(&format!("sqlite://{encoded}?mode=rwc"))
+        .map_err(|e| CatalogError::Config(format!("catalog path {}: {e}", path.display())))
+}
+
+/// A database URL with its password replaced, for messages and logs.
+pub fn redact(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        Ok(parsed) => parsed.to_string(),
+        Err(_) => "(an unparsable URL)".into(),
+    }
+}
 
 fn anchor_columns(anchor: &Anchor) -> AnchorColumns {
     match anchor {
@@ -582,7 +744,7 @@ fn anchor_columns(anchor: &Anchor) -> AnchorColumns {
     }
 }
 
-fn space_from_row(row: &sqlx::sqlite::SqliteRow, chunks: i64) -> Result<SpaceRow> {
+fn space_from_row(row: &AnyRow, chunks: i64) -> Result<SpaceRow> {
     Ok(SpaceRow {
         name: row.try_get("name")?,
         model_id: row.try_get("model_id")?,
@@ -592,7 +754,7 @@ fn space_from_row(row: &sqlx::sqlite::SqliteRow, chunks: i64) -> Result<SpaceRow
     })
 }
 
-fn source_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Source> {
+fn source_from_row(row: &AnyRow) -> Result<Source> {
     Ok(Source {
         id: row.try_get("id")?,
         uri: row.try_get("uri")?,
@@ -607,7 +769,7 @@ fn source_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Source> {
     })
 }
 
-fn stored_chunk_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<StoredChunk> {
+fn stored_chunk_from_row(row: &AnyRow) -> Result<StoredChunk> {
     let kind: String = row.try_get("anchor_kind")?;
     let get = |name: &str| -> Result<Option<i64>> { Ok(row.try_get::<Option<i64>, _>(name)?) };
     let need = |name: &str| -> Result<u64> {
@@ -673,7 +835,7 @@ mod tests {
             let path = dir.path().join("catalog.db");
             let opens = (0..6).map(|_| {
                 let path = path.clone();
-                tokio::spawn(async move { SqliteCatalog::open(&path).await })
+                tokio::spawn(async move { SqlCatalog::open(&path).await })
             });
             for (n, open) in futures::future::join_all(opens)
                 .await
@@ -692,7 +854,7 @@ mod tests {
     #[tokio::test]
     async fn finish_replaces_chunks_and_hides_indexing_sources() {
         let dir = tempfile::tempdir().unwrap();
-        let catalog = SqliteCatalog::open(&dir.path().join("catalog.db"))
+        let catalog = SqlCatalog::open(&dir.path().join("catalog.db"))
             .await
             .unwrap();
         let sid = source_id("file:///a.txt");
