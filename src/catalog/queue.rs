@@ -1,7 +1,8 @@
 //! The ingest queue on PostgreSQL, shared by `mosaic worker` processes on any number of
-//! machines. A worker claims the oldest queued file with `FOR UPDATE SKIP LOCKED` and keeps
-//! that row locked, in an open transaction, while it ingests the file; finishing marks it done
-//! (or failed, with the reason) and commits. Two workers never hold the same row, and a worker
+//! machines. A worker claims the oldest queued files (a few at a time, so they are embedded
+//! and committed together) with `FOR UPDATE SKIP LOCKED` and keeps those rows locked, in an
+//! open transaction, while it ingests them; finishing marks each done (or failed, with the
+//! reason) and commits. Two workers never hold the same row, and a worker
 //! that dies mid-file loses its connection, so its lock and its uncommitted claim vanish and
 //! the file is still queued for the next worker.
 
@@ -24,11 +25,11 @@ pub struct Queue {
     pub(super) pool: AnyPool,
 }
 
-/// A file claimed by this worker; the row stays locked until [`Claim::finish`] or drop.
+/// Files claimed by this worker; their rows stay locked until [`Claim::finish`] or drop.
 pub struct Claim {
     tx: Transaction<'static, Any>,
-    pub id: i64,
-    pub path: String,
+    /// Queue row ids and paths, oldest first.
+    pub files: Vec<(i64, String)>,
 }
 
 impl Queue {
@@ -54,24 +55,25 @@ impl Queue {
         Ok(queued)
     }
 
-    /// The oldest queued file no other worker holds, locked for this one.
-    pub async fn claim(&self) -> Result<Option<Claim>> {
+    /// Up to `limit` of the oldest queued files no other worker holds, locked for this one.
+    pub async fn claim(&self, limit: usize) -> Result<Option<Claim>> {
         let mut tx = self.pool.begin().await?;
-        let row = sqlx::query(
+        let rows = sqlx::query(
             "SELECT id, path FROM ingest_queue WHERE status = 'queued'
-             ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED",
+             ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
         )
-        .fetch_optional(&mut *tx)
+        .bind(limit.max(1) as i64)
+        .fetch_all(&mut *tx)
         .await?;
-        let Some(row) = row else {
+        if rows.is_empty() {
             tx.rollback().await?;
             return Ok(None);
-        };
-        Ok(Some(Claim {
-            id: row.try_get("id")?,
-            path: row.try_get("path")?,
-            tx,
-        }))
+        }
+        let files = rows
+            .iter()
+            .map(|r| Ok((r.try_get("id")?, r.try_get("path")?)))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Some(Claim { tx, files }))
     }
 
     pub async fn counts(&self) -> Result<QueueCounts> {
@@ -92,20 +94,29 @@ impl Queue {
 }
 
 impl Claim {
-    /// Marks the file done (or failed with `error`) by `worker` and releases it.
-    pub async fn finish(mut self, worker: &str, error: Option<&str>) -> Result<()> {
-        sqlx::query(
-            "UPDATE ingest_queue SET status = $1, error = $2, worker = $3, finished_at = $4,
-               attempts = attempts + 1
-             WHERE id = $5",
-        )
-        .bind(if error.is_some() { "failed" } else { "done" })
-        .bind(error)
-        .bind(worker)
-        .bind(now())
-        .bind(self.id)
-        .execute(&mut *self.tx)
-        .await?;
+    /// Marks each claimed file done, or failed with the error `errors` gives for its path,
+    /// by `worker`, and releases them all in one commit.
+    pub async fn finish(
+        mut self,
+        worker: &str,
+        errors: &std::collections::HashMap<String, String>,
+    ) -> Result<()> {
+        let at = now();
+        for (id, path) in &self.files {
+            let error = errors.get(path);
+            sqlx::query(
+                "UPDATE ingest_queue SET status = $1, error = $2, worker = $3, finished_at = $4,
+                   attempts = attempts + 1
+                 WHERE id = $5",
+            )
+            .bind(if error.is_some() { "failed" } else { "done" })
+            .bind(error.map(String::as_str))
+            .bind(worker)
+            .bind(&at)
+            .bind(*id)
+            .execute(&mut *self.tx)
+            .await?;
+        }
         self.tx.commit().await?;
         Ok(())
     }

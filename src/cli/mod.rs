@@ -155,6 +155,9 @@ pub enum Command {
         /// Seconds between looks at an empty queue.
         #[arg(long, default_value_t = 2.0)]
         poll_secs: f64,
+        /// Files claimed (and ingested together) at a time.
+        #[arg(long, default_value_t = 8)]
+        batch: usize,
     },
     /// Copy this index (catalog, vectors, BM25) into the backend another settings file names
     /// (PostgreSQL, Qdrant) without re-embedding; run it again to resume. The target is
@@ -424,7 +427,8 @@ async fn run(cli: Cli, settings: Settings) -> Result<ExitCode> {
         Command::Worker {
             exit_when_idle,
             poll_secs,
-        } => worker(&mosaic, exit_when_idle, poll_secs, cli.json).await?,
+            batch,
+        } => worker(&mosaic, exit_when_idle, poll_secs, batch, cli.json).await?,
         Command::Migrate { to } => {
             let target = config::resolve(Some(&to), std::iter::empty(), &[])?;
             let same_dir = std::path::absolute(&target.data_dir).ok()
@@ -769,6 +773,7 @@ async fn worker(
     mosaic: &Mosaic,
     exit_when_idle: bool,
     poll_secs: f64,
+    batch: usize,
     as_json: bool,
 ) -> Result<ExitCode> {
     let queue = open_queue(&mosaic.settings).await?;
@@ -797,32 +802,43 @@ async fn worker(
     };
     tracing::info!(worker = %name, "waiting for queued files");
     loop {
-        let Some(claim) = queue.claim().await? else {
+        let Some(claim) = queue.claim(batch).await? else {
             if exit_when_idle {
                 break;
             }
             tokio::time::sleep(std::time::Duration::from_secs_f64(poll_secs.max(0.1))).await;
             continue;
         };
-        event("claimed", &claim.path, None);
+        for (_, path) in &claim.files {
+            event("claimed", path, None);
+        }
         let options = IngestOptions {
             shared_writers: true,
             ..Default::default()
         };
-        let path = claim.path.clone();
-        let report = mosaic
-            .ingest(&[PathBuf::from(&path)], &options, progress_bar(true))
-            .await?;
-        let error = report.failed.first().map(|f| f.error.clone());
-        claim.finish(&name, error.as_deref()).await?;
-        match error {
-            Some(e) => {
-                event("failed", &path, Some(&e));
-                failed.push(json!({"path": path, "error": e}));
-            }
-            None => {
-                event("done", &path, None);
-                done.push(path);
+        let paths: Vec<PathBuf> = claim.files.iter().map(|(_, p)| PathBuf::from(p)).collect();
+        let report = mosaic.ingest(&paths, &options, progress_bar(true)).await?;
+        // Failures are reported by file URI; the queue knows paths.
+        let errors: std::collections::HashMap<String, String> = report
+            .failed
+            .iter()
+            .filter_map(|f| {
+                let path = crate::ingest::uri_path(&f.uri)?;
+                Some((path.display().to_string(), f.error.clone()))
+            })
+            .collect();
+        let files = claim.files.clone();
+        claim.finish(&name, &errors).await?;
+        for (_, path) in files {
+            match errors.get(&path) {
+                Some(e) => {
+                    event("failed", &path, Some(e));
+                    failed.push(json!({"path": path, "error": e}));
+                }
+                None => {
+                    event("done", &path, None);
+                    done.push(path);
+                }
             }
         }
     }

@@ -267,7 +267,9 @@ impl Jobs {
         IngestOptions {
             prune: false,
             confine,
-            shared_writers: false,
+            // On a shared catalog other servers and workers write too: their half-written
+            // sources are not this server's to repair.
+            shared_writers: self.inner.mosaic.settings.backend.postgres_url().is_some(),
         }
     }
 
