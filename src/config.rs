@@ -413,9 +413,17 @@ fn parent_table<'a>(root: &'a mut toml::Value, keys: &[String]) -> &'a mut toml:
 }
 
 fn set_env(root: &mut toml::Value, keys: &[String], raw: &str) {
+    // `[backend.store]` has the Qdrant keys only once its kind is qdrant, so their types come
+    // from the Qdrant defaults (`MOSAIC__BACKEND__STORE__SHARD_NUMBER=3` is a number).
+    let qdrant = (keys.len() == 3 && keys[0] == "backend" && keys[1] == "store")
+        .then(|| toml::Value::try_from(QdrantSettings::default()).ok())
+        .flatten();
     let table = parent_table(root, keys);
     let last = &keys[keys.len() - 1];
-    let value = coerce(table.get(last), raw);
+    let hint = table
+        .get(last)
+        .or_else(|| qdrant.as_ref().and_then(|q| q.get(last)));
+    let value = coerce(hint, raw);
     table.insert(last.clone(), value);
 }
 
@@ -535,6 +543,53 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(missing.contains("/nonexistent/pipelines"), "{missing}");
+    }
+
+    #[test]
+    fn backends_come_from_the_file_and_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("mosaic.toml");
+        std::fs::write(
+            &file,
+            "[backend]\ncatalog = \"postgres://m:pw@db/mosaic\"\n[backend.store]\nkind = \"qdrant\"\nurl = \"http://q:6334\"\nshard_number = 3\n",
+        )
+        .unwrap();
+        let settings = resolve(Some(&file), env(&[]), &[]).unwrap();
+        assert_eq!(
+            settings.backend.postgres_url(),
+            Some("postgres://m:pw@db/mosaic")
+        );
+        let StoreBackend::Qdrant(q) = &settings.backend.store else {
+            panic!("{:?}", settings.backend.store)
+        };
+        assert_eq!((q.url.as_str(), q.shard_number, q.replication_factor), ("http://q:6334", 3, 1));
+
+        // The environment alone, as the compose file sets it.
+        let settings = resolve(
+            Some(Path::new("/dev/null")),
+            env(&[
+                ("MOSAIC__BACKEND__STORE__KIND", "qdrant"),
+                ("MOSAIC__BACKEND__STORE__URL", "http://q2:6334"),
+                ("MOSAIC__BACKEND__STORE__REPLICATION_FACTOR", "2"),
+            ]),
+            &[],
+        )
+        .unwrap();
+        let StoreBackend::Qdrant(q) = &settings.backend.store else {
+            panic!("{:?}", settings.backend.store)
+        };
+        assert_eq!((q.url.as_str(), q.replication_factor), ("http://q2:6334", 2));
+        assert_eq!(settings.backend.postgres_url(), None, "sqlite by default");
+
+        // Unknown keys and other URL schemes are refused.
+        std::fs::write(&file, "[backend.store]\nkind = \"qdrant\"\nshards = 3\n").unwrap();
+        assert!(resolve(Some(&file), env(&[]), &[]).is_err());
+        let mysql = resolve(
+            Some(Path::new("/dev/null")),
+            env(&[("MOSAIC__BACKEND__CATALOG", "mysql://x/y")]),
+            &[],
+        );
+        assert!(mysql.unwrap_err().to_string().contains("backend.catalog"));
     }
 
     #[test]
