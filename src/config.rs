@@ -562,7 +562,10 @@ mod tests {
         let StoreBackend::Qdrant(q) = &settings.backend.store else {
             panic!("{:?}", settings.backend.store)
         };
-        assert_eq!((q.url.as_str(), q.shard_number, q.replication_factor), ("http://q:6334", 3, 1));
+        assert_eq!(
+            (q.url.as_str(), q.shard_number, q.replication_factor),
+            ("http://q:6334", 3, 1)
+        );
 
         // The environment alone, as the compose file sets it.
         let settings = resolve(
@@ -578,7 +581,10 @@ mod tests {
         let StoreBackend::Qdrant(q) = &settings.backend.store else {
             panic!("{:?}", settings.backend.store)
         };
-        assert_eq!((q.url.as_str(), q.replication_factor), ("http://q2:6334", 2));
+        assert_eq!(
+            (q.url.as_str(), q.replication_factor),
+            ("http://q2:6334", 2)
+        );
         assert_eq!(settings.backend.postgres_url(), None, "sqlite by default");
 
         // Unknown keys and other URL schemes are refused.

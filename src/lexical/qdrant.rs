@@ -129,16 +129,19 @@ impl QdrantLexical {
             .unwrap_or_default())
     }
 
-    async fn create(&self, analyzer: &str) -> Result<bool> {
-        let exists = self
-            .conn
+    async fn exists(&self) -> Result<bool> {
+        self.conn
             .retry("checking the lexical collection", || {
                 self.conn
                     .client()
                     .collection_exists(self.collection.clone())
             })
             .await
-            .map_err(store)?;
+            .map_err(store)
+    }
+
+    async fn create(&self, analyzer: &str) -> Result<bool> {
+        let exists = self.exists().await?;
         if exists {
             let metadata = self.metadata().await?;
             let made_with = metadata
@@ -179,16 +182,8 @@ impl QdrantLexical {
             })
             .await;
         if let Err(e) = created {
-            let now = self
-                .conn
-                .retry("checking the lexical collection", || {
-                    self.conn
-                        .client()
-                        .collection_exists(self.collection.clone())
-                })
-                .await
-                .map_err(store)?;
-            if !now {
+            // Another server or worker may have created it at the same moment.
+            if !self.exists().await? {
                 return Err(store(e));
             }
         }

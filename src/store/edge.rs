@@ -123,20 +123,7 @@ impl EdgeStore {
     fn create_space(&self, spec: &SpaceSpec) -> Result<()> {
         let mut spaces = self.spaces.lock().expect("space map lock");
         if let Some(existing) = spaces.get(&spec.name) {
-            if existing.dims != spec.dims {
-                return Err(StoreError::Dimensions {
-                    space: spec.name.clone(),
-                    expected: existing.dims,
-                    got: spec.dims,
-                });
-            }
-            if existing.multivector != spec.multivector {
-                return Err(StoreError::Layout {
-                    space: spec.name.clone(),
-                    existing: existing.multivector,
-                });
-            }
-            return Ok(());
+            return spec.check_existing(existing.dims, existing.multivector);
         }
         let path = self.root.join(folder_name(&spec.name));
         let io = |source| StoreError::Io {

@@ -111,6 +111,27 @@ impl SpaceSpec {
     }
 }
 
+impl SpaceSpec {
+    /// Whether an existing space with `dims` and `multivector` can take this spec: the same
+    /// layout, or an error saying what differs.
+    pub fn check_existing(&self, dims: usize, multivector: bool) -> Result<()> {
+        if dims != self.dims {
+            return Err(StoreError::Dimensions {
+                space: self.name.clone(),
+                expected: dims,
+                got: self.dims,
+            });
+        }
+        if multivector != self.multivector {
+            return Err(StoreError::Layout {
+                space: self.name.clone(),
+                existing: multivector,
+            });
+        }
+        Ok(())
+    }
+}
+
 /// One point to upsert: a chunk's vector plus the payload queries filter and display on.
 #[derive(Debug, Clone)]
 pub struct VectorPoint {

@@ -299,20 +299,7 @@ impl QdrantStore {
 
     async fn create(&self, spec: &SpaceSpec) -> Result<()> {
         if let Some(existing) = self.layout(&spec.name).await? {
-            if existing.dims != spec.dims {
-                return Err(StoreError::Dimensions {
-                    space: spec.name.clone(),
-                    expected: existing.dims,
-                    got: spec.dims,
-                });
-            }
-            if existing.multivector != spec.multivector {
-                return Err(StoreError::Layout {
-                    space: spec.name.clone(),
-                    existing: existing.multivector,
-                });
-            }
-            return Ok(());
+            return spec.check_existing(existing.dims, existing.multivector);
         }
         let s = &self.conn.settings;
         let mut params =
