@@ -368,13 +368,13 @@ async fn run(cli: Cli, settings: Settings) -> Result<ExitCode> {
         }
         let mosaic = Mosaic::open(settings)
             .await
-            .context("cannot open the data directory")?;
+            .context("cannot open the index")?;
         crate::server::serve(mosaic, server).await?;
         return Ok(ExitCode::SUCCESS);
     }
     let mosaic = Mosaic::open(settings)
         .await
-        .context("cannot open the data directory")?;
+        .context("cannot open the index")?;
     let code = match cli.command {
         Command::Ingest { paths, prune } => {
             let bar = progress_bar(cli.json);
