@@ -19,7 +19,9 @@ use qdrant_edge::{
     WithPayloadInterface, WithVector,
 };
 
-use super::{Result, SearchFilter, SpaceSpec, StoreError, VectorHit, VectorPoint, VectorStore};
+use super::{
+    Result, SearchFilter, SpaceSpec, StoreError, StoredVectors, VectorHit, VectorPoint, VectorStore,
+};
 
 /// The vector inside each per-space shard is named after the space's last part.
 const VECTOR_NAME: &str = "dense";
@@ -258,31 +260,12 @@ impl VectorStore for EdgeStore {
             let space_name = space.to_string();
             blocking(move || {
                 let mut batch = Vec::with_capacity(points.len());
-                for point in points {
-                    if let Some(wrong) = std::iter::once(&point.vector)
-                        .chain(&point.parts)
-                        .find(|v| v.len() != target.dims)
-                    {
-                        return Err(StoreError::Dimensions {
-                            space: space_name.clone(),
-                            expected: target.dims,
-                            got: wrong.len(),
-                        });
-                    }
-                    let vector = if target.multivector {
-                        let mut all = Vec::with_capacity(1 + point.parts.len());
-                        all.push(point.vector);
-                        all.extend(point.parts);
-                        Vector::new_multi(all).map_err(engine)?
-                    } else if point.parts.is_empty() {
-                        Vector::new_dense(point.vector)
-                    } else {
-                        return Err(StoreError::NotMultivector {
-                            space: space_name.clone(),
-                            id: point.id,
-                            parts: point.parts.len(),
-                        });
-                    };
+                for mut point in points {
+                    let vector =
+                        match point.take_vectors(&space_name, target.dims, target.multivector)? {
+                            StoredVectors::Multi(all) => Vector::new_multi(all).map_err(engine)?,
+                            StoredVectors::Dense(v) => Vector::new_dense(v),
+                        };
                     let vectors = NamedVectors::default().add_vector(VECTOR_NAME, vector);
                     batch.push(
                         PointStruct::new(point_id(&point.id)?, vectors, point.payload).into(),

@@ -145,6 +145,51 @@ pub struct VectorPoint {
     pub payload: serde_json::Value,
 }
 
+/// A point's vectors as a space stores them.
+pub enum StoredVectors {
+    Dense(Vec<f32>),
+    /// The point's own vector first, then its parts.
+    Multi(Vec<Vec<f32>>),
+}
+
+impl VectorPoint {
+    /// Checks the point against a space's layout (every vector `dims` long; parts only in a
+    /// multivector space) and takes its vectors in the form the space stores.
+    pub fn take_vectors(
+        &mut self,
+        space: &str,
+        dims: usize,
+        multivector: bool,
+    ) -> Result<StoredVectors> {
+        if let Some(wrong) = std::iter::once(&self.vector)
+            .chain(&self.parts)
+            .find(|v| v.len() != dims)
+        {
+            return Err(StoreError::Dimensions {
+                space: space.to_string(),
+                expected: dims,
+                got: wrong.len(),
+            });
+        }
+        let vector = std::mem::take(&mut self.vector);
+        let parts = std::mem::take(&mut self.parts);
+        if multivector {
+            let mut all = Vec::with_capacity(1 + parts.len());
+            all.push(vector);
+            all.extend(parts);
+            Ok(StoredVectors::Multi(all))
+        } else if parts.is_empty() {
+            Ok(StoredVectors::Dense(vector))
+        } else {
+            Err(StoreError::NotMultivector {
+                space: space.to_string(),
+                id: self.id.clone(),
+                parts: parts.len(),
+            })
+        }
+    }
+}
+
 /// A scored hit: chunk id and cosine similarity.
 #[derive(Debug, Clone, PartialEq)]
 pub struct VectorHit {

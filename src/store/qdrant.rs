@@ -26,7 +26,9 @@ use qdrant_client::qdrant::{
 };
 use qdrant_client::{Qdrant, QdrantError};
 
-use super::{Result, SearchFilter, SpaceSpec, StoreError, VectorHit, VectorPoint, VectorStore};
+use super::{
+    Result, SearchFilter, SpaceSpec, StoreError, StoredVectors, VectorHit, VectorPoint, VectorStore,
+};
 use crate::config::QdrantSettings;
 
 /// The dense vector's name inside each space's collection.
@@ -369,31 +371,12 @@ impl VectorStore for QdrantStore {
                 .await?
                 .ok_or_else(|| StoreError::UnknownSpace(space.to_string()))?;
             let mut batch = Vec::with_capacity(points.len());
-            for point in points {
-                if let Some(wrong) = std::iter::once(&point.vector)
-                    .chain(&point.parts)
-                    .find(|v| v.len() != layout.dims)
-                {
-                    return Err(StoreError::Dimensions {
-                        space: space.to_string(),
-                        expected: layout.dims,
-                        got: wrong.len(),
-                    });
-                }
-                let vector: qdrant_client::qdrant::Vector = if layout.multivector {
-                    let mut all = Vec::with_capacity(1 + point.parts.len());
-                    all.push(point.vector);
-                    all.extend(point.parts);
-                    all.into()
-                } else if point.parts.is_empty() {
-                    point.vector.into()
-                } else {
-                    return Err(StoreError::NotMultivector {
-                        space: space.to_string(),
-                        id: point.id,
-                        parts: point.parts.len(),
-                    });
-                };
+            for mut point in points {
+                let vector: qdrant_client::qdrant::Vector =
+                    match point.take_vectors(space, layout.dims, layout.multivector)? {
+                        StoredVectors::Multi(all) => all.into(),
+                        StoredVectors::Dense(v) => v.into(),
+                    };
                 let payload = match point.payload {
                     serde_json::Value::Object(map) => map,
                     other => {
