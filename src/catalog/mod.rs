@@ -90,7 +90,8 @@ pub struct SpaceRow {
 }
 
 /// Where one catalogued chunk of a complete source must be found: the spaces holding its
-/// vectors and whether BM25 indexes it. What the consistency check compares, id by id.
+/// vectors (sorted, so keys compare equal across engines) and whether BM25 indexes it. What
+/// the consistency check and `mosaic migrate`'s verification compare, id by id.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChunkKey {
     pub id: String,

@@ -334,7 +334,7 @@ impl SqlCatalog {
             "SELECT c.id, c.source_id, c.modality, cv.space
              FROM chunks c JOIN sources s ON s.id = c.source_id
              LEFT JOIN chunk_vectors cv ON cv.chunk_id = c.id
-             WHERE s.status = 'complete' ORDER BY c.id",
+             WHERE s.status = 'complete' ORDER BY c.id, cv.space",
         )
         .fetch_all(&self.pool)
         .await?;
