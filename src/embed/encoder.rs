@@ -439,7 +439,11 @@ impl Encoder {
                 let qkv = grow(qkv, total * 3 * h);
                 layer.qkv.forward_into(path, &x, total, None, qkv);
                 let context = grow(context, total * h);
-                if fused {
+                let on_mkl = path == ProductPath::Bf16Mkl
+                    && attention::attention_mkl(qkv, h, heads, &spans, context);
+                if on_mkl {
+                    // Both products ran on MKL's bf16 GEMM.
+                } else if fused {
                     attention::attention(qkv, h, heads, &spans, bf16, context);
                 } else {
                     kernels::attention(qkv, h, heads, &spans, context);

@@ -9,6 +9,10 @@
 //! keys per pair of vector FMAs; values are copied into contiguous rows. Head sizes that are a
 //! multiple of 16 up to 128 take this path (MiniLM and BGE-small: 32, BERT-base and -large:
 //! 64).
+//!
+//! On the `bf16-mkl` product path, [`attention_mkl`] instead runs both products of each
+//! (sequence, head) through MKL's bf16 GEMM, which uses AMX tiles where the CPU has them: there
+//! a tile product beats any vector loop even with the `[len × len]` scores written out.
 
 use std::cell::RefCell;
 
@@ -18,6 +22,114 @@ thread_local! {
     /// Per-thread scratch: packed keys, values and one block of scores (f32), and the bf16
     /// pairs of the bf16 variant.
     static SCRATCH: RefCell<(Vec<f32>, Vec<u32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+    /// Per-thread scratch of [`attention_mkl`]: one head's scores (f32) and probabilities
+    /// (bf16).
+    static MKL_SCRATCH: RefCell<(Vec<f32>, Vec<u16>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+}
+
+/// Rows of `qkv` rounded to bf16 per parallel task.
+const CONVERT_ROWS: usize = 64;
+
+/// [`attention`] with both products on MKL's bf16 GEMM (AMX tiles where the CPU has them):
+/// queries, keys and values are rounded to bf16 once, each (sequence, head) gets its
+/// `[len × len]` scores in f32, the softmax runs in f32, and the normalized probabilities are
+/// rounded to bf16 for the product with the values. Same contract as [`attention`]. Returns
+/// `false`, writing nothing, where MKL has no `cblas_gemm_bf16bf16f32` or the CPU lacks what
+/// the softmax needs ([`supported`]); the caller then takes [`attention`].
+pub fn attention_mkl(
+    qkv: &[f32],
+    hidden: usize,
+    heads: usize,
+    spans: &[(usize, usize)],
+    out: &mut [f32],
+) -> bool {
+    let Some(mkl) = super::blas::mkl().filter(|b| b.has_bf16_gemm()) else {
+        return false;
+    };
+    let d = hidden / heads;
+    if !supported(d) {
+        return false;
+    }
+    let stride = hidden.checked_mul(3).expect("hidden size overflows");
+    let total = check_batch(qkv, hidden, spans, out);
+    let mut qkv16 = vec![0u16; total * stride];
+    qkv[..total * stride]
+        .par_chunks(CONVERT_ROWS * stride)
+        .zip(qkv16.par_chunks_mut(CONVERT_ROWS * stride))
+        .for_each(|(src, dst)| super::path::to_bf16_rows(src, dst));
+    let scale = 1.0 / (d as f32).sqrt();
+    let blocks = super::head_blocks(out, hidden, heads, spans);
+    blocks.into_par_iter().for_each(|mut block| {
+        assert!(block.cols() == d && block.stride() == hidden);
+        let (start, len, head) = (block.start(), block.rows(), block.head());
+        // Rows of scores and probabilities padded to an even length (whole bf16 pairs).
+        let ld = len.next_multiple_of(2);
+        MKL_SCRATCH.with(|scratch| {
+            let mut scratch = scratch.borrow_mut();
+            let (scores, probs) = &mut *scratch;
+            if scores.len() < len * ld {
+                scores.resize(len * ld, 0.0);
+                probs.resize(len * ld, 0);
+            }
+            let q0 = start * stride + head * d;
+            let (k0, v0) = (q0 + hidden, q0 + 2 * hidden);
+            // SAFETY: `scores` holds `len` rows of `ld ≥ len` (resized above) and is borrowed
+            // by this call alone.
+            unsafe {
+                mkl.bf16_gemm(
+                    (len, len, d),
+                    (&qkv16[q0..], stride),
+                    (&qkv16[k0..], stride, true),
+                    (scores.as_mut_ptr(), ld),
+                )
+            };
+            for i in 0..len {
+                let row = &mut scores[i * ld..(i + 1) * ld];
+                // SAFETY: `supported(d)` (checked above) checked AVX-512F, all `exp_row`
+                // enables; the row is not empty (`head_blocks` makes no block of length 0).
+                #[cfg(target_arch = "x86_64")]
+                let sum = unsafe { x86::exp_row(&mut row[..len], scale) };
+                #[cfg(not(target_arch = "x86_64"))]
+                let sum: f32 = unreachable!("supported() is false off x86_64");
+                let inv = 1.0 / sum;
+                row[..len].iter_mut().for_each(|v| *v *= inv);
+                row[len..].fill(0.0);
+                super::path::to_bf16_rows(row, &mut probs[i * ld..(i + 1) * ld]);
+            }
+            // SAFETY: the block's element (i, c), i < len and c < d, is `i·hidden + c` past its
+            // origin and reachable through this block alone (`HeadBlock::origin`).
+            unsafe {
+                mkl.bf16_gemm(
+                    (len, d, len),
+                    (probs, ld),
+                    (&qkv16[v0..], stride, false),
+                    (block.origin(), hidden),
+                )
+            };
+        })
+    });
+    true
+}
+
+/// Checks that the sequences lie inside `qkv` and `out` (and overflow nothing); returns the
+/// batch's rows.
+fn check_batch(qkv: &[f32], hidden: usize, spans: &[(usize, usize)], out: &[f32]) -> usize {
+    let stride = hidden.checked_mul(3).expect("hidden size overflows");
+    let total = spans
+        .iter()
+        .try_fold(0usize, |total, s| total.checked_add(s.1))
+        .expect("batch size overflows");
+    assert!(
+        total.checked_mul(stride).is_some_and(|n| qkv.len() >= n) && out.len() >= total * hidden,
+        "buffers shorter than the batch"
+    );
+    for &(start, len) in spans {
+        assert!(
+            start.checked_add(len).is_some_and(|end| end <= total),
+            "span outside the batch"
+        );
+    }
+    total
 }
 
 /// Whether [`attention`] runs on this CPU for heads of `head_dim`. The f32 kernels are
@@ -58,21 +170,7 @@ pub fn attention(
         supported(d),
         "fused attention needs AVX-512 and a head size of 16·2^i"
     );
-    let stride = hidden.checked_mul(3).expect("hidden size overflows");
-    let total = spans
-        .iter()
-        .try_fold(0usize, |total, s| total.checked_add(s.1))
-        .expect("batch size overflows");
-    assert!(
-        total.checked_mul(stride).is_some_and(|n| qkv.len() >= n) && out.len() >= total * hidden,
-        "buffers shorter than the batch"
-    );
-    for &(start, len) in spans {
-        assert!(
-            start.checked_add(len).is_some_and(|end| end <= total),
-            "span outside the batch"
-        );
-    }
+    check_batch(qkv, hidden, spans, out);
     // One disjoint output block per (sequence, head); panics if sequences overlap.
     let blocks = super::head_blocks(out, hidden, heads, spans);
     blocks.into_par_iter().for_each(|mut block| {
@@ -425,7 +523,7 @@ mod x86 {
     /// `row[j] = exp((row[j] - max) · scale)`; returns the sum.
     #[target_feature(enable = "avx512f")]
     #[inline]
-    unsafe fn exp_row(row: &mut [f32], scale: f32) -> f32 {
+    pub(super) unsafe fn exp_row(row: &mut [f32], scale: f32) -> f32 {
         let n = row.len();
         let p = row.as_mut_ptr();
         let full = n / 16 * 16;
@@ -541,6 +639,18 @@ mod tests {
                         "bf16, hidden {hidden} heads {heads} element {i}: {g} vs {w}"
                     );
                 }
+            }
+            // Both products on MKL's bf16 GEMM: within bf16 rounding of the reference.
+            let mut amx = vec![f32::NAN; total * hidden];
+            if attention_mkl(&qkv, hidden, heads, &spans, &mut amx) {
+                for (i, (g, w)) in amx.iter().zip(&want).enumerate() {
+                    assert!(
+                        (*g as f64 - w).abs() < 2e-2 * w.abs().max(1.0),
+                        "MKL bf16, hidden {hidden} heads {heads} element {i}: {g} vs {w}"
+                    );
+                }
+            } else {
+                eprintln!("MKL with bf16 GEMM not loaded: MKL bf16 attention skipped");
             }
             // The general path gives the same.
             let mut general = vec![0f32; total * hidden];

@@ -94,6 +94,8 @@ pub(super) struct MklBf16 {
     pack_get_size: PackGetSize,
     pack: Pack,
     compute: Compute,
+    /// `cblas_gemm_bf16bf16f32` (same signature as `compute`, neither operand packed).
+    gemm: Option<Compute>,
 }
 
 /// A loaded BLAS library.
@@ -122,6 +124,66 @@ impl Blas {
     /// Whether the library has bf16 products (MKL).
     pub fn has_bf16(&self) -> bool {
         self.bf16.is_some()
+    }
+
+    /// Whether the library has bf16 products of two unpacked operands (MKL's
+    /// `cblas_gemm_bf16bf16f32`).
+    pub fn has_bf16_gemm(&self) -> bool {
+        self.bf16.as_ref().is_some_and(|b| b.gemm.is_some())
+    }
+
+    /// `c = a · op(b)` in bf16 with f32 results, on the calling thread (MKL's sequential layer),
+    /// each operand with its leading dimension: `a` is `[m × k]` row-major with rows `lda`
+    /// apart; `b` is `[k × n]` row-major (rows `ldb` apart), or, with `b_transposed`, `[n × k]`
+    /// row-major read transposed. Panics unless the
+    /// library has [`has_bf16_gemm`](Self::has_bf16_gemm), the sizes fit MKL's `int` and the
+    /// operands cover what they are read for.
+    ///
+    /// # Safety
+    /// `c` must be valid for writes at `i·ldc + j` for every `i < m`, `j < n`, and no other
+    /// reference to those elements may be in use during the call.
+    pub(super) unsafe fn bf16_gemm(
+        &self,
+        (m, n, k): (usize, usize, usize),
+        (a, lda): (&[u16], usize),
+        (b, ldb, b_transposed): (&[u16], usize, bool),
+        (c, ldc): (*mut f32, usize),
+    ) {
+        let gemm = self
+            .bf16
+            .as_ref()
+            .and_then(|b| b.gemm)
+            .expect("MKL with cblas_gemm_bf16bf16f32");
+        if m == 0 || n == 0 {
+            return;
+        }
+        let (b_rows, b_cols) = if b_transposed { (n, k) } else { (k, n) };
+        assert!(k > 0 && lda >= k && ldc >= n, "leading dimensions");
+        assert!(ldb >= b_cols, "leading dimension of b");
+        assert!(a.len() >= (m - 1) * lda + k, "a too short");
+        assert!(b.len() >= (b_rows - 1) * ldb + b_cols, "b too short");
+        let int = |v: usize| i32::try_from(v).expect("size fits MKL's int");
+        let trans_b = if b_transposed { TRANS } else { NO_TRANS };
+        // SAFETY: MKL's documented signature; `a` and `b` cover every element read (checked
+        // above), `c` every element written (the caller's contract).
+        unsafe {
+            gemm(
+                ROW_MAJOR,
+                NO_TRANS,
+                trans_b,
+                int(m),
+                int(n),
+                int(k),
+                1.0,
+                a.as_ptr(),
+                int(lda),
+                b.as_ptr(),
+                int(ldb),
+                0.0,
+                c,
+                int(ldc),
+            )
+        }
     }
 }
 
@@ -169,6 +231,7 @@ fn load(path: &str, threads: usize) -> Result<Blas, String> {
                     pack_get_size,
                     pack,
                     compute,
+                    gemm: symbol::<Compute>(&library, b"cblas_gemm_bf16bf16f32\0"),
                 }),
                 _ => None,
             };

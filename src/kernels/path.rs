@@ -334,7 +334,7 @@ fn mkl_bf16_matmul(
 }
 
 /// f32 -> bf16 bits, round to nearest even (`vcvtne2ps2bf16` where the CPU has it).
-fn to_bf16_rows(src: &[f32], dst: &mut [u16]) {
+pub(super) fn to_bf16_rows(src: &[f32], dst: &mut [u16]) {
     assert_eq!(src.len(), dst.len());
     #[cfg(target_arch = "x86_64")]
     if bf16::supported() && src.len().is_multiple_of(2) {
