@@ -5,6 +5,7 @@
 
 mod answer;
 mod bf16;
+mod cluster;
 mod cnn14;
 mod common;
 mod conformance;
