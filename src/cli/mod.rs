@@ -356,6 +356,7 @@ async fn run(cli: Cli, settings: Settings) -> Result<ExitCode> {
     match cli.command {
         Command::Models { action } => return models(action, &settings, cli.json),
         Command::Bench { what } => return bench::run(what, settings, cli.json).await,
+        Command::Enqueue { paths } => return enqueue(&paths, &settings, cli.json).await,
         _ => {}
     }
     if let Command::Serve { bind, port } = &cli.command {
@@ -389,40 +390,6 @@ async fn run(cli: Cli, settings: Settings) -> Result<ExitCode> {
                 )
                 .await?;
             print_ingest(&report, cli.json)?
-        }
-        Command::Enqueue { paths } => {
-            let queue = open_queue(&mosaic.settings).await?;
-            let (files, failures) =
-                crate::ingest::collect_files(&paths, &mosaic.settings.data_dir, &[]);
-            let files: Vec<String> = files
-                .iter()
-                .map(|f| std::path::absolute(f).unwrap_or_else(|_| f.clone()))
-                .map(|f| f.display().to_string())
-                .collect();
-            let queued = queue.enqueue(&files).await?;
-            let counts = queue.counts().await?;
-            if cli.json {
-                print_json(
-                    &json!({"queued": queued, "files": files.len(), "failed": failures, "queue": counts}),
-                );
-            } else {
-                println!(
-                    "queued {queued} file(s) of {} ({} already queued); queue: {} queued, {} done, {} failed",
-                    files.len(),
-                    files.len() - queued,
-                    counts.queued,
-                    counts.done,
-                    counts.failed
-                );
-                for f in &failures {
-                    println!("  failed: {}: {}", f.uri, f.error);
-                }
-            }
-            if failures.is_empty() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(3)
-            }
         }
         Command::Worker {
             exit_when_idle,
@@ -745,7 +712,10 @@ async fn run(cli: Cli, settings: Settings) -> Result<ExitCode> {
             ExitCode::SUCCESS
         }
         Command::Eval(args) => eval::run(&mosaic, args, cli.json).await?,
-        Command::Models { .. } | Command::Bench { .. } | Command::Serve { .. } => {
+        Command::Models { .. }
+        | Command::Bench { .. }
+        | Command::Serve { .. }
+        | Command::Enqueue { .. } => {
             unreachable!("handled above")
         }
     };
@@ -754,6 +724,42 @@ async fn run(cli: Cli, settings: Settings) -> Result<ExitCode> {
 }
 
 /// The summary of an ingest run; exit code 3 when some inputs failed.
+/// `mosaic enqueue`: puts files in the PostgreSQL queue. It opens no index (the data directory
+/// stays free for a `mosaic worker` that shares it, as in the compose file's worker container).
+async fn enqueue(paths: &[PathBuf], settings: &Settings, json: bool) -> Result<ExitCode> {
+    let queue = open_queue(settings).await?;
+    let (files, failures) = crate::ingest::collect_files(paths, &settings.data_dir, &[]);
+    let files: Vec<String> = files
+        .iter()
+        .map(|f| std::path::absolute(f).unwrap_or_else(|_| f.clone()))
+        .map(|f| f.display().to_string())
+        .collect();
+    let queued = queue.enqueue(&files).await?;
+    let counts = queue.counts().await?;
+    if json {
+        print_json(
+            &json!({"queued": queued, "files": files.len(), "failed": failures, "queue": counts}),
+        );
+    } else {
+        println!(
+            "queued {queued} file(s) of {} ({} already queued); queue: {} queued, {} done, {} failed",
+            files.len(),
+            files.len() - queued,
+            counts.queued,
+            counts.done,
+            counts.failed
+        );
+        for f in &failures {
+            println!("  failed: {}: {}", f.uri, f.error);
+        }
+    }
+    Ok(if failures.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(3)
+    })
+}
+
 /// The shared ingest queue of a PostgreSQL catalog.
 async fn open_queue(settings: &Settings) -> Result<crate::catalog::Queue> {
     let url = settings.backend.postgres_url().ok_or_else(|| {
