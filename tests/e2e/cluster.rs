@@ -8,7 +8,8 @@
 //! queued, both API servers answer the same questions alike (neither holds any of the index),
 //! and with one Qdrant node killed both still answer and take new files.
 //!
-//! Needs `QDRANT_BIN` and `DATABASE_URL`; without them it says it was skipped.
+//! The `embedded` and `server` profiles run the same way, each answering after an ingest through
+//! its API. Needs `QDRANT_BIN` and `DATABASE_URL`; without them each test says it was skipped.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -279,11 +280,14 @@ fn start(profile: &str, qdrant: &Path, db: &PgDatabase, root: &Path, library: &P
         let child = if image.starts_with("postgres") {
             None // the test's own database on the DATABASE_URL server
         } else if image.starts_with("qdrant/qdrant") {
+            // No command: the image's own (`./qdrant`, no arguments).
             let args = strings(&service["command"]);
-            assert_eq!(args.first().map(String::as_str), Some("./qdrant"));
+            if let Some(first) = args.first() {
+                assert_eq!(first, "./qdrant", "{name}");
+            }
             let mut cmd = Command::new(qdrant);
             cmd.current_dir(&dir)
-                .args(args[1..].iter().map(|a| rewrite(&name, a)))
+                .args(args.iter().skip(1).map(|a| rewrite(&name, a)))
                 .envs(&env)
                 .env("QDRANT__SERVICE__HOST", "127.0.0.1")
                 .env(
@@ -485,8 +489,8 @@ fn the_cluster_profile_runs_as_the_compose_file_describes() {
     assert!(names.len() >= 2, "a text space and BM25: {names:?}");
     for name in &names {
         // The names are percent-encoded space ids: escape their `%` for the URL path.
-        let name = name.replace('%', "%25");
-        let c = call("GET", &format!("{q1}/collections/{name}"), None);
+        let escaped = name.replace('%', "%25");
+        let c = call("GET", &format!("{q1}/collections/{escaped}"), None);
         let params = &c["result"]["config"]["params"];
         assert_eq!(
             (&params["shard_number"], &params["replication_factor"]),
@@ -496,7 +500,7 @@ fn the_cluster_profile_runs_as_the_compose_file_describes() {
         let mut peers_per_shard: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
         for node in ["qdrant-1", "qdrant-2", "qdrant-3"] {
             let url = cluster.url(node, 6333);
-            let shards = call("GET", &format!("{url}/collections/{name}/cluster"), None);
+            let shards = call("GET", &format!("{url}/collections/{escaped}/cluster"), None);
             let peer = shards["result"]["peer_id"].as_u64().unwrap();
             for s in shards["result"]["local_shards"].as_array().unwrap() {
                 peers_per_shard
@@ -558,18 +562,8 @@ fn the_cluster_profile_runs_as_the_compose_file_describes() {
         &format!("{api2}/v1/ingest"),
         Some(&json!({"paths": [extra.display().to_string()]})),
     );
-    let id = job["id"].as_str().expect("a job id").to_string();
-    let started = Instant::now();
-    loop {
-        let status = call("GET", &format!("{api2}/v1/jobs/{id}"), None);
-        if status["status"] == "done" {
-            assert_eq!(status["ingested"], 1, "{status}");
-            break;
-        }
-        assert_ne!(status["status"], "failed", "{status}\n{}", cluster.logs());
-        assert!(started.elapsed() < Duration::from_secs(300), "{status}");
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    let done = wait_for_job(&api2, job["id"].as_str().expect("a job id"), &cluster);
+    assert_eq!(done["ingested"], 1, "{done}");
     let found = call(
         "POST",
         &format!("{api1}/v1/search"),
@@ -581,6 +575,61 @@ fn the_cluster_profile_runs_as_the_compose_file_describes() {
         "qdrant-3 down: both servers answered as before; a file ingested through api-2 is found from api-1"
     );
     drop(cluster);
+}
+
+/// Waits for an ingest job of the API; returns its final state.
+fn wait_for_job(api: &str, id: &str, cluster: &Cluster) -> Value {
+    let started = Instant::now();
+    loop {
+        let status = call("GET", &format!("{api}/v1/jobs/{id}"), None);
+        if status["status"] == "done" {
+            return status;
+        }
+        assert_ne!(status["status"], "failed", "{status}\n{}", cluster.logs());
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "{status}\n{}",
+            cluster.logs()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// The `embedded` and `server` profiles the same way: the library ingested through the API
+/// answers as the all-embedded index does.
+#[test]
+fn the_embedded_and_server_profiles_run_as_the_compose_file_describes() {
+    let Ok(qdrant) = std::env::var("QDRANT_BIN") else {
+        println!("skipped the embedded and server profiles: QDRANT_BIN is not set");
+        return;
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let Some(db) = rt.block_on(PgDatabase::create("profiles")) else {
+        return;
+    };
+    let shared = shared_index();
+    let question = "How long should the saltmarsh barley stew simmer?";
+    let embedded = ok(&mosaic(&shared.data, &["--json", "ask", question], &[]));
+    let embedded_answer = embedded["answer"].as_str().unwrap();
+    for (profile, service) in [("embedded", "mosaic"), ("server", "mosaic-server")] {
+        let dir = tempfile::tempdir().unwrap();
+        let library = crate::common::corpus_copy(dir.path());
+        let cluster = start(profile, Path::new(&qdrant), &db, dir.path(), &library);
+        let api = cluster.url(service, 8400);
+        let job = call(
+            "POST",
+            &format!("{api}/v1/ingest"),
+            Some(&json!({"paths": [library.display().to_string()]})),
+        );
+        let done = wait_for_job(&api, job["id"].as_str().unwrap(), &cluster);
+        assert_eq!(done["ingested"], 14, "{profile}: {done}");
+        let (answer, cited) = chat(&api, question);
+        assert!(
+            answer.starts_with(embedded_answer.split(" [").next().unwrap()) && !cited.is_empty(),
+            "{profile}: {answer:?} vs embedded {embedded_answer:?}"
+        );
+        println!("{profile} profile: {answer:?}");
+    }
 }
 
 /// The profile as the runner above reads it, checked without starting anything: merged keys
