@@ -22,9 +22,12 @@ thread_local! {
     /// Per-thread scratch: packed keys, values and one block of scores (f32), and the bf16
     /// pairs of the bf16 variant.
     static SCRATCH: RefCell<(Vec<f32>, Vec<u32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
-    /// Per-thread scratch of [`attention_mkl`]: one head's scores (f32) and probabilities
-    /// (bf16).
-    static MKL_SCRATCH: RefCell<(Vec<f32>, Vec<u16>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+    /// Per-thread scratch of [`attention_mkl`]: one head's scores (f32), probabilities (bf16)
+    /// and the inverse of each row's sum.
+    static MKL_SCRATCH: RefCell<(Vec<f32>, Vec<u16>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new(), Vec::new())) };
+    /// The bf16 copy of the batch's queries, keys and values, kept by the calling thread
+    /// between calls (a fresh one would be mapped and zeroed by the allocator each layer).
+    static QKV_BF16: RefCell<Vec<u16>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Rows of `qkv` rounded to bf16 per parallel task.
@@ -52,10 +55,13 @@ pub fn attention_mkl(
     }
     let stride = hidden.checked_mul(3).expect("hidden size overflows");
     let total = check_batch(qkv, hidden, spans, out);
-    let mut qkv16 = vec![0u16; total * stride];
+    let mut qkv16 = QKV_BF16.with(|cell| std::mem::take(&mut *cell.borrow_mut()));
+    if qkv16.len() < total * stride {
+        qkv16.resize(total * stride, 0);
+    }
     qkv[..total * stride]
         .par_chunks(CONVERT_ROWS * stride)
-        .zip(qkv16.par_chunks_mut(CONVERT_ROWS * stride))
+        .zip(qkv16[..total * stride].par_chunks_mut(CONVERT_ROWS * stride))
         .for_each(|(src, dst)| super::path::to_bf16_rows(src, dst));
     let scale = 1.0 / (d as f32).sqrt();
     let blocks = super::head_blocks(out, hidden, heads, spans);
@@ -66,11 +72,12 @@ pub fn attention_mkl(
         let ld = len.next_multiple_of(2);
         MKL_SCRATCH.with(|scratch| {
             let mut scratch = scratch.borrow_mut();
-            let (scores, probs) = &mut *scratch;
+            let (scores, probs, inv) = &mut *scratch;
             if scores.len() < len * ld {
                 scores.resize(len * ld, 0.0);
                 probs.resize(len * ld, 0);
             }
+            inv.clear();
             let q0 = start * stride + head * d;
             let (k0, v0) = (q0 + hidden, q0 + 2 * hidden);
             // SAFETY: `scores` holds `len` rows of `ld ≥ len` (resized above) and is borrowed
@@ -91,8 +98,9 @@ pub fn attention_mkl(
                 let sum = unsafe { x86::exp_row(&mut row[..len], scale) };
                 #[cfg(not(target_arch = "x86_64"))]
                 let sum: f32 = unreachable!("supported() is false off x86_64");
-                let inv = 1.0 / sum;
-                row[..len].iter_mut().for_each(|v| *v *= inv);
+                // The exponentials (at most 1) are rounded as they are; each output row is
+                // divided by its sum after the product, `d` values instead of `len`.
+                inv.push(1.0 / sum);
                 row[len..].fill(0.0);
                 super::path::to_bf16_rows(row, &mut probs[i * ld..(i + 1) * ld]);
             }
@@ -106,8 +114,15 @@ pub fn attention_mkl(
                     (block.origin(), hidden),
                 )
             };
+            let origin = block.origin();
+            for (i, &inv) in inv.iter().enumerate() {
+                // SAFETY: as for the product above: row i < len, columns c < d of this block.
+                let row = unsafe { std::slice::from_raw_parts_mut(origin.add(i * hidden), d) };
+                row.iter_mut().for_each(|v| *v *= inv);
+            }
         })
     });
+    QKV_BF16.with(|cell| *cell.borrow_mut() = qkv16);
     true
 }
 

@@ -301,6 +301,11 @@ impl Linear {
 /// Rows per MKL bf16 call: the rows' bf16 copy (at most 256 × k × 2 bytes) stays small.
 const MKL_ROWS: usize = 256;
 
+thread_local! {
+    /// Per-thread bf16 copy of the rows an MKL bf16 call multiplies.
+    static ROWS_BF16: std::cell::RefCell<Vec<u16>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// `out = activation(x · wᵀ + bias)` on MKL's bf16 products, rows split across rayon's
 /// threads (MKL runs sequentially on each).
 fn mkl_bf16_matmul(
@@ -319,12 +324,20 @@ fn mkl_bf16_matmul(
         .zip(out.par_chunks_mut(MKL_ROWS * n))
         .for_each(|(xs, outs)| {
             let rows = xs.len() / k;
-            let mut a = vec![0u16; rows * k];
-            to_bf16_rows(xs, &mut a);
-            for row in outs.chunks_mut(n) {
-                row.copy_from_slice(bias);
-            }
-            w.accumulate(&a, rows, outs);
+            ROWS_BF16.with(|cell| {
+                // One buffer per thread, kept between calls: a fresh one of this size would be
+                // mapped, zeroed and unmapped by the allocator at every call.
+                let mut a = cell.borrow_mut();
+                if a.len() < rows * k {
+                    a.resize(rows * k, 0);
+                }
+                let a = &mut a[..rows * k];
+                to_bf16_rows(xs, a);
+                for row in outs.chunks_mut(n) {
+                    row.copy_from_slice(bias);
+                }
+                w.accumulate(a, rows, outs);
+            });
             if let Some(activation) = activation {
                 for row in outs.chunks_mut(n) {
                     super::activate_row_bf16(row, activation);
