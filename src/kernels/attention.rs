@@ -35,8 +35,10 @@ const CONVERT_ROWS: usize = 64;
 
 /// [`attention`] with both products on MKL's bf16 GEMM (AMX tiles where the CPU has them):
 /// queries, keys and values are rounded to bf16 once, each (sequence, head) gets its
-/// `[len × len]` scores in f32, the softmax runs in f32, and the normalized probabilities are
-/// rounded to bf16 for the product with the values. Same contract as [`attention`]. Returns
+/// `[len × len]` scores in f32, the softmax's exponentials (at most 1) are rounded to bf16 for
+/// the product with the values, and each output row is divided by its sum. The per-thread
+/// buffers are kept between calls (the bf16 copy of `qkv` by the calling thread). Same
+/// contract as [`attention`]. Returns
 /// `false`, writing nothing, where MKL has no `cblas_gemm_bf16bf16f32` or the CPU lacks what
 /// the softmax needs ([`supported`]); the caller then takes [`attention`].
 pub fn attention_mkl(
