@@ -38,9 +38,9 @@ const CONVERT_ROWS: usize = 64;
 /// `[len × len]` scores in f32, the softmax's exponentials (at most 1) are rounded to bf16 for
 /// the product with the values, and each output row is divided by its sum. The per-thread
 /// buffers are kept between calls (the bf16 copy of `qkv` by the calling thread). Same
-/// contract as [`attention`]. Returns
-/// `false`, writing nothing, where MKL has no `cblas_gemm_bf16bf16f32` or the CPU lacks what
-/// the softmax needs ([`supported`]); the caller then takes [`attention`].
+/// contract as [`attention`]. Returns `false`, writing nothing, where MKL has no
+/// `cblas_gemm_bf16bf16f32` or the CPU lacks what the softmax needs ([`supported`]); the
+/// caller then takes [`attention`].
 pub fn attention_mkl(
     qkv: &[f32],
     hidden: usize,

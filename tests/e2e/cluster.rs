@@ -1,4 +1,4 @@
-//! The `cluster` profile of docker-compose.yml, run from the file itself without a container
+//! The profiles of docker-compose.yml, the `cluster` one above all, run from the file itself without a container
 //! engine: its services are started as processes on loopback, each with the environment,
 //! command, start order (`depends_on`) and health check the file gives it, the image
 //! `qdrant/qdrant` being a Qdrant binary (`QDRANT_BIN`), `build: .` the `mosaic` binary
@@ -23,13 +23,19 @@ use crate::postgres::PgDatabase;
 
 const KEY: &str = "cluster-test-key";
 
-/// The cluster profile's services, merges (`<<`) applied, in the file's order.
-fn compose_services(profile: &str) -> Vec<(String, serde_yaml::Value)> {
+/// docker-compose.yml with its merges (`<<`) applied.
+fn compose_file() -> serde_yaml::Value {
     let text = std::fs::read_to_string(repo().join("docker-compose.yml")).unwrap();
     let mut doc: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
     doc.apply_merge().unwrap();
     // Merges nested under a merged mapping (environment: <<: *mosaic-env) need a second pass.
     doc.apply_merge().unwrap();
+    doc
+}
+
+/// A profile's services, merges (`<<`) applied, in the file's order.
+fn compose_services(profile: &str) -> Vec<(String, serde_yaml::Value)> {
+    let doc = compose_file();
     let services = doc["services"].as_mapping().unwrap();
     services
         .iter()
@@ -216,8 +222,8 @@ fn strings(v: &serde_yaml::Value) -> Vec<String> {
 fn start(profile: &str, qdrant: &Path, db: &PgDatabase, root: &Path, library: &Path) -> Cluster {
     let services = compose_services(profile);
     let vars: HashMap<&str, String> = [("MOSAIC_API_KEY", KEY.to_string())].into();
-    // Host ports: each service's published ports, remapped to free loopback ports; the
-    // container ports of Qdrant's P2P (never published) get one too.
+    // Every service gets a free loopback port for each container port the file uses (HTTP and
+    // gRPC of Qdrant, its P2P port, Mosaic's API): "service:port" in a URL becomes that port.
     let mut hosts: HashMap<String, u16> = HashMap::new(); // "service:container port" → host port
     for (name, _) in &services {
         for port in [6333, 6334, 6335, 8400] {
@@ -367,7 +373,7 @@ fn start(profile: &str, qdrant: &Path, db: &PgDatabase, root: &Path, library: &P
     cluster
 }
 
-/// The chat answer and the chunk ids of its annotations.
+/// The chat answer and what each annotation cites (source id, anchor, quoted text).
 fn chat(base: &str, question: &str) -> (String, Vec<String>) {
     let reply = call(
         "POST",
@@ -403,14 +409,15 @@ fn search_ids(base: &str, query: &str) -> Vec<String> {
         .collect()
 }
 
-fn queue_done(db: &PgDatabase, rt: &tokio::runtime::Runtime) -> BTreeMap<String, String> {
+/// Each queued path and its status.
+fn queue_status(db: &PgDatabase, rt: &tokio::runtime::Runtime) -> BTreeMap<String, String> {
     use sqlx::{Connection, Row};
     rt.block_on(async {
         let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
         let rows = sqlx::query("SELECT path, status FROM ingest_queue")
             .fetch_all(&mut conn)
             .await
-            .unwrap_or_default();
+            .unwrap();
         conn.close().await.ok();
         rows.iter()
             .map(|r| (r.get::<String, _>("path"), r.get::<String, _>("status")))
@@ -460,7 +467,7 @@ fn the_cluster_profile_runs_as_the_compose_file_describes() {
     assert_eq!(queued["queued"], 14, "{queued}");
     let started = Instant::now();
     loop {
-        let queue = queue_done(&db, &rt);
+        let queue = queue_status(&db, &rt);
         if queue.len() == 14 && queue.values().all(|s| s == "done") {
             break;
         }
@@ -486,7 +493,15 @@ fn the_cluster_profile_runs_as_the_compose_file_describes() {
         .iter()
         .map(|c| c["name"].as_str().unwrap().to_string())
         .collect();
-    assert!(names.len() >= 2, "a text space and BM25: {names:?}");
+    let text_space = format!(
+        "mosaic--{}",
+        "text/sentence-transformers/all-MiniLM-L6-v2/384".replace('/', "%2F")
+    );
+    let mut want = vec![text_space, "mosaic__lexical".to_string()];
+    want.sort();
+    let mut got = names.clone();
+    got.sort();
+    assert_eq!(got, want, "the text space and BM25");
     for name in &names {
         // The names are percent-encoded space ids: escape their `%` for the URL path.
         let escaped = name.replace('%', "%25");
@@ -517,8 +532,19 @@ fn the_cluster_profile_runs_as_the_compose_file_describes() {
         );
     }
 
-    // Both API servers answer alike, and as the all-embedded index does: neither ingested
-    // anything, so everything they answer from is in Qdrant and PostgreSQL.
+    // Both API servers answer alike, and as the all-embedded index does; neither ingested
+    // anything, and neither holds a catalog, vectors or BM25 of its own: everything they
+    // answer from is in Qdrant and PostgreSQL.
+    for api in ["api-1", "api-2"] {
+        let data = dir.path().join(api).join("data");
+        assert!(data.is_dir(), "{api} runs on {}", data.display());
+        for local in ["catalog.db", "vectors", "lexical"] {
+            assert!(
+                !data.join(local).exists(),
+                "{api} keeps {local} under its data directory"
+            );
+        }
+    }
     let questions = [
         "How many days of paid annual leave do full-time Brightwater employees receive?",
         "How long should the saltmarsh barley stew simmer?",
@@ -691,6 +717,41 @@ fn the_cluster_profile_reads_as_compose_merges_it() {
             .is_some_and(|i| i.starts_with("qdrant/qdrant:")));
     }
     assert!(strings(&services["qdrant-2"]["command"]).contains(&"http://qdrant-1:6335".to_string()));
+    // Published ports on loopback only and data in declared named volumes, in every profile;
+    // each Mosaic service mounts the models read-only and the library.
+    let doc = compose_file();
+    let volumes = doc["volumes"].as_mapping().unwrap();
+    for (name, service) in doc["services"].as_mapping().unwrap() {
+        let name = name.as_str().unwrap();
+        for port in strings(&service["ports"]) {
+            assert!(port.starts_with("127.0.0.1:"), "{name} publishes {port}");
+        }
+        let mounts = strings(&service["volumes"]);
+        for mount in &mounts {
+            let host = mount.split(':').next().unwrap();
+            if !host.starts_with(['.', '/', '~', '$']) {
+                assert!(
+                    volumes.contains_key(host),
+                    "{name} mounts {host}, which the file does not declare"
+                );
+            }
+        }
+        if service["build"].as_str() == Some(".") {
+            assert!(mounts.iter().any(|m| m.ends_with(":/models:ro")), "{name}");
+            assert!(mounts.iter().any(|m| m.contains(":/library")), "{name}");
+        }
+    }
+    for (service, data) in [
+        ("mosaic", "/data"),
+        ("postgres", "/var/lib/postgresql/data"),
+        ("qdrant-1", "/qdrant/storage"),
+    ] {
+        let mounts = strings(&doc["services"][service]["volumes"]);
+        assert!(
+            mounts.iter().any(|m| m.ends_with(&format!(":{data}"))),
+            "{service} keeps its data in a volume: {mounts:?}"
+        );
+    }
     // Interpolation as Compose does it.
     let vars: HashMap<&str, String> = [("A", "x".to_string())].into();
     assert_eq!(
