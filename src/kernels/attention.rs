@@ -22,51 +22,60 @@ thread_local! {
     /// Per-thread scratch: packed keys, values and one block of scores (f32), and the bf16
     /// pairs of the bf16 variant.
     static SCRATCH: RefCell<(Vec<f32>, Vec<u32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
-    /// Per-thread scratch of [`attention_mkl`]: one head's scores (f32), probabilities (bf16)
-    /// and the inverse of each row's sum.
-    static MKL_SCRATCH: RefCell<(Vec<f32>, Vec<u16>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new(), Vec::new())) };
-    /// The bf16 copy of the batch's queries, keys and values, kept by the calling thread
-    /// between calls (a fresh one would be mapped and zeroed by the allocator each layer).
-    static QKV_BF16: RefCell<Vec<u16>> = const { RefCell::new(Vec::new()) };
+    /// Per-thread scratch of [`attention_mkl`]: one head's scores (f32), probabilities (bf16),
+    /// the inverse of each row's sum and the head's output rows (f32).
+    static MKL_SCRATCH: RefCell<MklScratch> = const { RefCell::new(MklScratch::new()) };
 }
 
-/// Rows of `qkv` rounded to bf16 per parallel task.
-const CONVERT_ROWS: usize = 64;
+struct MklScratch {
+    scores: Vec<f32>,
+    probs: Vec<u16>,
+    inv: Vec<f32>,
+    context: Vec<f32>,
+}
 
-/// [`attention`] with both products on MKL's bf16 GEMM (AMX tiles where the CPU has them):
-/// queries, keys and values are rounded to bf16 once, each (sequence, head) gets its
-/// `[len × len]` scores in f32, the softmax's exponentials (at most 1) are rounded to bf16 for
-/// the product with the values, and each output row is divided by its sum. The per-thread
-/// buffers are kept between calls (the bf16 copy of `qkv` by the calling thread). Same
-/// contract as [`attention`]. Returns `false`, writing nothing, where MKL has no
-/// `cblas_gemm_bf16bf16f32` or the CPU lacks what the softmax needs ([`supported`]); the
-/// caller then takes [`attention`].
+impl MklScratch {
+    const fn new() -> Self {
+        Self {
+            scores: Vec::new(),
+            probs: Vec::new(),
+            inv: Vec::new(),
+            context: Vec::new(),
+        }
+    }
+}
+
+/// Whether [`attention_mkl`] runs here for heads of `head_dim`: MKL with
+/// `cblas_gemm_bf16bf16f32` is loaded, the CPU has what the softmax needs ([`supported`]) and
+/// AVX512_BF16 for rounding the probabilities as they are made ([`super::bf16::supported`]).
+pub fn mkl_supported(head_dim: usize) -> bool {
+    supported(head_dim)
+        && super::bf16::supported()
+        && super::blas::mkl().is_some_and(|b| b.has_bf16_gemm())
+}
+
+/// Self-attention with both products on MKL's bf16 GEMM (AMX tiles where the CPU has them),
+/// on bf16 operands and output: `qkv16` is `[t × 3h]` bf16 queries, keys and values, `spans`
+/// the `(first row, length)` of each sequence; the context `[t × h]` is written to `out16` in
+/// bf16, as the next product reads it. Each (sequence, head) gets its `[len × len]` scores in
+/// f32; the softmax's exponentials (at most 1) are rounded to bf16 for the product with the
+/// values, and each output row is divided by its sum before its own rounding. The per-thread
+/// buffers are kept between calls. Panics unless [`mkl_supported`] for `hidden / heads`, and
+/// unless the sequences lie inside `qkv16` and `out16`, tile the batch and share no row.
 pub fn attention_mkl(
-    qkv: &[f32],
+    qkv16: &[u16],
     hidden: usize,
     heads: usize,
     spans: &[(usize, usize)],
-    out: &mut [f32],
-) -> bool {
-    let Some(mkl) = super::blas::mkl().filter(|b| b.has_bf16_gemm()) else {
-        return false;
-    };
+    out16: &mut [u16],
+) {
     let d = hidden / heads;
-    if !supported(d) {
-        return false;
-    }
+    assert!(mkl_supported(d), "MKL bf16 attention is not available here");
+    let mkl = super::blas::mkl().expect("checked above");
     let stride = hidden.checked_mul(3).expect("hidden size overflows");
-    let total = check_batch(qkv, hidden, spans, out);
-    let mut qkv16 = QKV_BF16.with(|cell| std::mem::take(&mut *cell.borrow_mut()));
-    if qkv16.len() < total * stride {
-        qkv16.resize(total * stride, 0);
-    }
-    qkv[..total * stride]
-        .par_chunks(CONVERT_ROWS * stride)
-        .zip(qkv16[..total * stride].par_chunks_mut(CONVERT_ROWS * stride))
-        .for_each(|(src, dst)| super::path::to_bf16_rows(src, dst));
+    check_batch(qkv16.len(), hidden, spans, out16.len());
     let scale = 1.0 / (d as f32).sqrt();
-    let blocks = super::head_blocks(out, hidden, heads, spans);
+    let blocks = super::head_blocks(out16, hidden, heads, spans);
     blocks.into_par_iter().for_each(|mut block| {
         assert!(block.cols() == d && block.stride() == hidden);
         let (start, len, head) = (block.start(), block.rows(), block.head());
@@ -74,10 +83,18 @@ pub fn attention_mkl(
         let ld = len.next_multiple_of(2);
         MKL_SCRATCH.with(|scratch| {
             let mut scratch = scratch.borrow_mut();
-            let (scores, probs, inv) = &mut *scratch;
+            let MklScratch {
+                scores,
+                probs,
+                inv,
+                context,
+            } = &mut *scratch;
             if scores.len() < len * ld {
                 scores.resize(len * ld, 0.0);
                 probs.resize(len * ld, 0);
+            }
+            if context.len() < len * d {
+                context.resize(len * d, 0.0);
             }
             inv.clear();
             let q0 = start * stride + head * d;
@@ -93,51 +110,53 @@ pub fn attention_mkl(
                 )
             };
             for i in 0..len {
-                let row = &mut scores[i * ld..(i + 1) * ld];
-                // SAFETY: `supported(d)` (checked above) checked AVX-512F, all `exp_row`
-                // enables; the row is not empty (`head_blocks` makes no block of length 0).
+                let row = &scores[i * ld..i * ld + len];
+                let dst = &mut probs[i * ld..(i + 1) * ld];
+                // SAFETY: `mkl_supported(d)` (checked above) checked every feature
+                // `exp2_row_bf16` enables; the row is not empty (`head_blocks` makes no block
+                // of length 0) and `dst` is at least as long.
                 #[cfg(target_arch = "x86_64")]
-                let sum = unsafe { x86::exp_row(&mut row[..len], scale) };
+                let sum = unsafe { x86::exp2_row_bf16(row, scale, dst) };
                 #[cfg(not(target_arch = "x86_64"))]
                 let sum: f32 = unreachable!("supported() is false off x86_64");
                 // The exponentials (at most 1) are rounded as they are; each output row is
                 // divided by its sum after the product, `d` values instead of `len`.
                 inv.push(1.0 / sum);
-                row[len..].fill(0.0);
-                super::path::to_bf16_rows(row, &mut probs[i * ld..(i + 1) * ld]);
+                dst[len..].fill(0);
             }
-            // SAFETY: the block's element (i, c), i < len and c < d, is `i·hidden + c` past its
-            // origin and reachable through this block alone (`HeadBlock::origin`).
+            // SAFETY: `context` holds `len` rows of `d` (resized above), borrowed by this call
+            // alone.
             unsafe {
                 mkl.bf16_gemm(
                     (len, d, len),
                     (probs, ld),
                     (&qkv16[v0..], stride, false),
-                    (block.origin(), hidden),
+                    (context.as_mut_ptr(), d),
                 )
             };
             let origin = block.origin();
-            for (i, &inv) in inv.iter().enumerate() {
-                // SAFETY: as for the product above: row i < len, columns c < d of this block.
-                let row = unsafe { std::slice::from_raw_parts_mut(origin.add(i * hidden), d) };
+            for (i, (row, &inv)) in context.chunks_exact_mut(d).zip(inv.iter()).enumerate() {
                 row.iter_mut().for_each(|v| *v *= inv);
+                // SAFETY: the block's elements (i, c), i < len and c < d, are `i·hidden + c`
+                // past its origin and reachable through this block alone
+                // (`HeadBlock::origin`).
+                let dst = unsafe { std::slice::from_raw_parts_mut(origin.add(i * hidden), d) };
+                super::path::to_bf16_rows(row, dst);
             }
         })
     });
-    QKV_BF16.with(|cell| *cell.borrow_mut() = qkv16);
-    true
 }
 
-/// Checks that the sequences lie inside `qkv` and `out` (and overflow nothing); returns the
-/// batch's rows.
-fn check_batch(qkv: &[f32], hidden: usize, spans: &[(usize, usize)], out: &[f32]) -> usize {
+/// Checks that the sequences lie inside a `qkv` of `qkv_len` and an `out` of `out_len`
+/// elements (and overflow nothing); returns the batch's rows.
+fn check_batch(qkv_len: usize, hidden: usize, spans: &[(usize, usize)], out_len: usize) -> usize {
     let stride = hidden.checked_mul(3).expect("hidden size overflows");
     let total = spans
         .iter()
         .try_fold(0usize, |total, s| total.checked_add(s.1))
         .expect("batch size overflows");
     assert!(
-        total.checked_mul(stride).is_some_and(|n| qkv.len() >= n) && out.len() >= total * hidden,
+        total.checked_mul(stride).is_some_and(|n| qkv_len >= n) && out_len >= total * hidden,
         "buffers shorter than the batch"
     );
     for &(start, len) in spans {
@@ -187,7 +206,7 @@ pub fn attention(
         supported(d),
         "fused attention needs AVX-512 and a head size of 16·2^i"
     );
-    check_batch(qkv, hidden, spans, out);
+    check_batch(qkv.len(), hidden, spans, out.len());
     // One disjoint output block per (sequence, head); panics if sequences overlap.
     let blocks = super::head_blocks(out, hidden, heads, spans);
     blocks.into_par_iter().for_each(|mut block| {
@@ -537,6 +556,73 @@ mod x86 {
         }
     }
 
+    /// `dst[j] = bf16(exp((row[j] - max) · scale))`, computed as `2^y`,
+    /// `y = (row[j] - max) · scale · log2 e`:
+    /// `2^(y - n)` for the nearest integer `n` by a degree-4 polynomial on `[-½, ½]` (relative
+    /// error below 3e-6, tested), times `2^n` by `vscalefps`, which also takes every `y` below
+    /// -149 to 0. Half the instructions of [`exp_row`], for probabilities that are rounded to
+    /// bf16 (relative 4e-3) anyway. Returns the sum of the f32 values.
+    #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+    #[inline]
+    pub(super) unsafe fn exp2_row_bf16(row: &[f32], scale: f32, dst: &mut [u16]) -> f32 {
+        let n = row.len();
+        assert!(n > 0 && dst.len() >= n, "row sizes");
+        let p = row.as_ptr();
+        let out = dst.as_mut_ptr();
+        let full = n / 16 * 16;
+        let tail: __mmask16 = ((1u32 << (n - full)) - 1) as u16;
+        let mut m = _mm512_set1_ps(f32::NEG_INFINITY);
+        let mut j = 0;
+        while j < full {
+            m = _mm512_max_ps(m, _mm512_loadu_ps(p.add(j)));
+            j += 16;
+        }
+        if tail != 0 {
+            m = _mm512_mask_max_ps(m, tail, m, _mm512_maskz_loadu_ps(tail, p.add(full)));
+        }
+        let max = _mm512_reduce_max_ps(m);
+        let s = scale * std::f32::consts::LOG2_E;
+        let sv = _mm512_set1_ps(s);
+        let shift = _mm512_set1_ps(max * s);
+        let exp2 = |x: __m512| {
+            let y = _mm512_fmsub_ps(x, sv, shift);
+            let n = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(y);
+            let f = _mm512_sub_ps(y, n);
+            let mut q = _mm512_set1_ps(EXP2_POLY[4]);
+            for c in [EXP2_POLY[3], EXP2_POLY[2], EXP2_POLY[1], EXP2_POLY[0]] {
+                q = _mm512_fmadd_ps(q, f, _mm512_set1_ps(c));
+            }
+            _mm512_scalef_ps(q, n)
+        };
+        let mut sum = _mm512_setzero_ps();
+        j = 0;
+        while j < full {
+            let e = exp2(_mm512_loadu_ps(p.add(j)));
+            let bits: __m256i = std::mem::transmute(_mm512_cvtneps_pbh(e));
+            _mm256_storeu_si256(out.add(j) as *mut __m256i, bits);
+            sum = _mm512_add_ps(sum, e);
+            j += 16;
+        }
+        if tail != 0 {
+            let e = exp2(_mm512_maskz_loadu_ps(tail, p.add(full)));
+            let sum_tail = _mm512_maskz_mov_ps(tail, e);
+            sum = _mm512_add_ps(sum, sum_tail);
+            let bits: [u16; 16] = std::mem::transmute(_mm512_cvtneps_pbh(sum_tail));
+            dst[full..n].copy_from_slice(&bits[..n - full]);
+        }
+        _mm512_reduce_add_ps(sum)
+    }
+
+    /// `2^f ≈ Σ EXP2_POLY[i]·fⁱ` on `[-½, ½]`: a fit of the relative error (below 2.7e-6 in
+    /// f32 arithmetic).
+    pub(super) const EXP2_POLY: [f32; 5] = [
+        0.999_999_3,
+        0.693_121_8,
+        0.240_247_44,
+        0.055_917_863,
+        0.009_570_102,
+    ];
+
     /// `row[j] = exp((row[j] - max) · scale)`; returns the sum.
     #[target_feature(enable = "avx512f")]
     #[inline]
@@ -657,12 +743,19 @@ mod tests {
                     );
                 }
             }
-            // Both products on MKL's bf16 GEMM: within bf16 rounding of the reference.
-            let mut amx = vec![f32::NAN; total * hidden];
-            if attention_mkl(&qkv, hidden, heads, &spans, &mut amx) {
-                for (i, (g, w)) in amx.iter().zip(&want).enumerate() {
+            // Both products on MKL's bf16 GEMM, bf16 in and out: within bf16 rounding of the
+            // reference.
+            if mkl_supported(hidden / heads) {
+                let qkv16: Vec<u16> = qkv
+                    .iter()
+                    .map(|&v| half::bf16::from_f32(v).to_bits())
+                    .collect();
+                let mut out16 = vec![0xffffu16; total * hidden];
+                attention_mkl(&qkv16, hidden, heads, &spans, &mut out16);
+                let amx = out16.iter().map(|&b| half::bf16::from_bits(b).to_f32());
+                for (i, (g, w)) in amx.zip(&want).enumerate() {
                     assert!(
-                        (*g as f64 - w).abs() < 2e-2 * w.abs().max(1.0),
+                        (g as f64 - w).abs() < 2e-2 * w.abs().max(1.0),
                         "MKL bf16, hidden {hidden} heads {heads} element {i}: {g} vs {w}"
                     );
                 }
@@ -675,6 +768,52 @@ mod tests {
             for (g, w) in out.iter().zip(&general) {
                 assert!((g - w).abs() < 1e-4 * w.abs().max(1.0));
             }
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn the_bf16_exponential_row_is_within_3e_6_of_exp() {
+        if !(supported(32) && super::super::bf16::supported()) {
+            eprintln!("no AVX-512F with AVX512_BF16 here (or MOSAIC_CPU=generic): skipped");
+            return;
+        }
+        // Lengths with and without a partial vector; scores from -300 to 10 around the max.
+        for len in [1usize, 15, 16, 17, 250, 256] {
+            let row: Vec<f32> = (0..len).map(|j| 10.0 - (j as f32 * 37.0 % 310.0)).collect();
+            let scale = 0.176_776_7;
+            let mut dst = vec![0u16; len];
+            // SAFETY: the features `exp2_row_bf16` enables were checked above; `dst` is as
+            // long as the row.
+            let sum = unsafe { x86::exp2_row_bf16(&row, scale, &mut dst) };
+            let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+            let want: Vec<f64> = row
+                .iter()
+                .map(|&v| ((v as f64 - max) * scale as f64).exp())
+                .collect();
+            let want_sum: f64 = want.iter().sum();
+            assert!(
+                (sum as f64 - want_sum).abs() <= 3e-6 * want_sum,
+                "len {len}: sum {sum} vs {want_sum}"
+            );
+            for (j, (&b, &w)) in dst.iter().zip(&want).enumerate() {
+                // Each value is bf16 of an exponential within 3e-6: one bf16 step of it.
+                let got = half::bf16::from_bits(b).to_f64();
+                assert!(
+                    (got - w).abs() <= w * (1.0 / 256.0 + 3e-6) + 1e-38,
+                    "len {len} element {j}: {got} vs {w}"
+                );
+            }
+        }
+        // The polynomial itself, densely on [-1/2, 1/2], in f32 arithmetic.
+        for i in 0..=100_000 {
+            let f = -0.5 + i as f32 / 100_000.0;
+            let p = x86::EXP2_POLY
+                .iter()
+                .rev()
+                .fold(0f32, |acc, &c| acc.mul_add(f, c));
+            let rel = (p as f64 / (f as f64).exp2() - 1.0).abs();
+            assert!(rel < 3e-6, "2^{f}: relative error {rel}");
         }
     }
 }

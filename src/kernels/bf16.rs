@@ -148,6 +148,55 @@ pub(crate) unsafe fn convert_row(src: &[f32], dst: &mut [u32]) {
     }
 }
 
+/// `dst[i] = bf16(src[i] + bias[i])`, or with `gelu` of GELU of that to bf16 precision
+/// (`kernels::simd::gelu_bf16`), 16 values per step: a product's bias, activation and rounding
+/// for the next product in one pass.
+///
+/// # Safety
+/// The CPU must have every feature enabled here: check [`supported`] first.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+pub(crate) unsafe fn bias_row_to_bf16(src: &[f32], bias: &[f32], gelu: bool, dst: &mut [u16]) {
+    use std::arch::x86_64::*;
+    let n = src.len();
+    assert!(bias.len() == n && dst.len() == n, "row sizes");
+    let full = n / 16 * 16;
+    let (one, c1, c3) = (
+        _mm512_set1_ps(1.0),
+        _mm512_set1_ps(-1.595_769),
+        _mm512_set1_ps(-1.595_769 * 0.044_715),
+    );
+    let mut i = 0;
+    while i < full {
+        let x = _mm512_add_ps(
+            _mm512_loadu_ps(src.as_ptr().add(i)),
+            _mm512_loadu_ps(bias.as_ptr().add(i)),
+        );
+        let y = if gelu {
+            super::simd::gelu16_bf16(x, one, c1, c3)
+        } else {
+            x
+        };
+        let packed: __m256i = std::mem::transmute(_mm512_cvtneps_pbh(y));
+        _mm256_storeu_si256(dst.as_mut_ptr().add(i) as *mut __m256i, packed);
+        i += 16;
+    }
+    for j in full..n {
+        let x = src[j] + bias[j];
+        let y = if gelu {
+            0.5 * x * (1.0 + super::erf(x * std::f32::consts::FRAC_1_SQRT_2))
+        } else {
+            x
+        };
+        dst[j] = to_bf16(y);
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+pub(crate) unsafe fn bias_row_to_bf16(_: &[f32], _: &[f32], _: bool, _: &mut [u16]) {
+    unreachable!("bf16 kernels are x86_64 only")
+}
+
 #[cfg(not(target_arch = "x86_64"))]
 pub(crate) unsafe fn convert_row(_: &[f32], _: &mut [u32]) {
     unreachable!("bf16 kernels are x86_64 only")

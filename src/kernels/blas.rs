@@ -164,6 +164,13 @@ impl Blas {
         assert!(b.len() >= (b_rows - 1) * ldb + b_cols, "b too short");
         let int = |v: usize| i32::try_from(v).expect("size fits MKL's int");
         let trans_b = if b_transposed { TRANS } else { NO_TRANS };
+        // `c` is zeroed here and accumulated into: MKL's own `beta = 0` runs a separate
+        // scaling pass over `c` first, slower than this fill.
+        for i in 0..m {
+            // SAFETY: row i's `n` elements from `i·ldc` are valid for writes and not
+            // otherwise referenced (the caller's contract).
+            unsafe { std::slice::from_raw_parts_mut(c.add(i * ldc), n) }.fill(0.0);
+        }
         // SAFETY: MKL's documented signature; `a` and `b` cover every element read (checked
         // above), `c` every element written (the caller's contract).
         unsafe {
@@ -179,7 +186,7 @@ impl Blas {
                 int(lda),
                 b.as_ptr(),
                 int(ldb),
-                0.0,
+                1.0,
                 c,
                 int(ldc),
             )
@@ -484,6 +491,19 @@ impl MklPackedBf16 {
     /// `c[m × n] += a[m × k] · wᵀ` for bf16 `a` (row-major, `lda = k`) on the calling thread;
     /// `c` row-major with `ldc = n`.
     pub(super) fn accumulate(&self, a: &[u16], m: usize, c: &mut [f32]) {
+        self.product(a, m, c, 1.0)
+    }
+
+    /// `c[m × n] = a[m × k] · wᵀ`, as [`accumulate`](Self::accumulate) but overwriting `c`.
+    pub(super) fn multiply(&self, a: &[u16], m: usize, c: &mut [f32]) {
+        // Zeroed here and accumulated into: with `beta = 0` MKL runs a separate scaling pass
+        // over `c` first, slower than this fill (docs/performance.md).
+        c[..m * self.n].fill(0.0);
+        self.product(a, m, c, 1.0)
+    }
+
+    /// `c = a · wᵀ + beta · c`.
+    fn product(&self, a: &[u16], m: usize, c: &mut [f32], beta: f32) {
         assert!(a.len() >= m * self.k, "lhs too short");
         assert!(c.len() >= m * self.n, "dst too short");
         if m == 0 {
@@ -507,7 +527,7 @@ impl MklPackedBf16 {
                 k,
                 self.data.as_ptr().cast::<u16>(),
                 k,
-                1.0,
+                beta,
                 c.as_mut_ptr(),
                 n,
             )

@@ -424,29 +424,49 @@ pub fn add_layer_norm(x: &mut [f32], residual: &[f32], gamma: &[f32], beta: &[f3
     x.par_chunks_mut(n * rows_per_task)
         .zip(residual.par_chunks(n * rows_per_task))
         .flat_map_iter(|(rows, res)| rows.chunks_mut(n).zip(res.chunks(n)))
-        .for_each(|(row, res)| wide!(norm_row(row, Some(res), gamma, beta, eps)));
+        .for_each(|(row, res)| wide!(norm_row(row, Some(res), None, gamma, beta, eps)));
 }
 
-/// One row of [`add_layer_norm`]; sums in 16 lanes so the loops vectorise.
+/// The sum of a row, in 16 lanes so the loop vectorises (float addition does not reassociate).
 #[inline(always)]
-fn norm_row(row: &mut [f32], res: Option<&[f32]>, gamma: &[f32], beta: &[f32], eps: f32) {
-    let n = row.len();
+fn lane_sum(row: &[f32], f: impl Fn(f32) -> f32) -> f32 {
     let mut lanes = [0f32; 16];
-    if let Some(res) = res {
-        for (v, r) in row.iter_mut().zip(res) {
-            *v += r;
+    let mut chunks = row.chunks_exact(16);
+    for c in &mut chunks {
+        for (l, v) in lanes.iter_mut().zip(c) {
+            *l += f(*v);
         }
     }
-    for (i, v) in row.iter().enumerate() {
-        lanes[i % 16] += *v;
+    lanes.iter().sum::<f32>() + chunks.remainder().iter().map(|&v| f(v)).sum::<f32>()
+}
+
+/// One row of [`add_layer_norm`], with the bias of the product before it where that product
+/// left it out.
+#[inline(always)]
+fn norm_row(
+    row: &mut [f32],
+    res: Option<&[f32]>,
+    bias: Option<&[f32]>,
+    gamma: &[f32],
+    beta: &[f32],
+    eps: f32,
+) {
+    let n = row.len();
+    match (res, bias) {
+        (Some(res), Some(bias)) => {
+            for ((v, r), b) in row.iter_mut().zip(res).zip(bias) {
+                *v += r + b;
+            }
+        }
+        (Some(add), None) | (None, Some(add)) => {
+            for (v, r) in row.iter_mut().zip(add) {
+                *v += r;
+            }
+        }
+        (None, None) => {}
     }
-    let mean = lanes.iter().sum::<f32>() / n as f32;
-    let mut lanes = [0f32; 16];
-    for (i, v) in row.iter().enumerate() {
-        let d = v - mean;
-        lanes[i % 16] += d * d;
-    }
-    let var = lanes.iter().sum::<f32>() / n as f32;
+    let mean = lane_sum(row, |v| v) / n as f32;
+    let var = lane_sum(row, |v| (v - mean) * (v - mean)) / n as f32;
     let inv = 1.0 / (var + eps).sqrt();
     for ((v, g), b) in row.iter_mut().zip(gamma).zip(beta) {
         *v = (*v - mean) * inv * g + b;
@@ -458,7 +478,78 @@ pub fn layer_norm(x: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
     let n = gamma.len();
     x.par_chunks_mut(n * (16_384 / n).max(1))
         .flat_map_iter(|rows| rows.chunks_mut(n))
-        .for_each(|row| wide!(norm_row(row, None, gamma, beta, eps)));
+        .for_each(|row| wide!(norm_row(row, None, None, gamma, beta, eps)));
+}
+
+/// Row passes of the bf16 data flow of the `bf16-mkl` path (`crate::embed::encoder`), run by
+/// the calling thread over one block of rows while it is in cache: each adds the bias its
+/// product left out and writes the bf16 rows the next product reads.
+///
+/// `x = layer_norm(x + bias + residual) · gamma + beta`, and with `x16` the result rounded to
+/// bf16 there as well.
+#[allow(clippy::too_many_arguments)]
+pub fn bias_add_layer_norm_rows(
+    x: &mut [f32],
+    bias: &[f32],
+    residual: &[f32],
+    gamma: &[f32],
+    beta: &[f32],
+    eps: f32,
+    mut x16: Option<&mut [u16]>,
+) {
+    let n = gamma.len();
+    assert!(
+        bias.len() == n && residual.len() == x.len() && x.len().is_multiple_of(n),
+        "row sizes"
+    );
+    if let Some(x16) = &x16 {
+        assert_eq!(x16.len(), x.len(), "bf16 rows");
+    }
+    for (i, (row, res)) in x
+        .chunks_exact_mut(n)
+        .zip(residual.chunks_exact(n))
+        .enumerate()
+    {
+        wide!(norm_row(row, Some(res), Some(bias), gamma, beta, eps));
+        if let Some(x16) = x16.as_deref_mut() {
+            path::to_bf16_rows(row, &mut x16[i * n..(i + 1) * n]);
+        }
+    }
+}
+
+/// `dst = bf16(activation(src + bias))`, row by row, on the calling thread (one of the row
+/// passes of [`bias_add_layer_norm_rows`]); GELU to bf16 precision as
+/// [`activate_row_bf16`]. In one pass where the CPU has AVX512_BF16 (`src` unchanged),
+/// else through `src`.
+pub fn bias_activate_rows_bf16(
+    src: &mut [f32],
+    bias: &[f32],
+    activation: Option<Activation>,
+    dst: &mut [u16],
+) {
+    let n = bias.len();
+    assert!(
+        src.len() == dst.len() && src.len().is_multiple_of(n),
+        "row sizes"
+    );
+    let gelu = matches!(activation, Some(Activation::GeluErf));
+    if bf16::supported() && (activation.is_none() || gelu) {
+        for (row, out) in src.chunks_exact(n).zip(dst.chunks_exact_mut(n)) {
+            // SAFETY: `bf16::supported()` checked every feature `bias_row_to_bf16` enables;
+            // it reads `row` and `bias` and writes `out`, all `n` long.
+            unsafe { bf16::bias_row_to_bf16(row, bias, gelu, out) };
+        }
+        return;
+    }
+    for (row, out) in src.chunks_exact_mut(n).zip(dst.chunks_exact_mut(n)) {
+        wide!(for (v, b) in row.iter_mut().zip(bias) {
+            *v += b;
+        });
+        if let Some(activation) = activation {
+            activate_row_bf16(row, activation);
+        }
+        path::to_bf16_rows(row, out);
+    }
 }
 
 /// Activation functions of BERT-family models, in place.
@@ -619,16 +710,23 @@ pub(crate) mod simd {
         let mut i = 0;
         while i < full {
             let x = _mm512_loadu_ps(p.add(i));
-            // -z = -1.5957691·x·(1 + 0.044715·x²)
-            let minus_z = _mm512_mul_ps(x, _mm512_fmadd_ps(c3, _mm512_mul_ps(x, x), c1));
-            let d = _mm512_add_ps(one, exp16(minus_z));
-            let y = _mm512_mul_ps(x, _mm512_rcp14_ps(d));
-            _mm512_storeu_ps(p.add(i), y);
+            _mm512_storeu_ps(p.add(i), gelu16_bf16(x, one, c1, c3));
             i += 16;
         }
         for v in &mut row[full..] {
             *v = 0.5 * *v * (1.0 + super::erf(*v * std::f32::consts::FRAC_1_SQRT_2));
         }
+    }
+
+    /// 16 lanes of [`gelu_bf16`], given its constants `1`, `-1.5957691` and
+    /// `-1.5957691·0.044715`.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    pub unsafe fn gelu16_bf16(x: __m512, one: __m512, c1: __m512, c3: __m512) -> __m512 {
+        // -z = -1.5957691·x·(1 + 0.044715·x²)
+        let minus_z = _mm512_mul_ps(x, _mm512_fmadd_ps(c3, _mm512_mul_ps(x, x), c1));
+        let d = _mm512_add_ps(one, exp16(minus_z));
+        _mm512_mul_ps(x, _mm512_rcp14_ps(d))
     }
 
     /// GELU with erf (Abramowitz & Stegun 7.1.26), in place.
@@ -687,23 +785,23 @@ pub fn erf(x: f32) -> f32 {
 /// `hidden` apart with other heads' columns between them, which no slice can describe without
 /// covering those, hence the pointer.
 /// The fields are private so that no holder can change the shape the pointer is valid for.
-pub(crate) struct HeadBlock<'a> {
+pub(crate) struct HeadBlock<'a, T = f32> {
     start: usize,
     rows: usize,
     head: usize,
     cols: usize,
     stride: usize,
     /// Row `start`, column `head·cols` of the output.
-    origin: *mut f32,
-    _out: PhantomData<&'a mut [f32]>,
+    origin: *mut T,
+    _out: PhantomData<&'a mut [T]>,
 }
 
-// SAFETY: a block is the only handle to its elements (see `head_blocks`), as a `&mut [f32]`
+// SAFETY: a block is the only handle to its elements (see `head_blocks`), as a `&mut [T]`
 // to them would be, and the output stays borrowed for the block's lifetime, so a block may
-// move to another thread.
-unsafe impl Send for HeadBlock<'_> {}
+// move to another thread whenever a `&mut [T]` may.
+unsafe impl<T: Send> Send for HeadBlock<'_, T> {}
 
-impl HeadBlock<'_> {
+impl<T> HeadBlock<'_, T> {
     /// The sequence's first row in the output.
     pub(crate) fn start(&self) -> usize {
         self.start
@@ -731,7 +829,7 @@ impl HeadBlock<'_> {
 
     /// The block's first element: element `(i, c)`, `i < rows` and `c < cols`, is
     /// `i·stride + c` past it. Valid for reads and writes there, and only through this block.
-    pub(crate) fn origin(&mut self) -> *mut f32 {
+    pub(crate) fn origin(&mut self) -> *mut T {
         self.origin
     }
 }
@@ -739,12 +837,12 @@ impl HeadBlock<'_> {
 /// Splits attention's output `out` (rows of `hidden`) into one [`HeadBlock`] per (sequence,
 /// head) of `spans` (`(first row, length)`; empty sequences get none), in order. Panics unless
 /// every sequence lies inside `out` and no two share a row: what makes the blocks disjoint.
-pub(crate) fn head_blocks<'a>(
-    out: &'a mut [f32],
+pub(crate) fn head_blocks<'a, T>(
+    out: &'a mut [T],
     hidden: usize,
     heads: usize,
     spans: &[(usize, usize)],
-) -> Vec<HeadBlock<'a>> {
+) -> Vec<HeadBlock<'a, T>> {
     assert!(
         hidden > 0 && heads > 0,
         "attention needs a hidden size and heads"
@@ -1237,6 +1335,69 @@ mod tests {
             bf16::supported(),
             simd_allowed() && bf16::avx512_bf16_detected()
         );
+    }
+
+    /// The row passes of the bf16 data flow against the unfused steps: bias, then activation
+    /// or residual and layer norm, then bf16 rounding. Row sizes with a partial vector; on a
+    /// CPU with AVX512_BF16 this is the one-pass kernel, elsewhere the fallback.
+    #[test]
+    fn bf16_row_passes_match_the_unfused_steps() {
+        let bf = |v: f32| half::bf16::from_f32(v).to_f32();
+        for n in [16usize, 37, 384] {
+            let rows = 5;
+            let src = data(rows * n, 21)
+                .iter()
+                .map(|v| v * 4.0)
+                .collect::<Vec<_>>();
+            let bias = data(n, 22);
+            for activation in [None, Some(Activation::GeluErf), Some(Activation::Relu)] {
+                let mut fused_src = src.clone();
+                let mut fused = vec![0u16; rows * n];
+                bias_activate_rows_bf16(&mut fused_src, &bias, activation, &mut fused);
+                for (i, &b) in fused.iter().enumerate() {
+                    let x = src[i] + bias[i % n];
+                    let want = match activation {
+                        None => x,
+                        Some(Activation::GeluErf) => {
+                            0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2))
+                        }
+                        Some(_) => x.max(0.0),
+                    };
+                    let got = half::bf16::from_bits(b).to_f32();
+                    // One bf16 step, and GELU's bf16-precision form within 5e-4.
+                    assert!(
+                        (got - want).abs() <= want.abs() / 128.0 + 6e-4,
+                        "n {n} {activation:?} element {i}: {got} vs {want}"
+                    );
+                }
+            }
+            let residual = data(rows * n, 23);
+            let (gamma, beta) = (data(n, 24), data(n, 25));
+            let mut want = src.clone();
+            for (i, v) in want.iter_mut().enumerate() {
+                *v += bias[i % n];
+            }
+            add_layer_norm(&mut want, &residual, &gamma, &beta, 1e-12);
+            let mut got = src.clone();
+            let mut got16 = vec![0u16; rows * n];
+            bias_add_layer_norm_rows(
+                &mut got,
+                &bias,
+                &residual,
+                &gamma,
+                &beta,
+                1e-12,
+                Some(&mut got16),
+            );
+            for (i, ((&g, &b), &w)) in got.iter().zip(&got16).zip(&want).enumerate() {
+                assert!((g - w).abs() < 1e-5 * w.abs().max(1.0), "n {n} element {i}");
+                assert_eq!(
+                    half::bf16::from_bits(b).to_f32(),
+                    bf(g),
+                    "n {n} element {i}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -298,6 +298,19 @@ impl Linear {
     }
 }
 
+impl Linear {
+    /// `out[rows × n] = x16[rows × k] · wᵀ` for rows already in bf16, without the bias, on
+    /// MKL's bf16 product on the calling thread: the step of a data flow that keeps
+    /// activations in bf16 between layers and adds the bias in the pass that follows (see
+    /// `crate::embed::encoder`). Panics unless [`prepare`](Self::prepare)d for
+    /// [`ProductPath::Bf16Mkl`] and the buffers cover `rows` rows.
+    pub fn mkl_multiply(&self, x16: &[u16], rows: usize, out: &mut [f32]) {
+        let packed = self.mkl.as_ref().expect("MKL bf16 weight prepared");
+        assert!(x16.len() >= rows * self.k, "input size");
+        packed.multiply(x16, rows, out);
+    }
+}
+
 /// Rows per MKL bf16 call: the rows' bf16 copy (at most 256 × k × 2 bytes) stays small.
 const MKL_ROWS: usize = 256;
 
@@ -347,7 +360,7 @@ fn mkl_bf16_matmul(
 }
 
 /// f32 -> bf16 bits, round to nearest even (`vcvtne2ps2bf16` where the CPU has it).
-pub(super) fn to_bf16_rows(src: &[f32], dst: &mut [u16]) {
+pub fn to_bf16_rows(src: &[f32], dst: &mut [u16]) {
     assert_eq!(src.len(), dst.len());
     #[cfg(target_arch = "x86_64")]
     if bf16::supported() && src.len().is_multiple_of(2) {
