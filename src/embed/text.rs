@@ -18,15 +18,19 @@ pub enum Purpose {
     Passage,
 }
 
-/// Counts tokens the way the embedder will see them (used by the chunker).
+/// Counts tokens the way the embedder will see them (used by the chunker). Cheap to clone:
+/// every clone shares one tokenizer (a tokenizer's own clone copies its whole vocabulary,
+/// which per file cost ingestion more than the chunker's counting).
 #[derive(Clone)]
 pub struct TokenCounter {
-    tokenizer: Tokenizer,
+    tokenizer: std::sync::Arc<Tokenizer>,
 }
 
 impl TokenCounter {
     pub fn new(tokenizer: Tokenizer) -> Self {
-        Self { tokenizer }
+        Self {
+            tokenizer: std::sync::Arc::new(tokenizer),
+        }
     }
 
     /// Tokens of `text` without special tokens.
