@@ -179,7 +179,9 @@ pub struct IngestSettings {
     /// Recordings larger than this are reported and skipped (they are decoded in a stream, so
     /// this bounds time, not memory).
     pub max_media_bytes: u64,
-    /// Files processed concurrently (extraction overlaps embedding).
+    /// Files read and chunked concurrently (extraction overlaps embedding); pictures and
+    /// recordings keep their place until embedded or transcribed. Up to eight times as many
+    /// chunked documents wait for the embedding worker, which merges them into full batches.
     pub parallel_files: usize,
 }
 

@@ -498,6 +498,11 @@ fn read_and_chunk(
 /// Files written per batch before the BM25 commit and the catalog's `complete` marks.
 const WRITE_BATCH: usize = 32;
 
+/// Files in flight per file read at once: each reader's file, once chunked, waits in the
+/// embedding worker's queue with the others', so the worker merges a whole batch of them
+/// (a few chunks per file) instead of the one or two files the readers have just finished.
+const FILES_AHEAD_PER_READER: usize = 8;
+
 /// Whether `uri` is one of `prefixes` or lies under one of them.
 fn under_any(uri: &str, prefixes: &[String]) -> bool {
     prefixes
@@ -639,8 +644,12 @@ impl Engine {
             .collect();
         let known = Arc::new(known);
 
+        // `parallel_files` files are read and chunked at once; more wait for embedding.
+        let readers = self.settings.ingest.parallel_files.max(1);
+        let reading = Arc::new(tokio::sync::Semaphore::new(readers));
         let prepared = stream::iter(files)
             .map(|path| {
+                let reading = reading.clone();
                 let counter = counter.clone();
                 let limits = limits.clone();
                 let known = known.clone();
@@ -653,6 +662,7 @@ impl Engine {
                     let uri = file_uri(&path);
                     let read_counter = counter.clone();
                     let read_uri = uri.clone();
+                    let permit = reading.acquire_owned().await;
                     let outcome = tokio::task::spawn_blocking(move || {
                         let source = known.get(&read_uri);
                         read_and_chunk(&path, &limits, &read_counter, source)
@@ -667,6 +677,16 @@ impl Engine {
                             Err(e) => format!("extraction stopped: {e}"),
                         },
                     });
+                    // A text file's reader is free once it is chunked; a picture (decoded
+                    // pixels) or a recording keeps its reader's place until it is embedded
+                    // or transcribed, so no more of them are held at once than files read.
+                    let permit = match outcome {
+                        Outcome::Media(_) | Outcome::Picture(_) => Some(permit),
+                        _ => {
+                            drop(permit);
+                            None
+                        }
+                    };
                     // Decoding, transcription and embedding run on the model workers, which
                     // turn a panic into that request's error: it fails this file alone.
                     let outcome = match outcome {
@@ -691,10 +711,11 @@ impl Engine {
                         }
                         other => other,
                     };
+                    drop(permit);
                     embed_outcome(outcome, embedder.as_ref(), sentence_vectors).await
                 }
             })
-            .buffered(self.settings.ingest.parallel_files.max(1));
+            .buffered(readers * FILES_AHEAD_PER_READER);
         futures::pin_mut!(prepared);
 
         while let Some(outcome) = prepared.next().await {
