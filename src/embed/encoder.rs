@@ -523,7 +523,9 @@ impl Encoder {
             })
         };
         // The first layer's queries, keys and values from the embeddings.
-        let first = &self.layers[0];
+        let Some(first) = self.layers.first() else {
+            return;
+        };
         x.par_chunks(BLOCK_ROWS * h)
             .zip(qkv16.par_chunks_mut(BLOCK_ROWS * 3 * h))
             .for_each(|(xb, qb)| {
