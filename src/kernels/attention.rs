@@ -556,6 +556,24 @@ mod x86 {
         }
     }
 
+    /// The largest of the `n` values from `p` (all of them readable).
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn row_max(p: *const f32, n: usize) -> f32 {
+        let full = n / 16 * 16;
+        let tail: __mmask16 = ((1u32 << (n - full)) - 1) as u16;
+        let mut m = _mm512_set1_ps(f32::NEG_INFINITY);
+        let mut j = 0;
+        while j < full {
+            m = _mm512_max_ps(m, _mm512_loadu_ps(p.add(j)));
+            j += 16;
+        }
+        if tail != 0 {
+            m = _mm512_mask_max_ps(m, tail, m, _mm512_maskz_loadu_ps(tail, p.add(full)));
+        }
+        _mm512_reduce_max_ps(m)
+    }
+
     /// `dst[j] = bf16(exp((row[j] - max) · scale))`, computed as `2^y`,
     /// `y = (row[j] - max) · scale · log2 e`:
     /// `2^(y - n)` for the nearest integer `n` by a degree-4 polynomial on `[-½, ½]` (relative
@@ -571,16 +589,7 @@ mod x86 {
         let out = dst.as_mut_ptr();
         let full = n / 16 * 16;
         let tail: __mmask16 = ((1u32 << (n - full)) - 1) as u16;
-        let mut m = _mm512_set1_ps(f32::NEG_INFINITY);
-        let mut j = 0;
-        while j < full {
-            m = _mm512_max_ps(m, _mm512_loadu_ps(p.add(j)));
-            j += 16;
-        }
-        if tail != 0 {
-            m = _mm512_mask_max_ps(m, tail, m, _mm512_maskz_loadu_ps(tail, p.add(full)));
-        }
-        let max = _mm512_reduce_max_ps(m);
+        let max = row_max(p, n);
         let s = scale * std::f32::consts::LOG2_E;
         let sv = _mm512_set1_ps(s);
         let shift = _mm512_set1_ps(max * s);
@@ -595,7 +604,7 @@ mod x86 {
             _mm512_scalef_ps(q, n)
         };
         let mut sum = _mm512_setzero_ps();
-        j = 0;
+        let mut j = 0;
         while j < full {
             let e = exp2(_mm512_loadu_ps(p.add(j)));
             let bits: __m256i = std::mem::transmute(_mm512_cvtneps_pbh(e));
@@ -631,20 +640,11 @@ mod x86 {
         let p = row.as_mut_ptr();
         let full = n / 16 * 16;
         let tail: __mmask16 = ((1u32 << (n - full)) - 1) as u16;
-        let mut m = _mm512_set1_ps(f32::NEG_INFINITY);
-        let mut j = 0;
-        while j < full {
-            m = _mm512_max_ps(m, _mm512_loadu_ps(p.add(j)));
-            j += 16;
-        }
-        if tail != 0 {
-            m = _mm512_mask_max_ps(m, tail, m, _mm512_maskz_loadu_ps(tail, p.add(full)));
-        }
-        let max = _mm512_reduce_max_ps(m);
+        let max = row_max(p, n);
         let s = _mm512_set1_ps(scale);
         let shift = _mm512_set1_ps(max * scale);
         let mut sum = _mm512_setzero_ps();
-        j = 0;
+        let mut j = 0;
         while j < full {
             let e = super::super::simd::exp16(_mm512_fmsub_ps(_mm512_loadu_ps(p.add(j)), s, shift));
             _mm512_storeu_ps(p.add(j), e);
