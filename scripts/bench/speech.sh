@@ -38,7 +38,7 @@ echo "recording: $(soxi -D "$out/talk.wav") s"
 wer() { python3 scripts/bench/wer.py "$out/script.txt" "$1"; }
 for model in tiny.en tiny.en-q8_0 tiny.en-q5_1; do
   "$MOSAIC" --json bench transcribe --audio "$out/talk.mp3" --model "$model" --threads "$THREADS" > "$out/mosaic-$model.json"
-  python3 -c "import json,sys; r=json.load(open(sys.argv[1])); print(f\"mosaic {r['model']}: pipeline {r['pipeline_s']:.2f} s (whisper.cpp raw {r['whisper_raw_s']:.2f} s, decode {r['decode_s']:.2f} s)\", end='')" "$out/mosaic-$model.json"
+  python3 -c "import json,sys; r=json.load(open(sys.argv[1])); print(f\"mosaic {r['model']}: pipeline {r['pipeline_s']:.2f} s (whisper.cpp raw {r['whisper_raw_s']:.2f} s, decode {r['decode_s']:.2f} s, encoder per 30 s span {r['encoder_30s_s']:.2f} s)\", end='')" "$out/mosaic-$model.json"
   echo ", WER $(wer "$out/mosaic-$model.json")"
 done
 if [ -x "$PY" ]; then

@@ -367,6 +367,7 @@ pub async fn run(what: BenchCommand, settings: Settings, as_json: bool) -> Resul
                 let t = Instant::now();
                 let (raw, _) = whisper.transcribe_samples(&samples, 0, &raw_options)?;
                 let raw_s = t.elapsed().as_secs_f64();
+                let encoder = whisper.time_encoder(&samples, options.threads, 3)?;
                 drop(samples);
                 let t = Instant::now();
                 let piped = whisper.transcribe_file(&audio, &options, &mut |_, _| {})?;
@@ -378,6 +379,7 @@ pub async fn run(what: BenchCommand, settings: Settings, as_json: bool) -> Resul
                     "whisper_raw_s": raw_s, "whisper_raw_rtf": raw_s / duration_s,
                     "pipeline_s": pipeline_s, "pipeline_rtf": pipeline_s / duration_s,
                     "overhead_vs_decode_plus_raw": pipeline_s / (decode_s + raw_s) - 1.0,
+                    "encoder_30s_s": encoder.encode_s, "mel_30s_s": encoder.mel_s,
                     "segments_raw": raw.len(), "segments_pipeline": piped.segments.len(),
                     "text": piped.segments.iter().map(|s| s.text.trim()).collect::<Vec<_>>().join(" "),
                 }))
@@ -387,7 +389,7 @@ pub async fn run(what: BenchCommand, settings: Settings, as_json: bool) -> Resul
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
                 println!(
-                    "{} ({:.1} s, {}), whisper {} on {} threads\n  decode+resample  {:>7.2} s  RTF {:.4}\n  whisper.cpp raw  {:>7.2} s  RTF {:.4}\n  mosaic pipeline  {:>7.2} s  RTF {:.4}  ({:+.1}% vs decode + raw)",
+                    "{} ({:.1} s, {}), whisper {} on {} threads\n  decode+resample  {:>7.2} s  RTF {:.4}\n  whisper.cpp raw  {:>7.2} s  RTF {:.4}\n  mosaic pipeline  {:>7.2} s  RTF {:.4}  ({:+.1}% vs decode + raw)\n  whisper.cpp's encoder, one 30 s span {:.3} s (log-mel {:.3} s)",
                     report["audio"].as_str().unwrap_or_default(),
                     report["duration_s"].as_f64().unwrap_or_default(),
                     report["codec"].as_str().unwrap_or_default(),
@@ -400,6 +402,8 @@ pub async fn run(what: BenchCommand, settings: Settings, as_json: bool) -> Resul
                     report["pipeline_s"].as_f64().unwrap_or_default(),
                     report["pipeline_rtf"].as_f64().unwrap_or_default(),
                     100.0 * report["overhead_vs_decode_plus_raw"].as_f64().unwrap_or_default(),
+                    report["encoder_30s_s"].as_f64().unwrap_or_default(),
+                    report["mel_30s_s"].as_f64().unwrap_or_default(),
                 );
             }
         }

@@ -10,7 +10,9 @@ use std::path::Path;
 use futures::future::BoxFuture;
 
 pub use service::{Progress, TranscriberService};
-pub use whisper::{Segment, TranscribeError, TranscribeOptions, Transcript, Whisper};
+pub use whisper::{
+    EncoderTiming, Segment, TranscribeError, TranscribeOptions, Transcript, Whisper,
+};
 
 /// A speech model: decodes a recording and writes its words with their times.
 pub trait Transcriber: Send + Sync {

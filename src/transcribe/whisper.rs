@@ -74,6 +74,15 @@ pub struct Transcript {
     pub bad_packets: usize,
 }
 
+/// [`Whisper::time_encoder`]'s measurement, in seconds.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct EncoderTiming {
+    /// The log-mel spectrogram of the span.
+    pub mel_s: f64,
+    /// One encoder run over the 30 s span (best of the timed runs).
+    pub encode_s: f64,
+}
+
 /// A loaded Whisper model.
 pub struct Whisper {
     ctx: WhisperContext,
@@ -181,6 +190,33 @@ impl Whisper {
             refine_with_energy(&mut segments, samples, offset_ms, options.silence_dbfs);
         }
         Ok((segments, detected))
+    }
+
+    /// Times whisper.cpp's parts on one 30 s span of `samples` (16 kHz) with `threads`
+    /// threads: the log-mel spectrogram, then the encoder, once to warm the state's buffers and
+    /// then `runs` times, best run kept. Whisper encodes a whole 30 s span whatever it holds, so
+    /// a recording costs about one encoder run per 30 s span it is decoded in.
+    pub fn time_encoder(
+        &self,
+        samples: &[f32],
+        threads: usize,
+        runs: usize,
+    ) -> Result<EncoderTiming, TranscribeError> {
+        let werr = |e: whisper_rs::WhisperError| TranscribeError::Whisper(e.to_string());
+        let span = &samples[..samples.len().min(30 * SAMPLE_RATE as usize)];
+        let threads = threads.max(1);
+        let mut state = self.ctx.create_state().map_err(werr)?;
+        let t = std::time::Instant::now();
+        state.pcm_to_mel(span, threads).map_err(werr)?;
+        let mel_s = t.elapsed().as_secs_f64();
+        state.encode(0, threads).map_err(werr)?;
+        let mut encode_s = f64::INFINITY;
+        for _ in 0..runs.max(1) {
+            let t = std::time::Instant::now();
+            state.encode(0, threads).map_err(werr)?;
+            encode_s = encode_s.min(t.elapsed().as_secs_f64());
+        }
+        Ok(EncoderTiming { mel_s, encode_s })
     }
 
     /// Decodes and transcribes a file window by window. `progress` gets (decoded ms, total ms
