@@ -787,3 +787,46 @@ fn bundled_samples_include_a_recording_found_by_time() {
         "{found}"
     );
 }
+
+/// `bench transcribe` reports the whole transcription and, apart, one whisper.cpp encoder run
+/// over a 30 s span: the 83 s recording takes at least three spans, so the whole run takes
+/// longer than one encoder run, and what it transcribes is the recording.
+#[test]
+fn bench_transcribe_times_the_encoder_apart() {
+    whisper_file("tiny.en-q8_0");
+    let s = speech();
+    let dir = tempfile::tempdir().unwrap();
+    let report = ok(&mosaic(
+        &dir.path().join("data"),
+        &[
+            "--json",
+            "bench",
+            "transcribe",
+            "--audio",
+            s.mp3.to_str().unwrap(),
+            "--model",
+            "tiny.en-q8_0",
+            "--threads",
+            "2",
+        ],
+        &[],
+    ));
+    let seconds = |key: &str| {
+        report[key]
+            .as_f64()
+            .unwrap_or_else(|| panic!("no {key} in {report}"))
+    };
+    let (encoder, mel, raw) = (
+        seconds("encoder_30s_s"),
+        seconds("mel_30s_s"),
+        seconds("whisper_raw_s"),
+    );
+    assert!(encoder > 0.0 && mel > 0.0, "{report}");
+    assert!(
+        encoder < raw,
+        "one encoder run ({encoder:.3} s) is part of transcribing the whole recording ({raw:.3} s)"
+    );
+    let reference: Vec<&str> = s.truth.iter().map(|(t, ..)| t.as_str()).collect();
+    let rate = wer(&reference.join(" "), report["text"].as_str().unwrap());
+    assert!(rate < 0.2, "WER {rate:.3}: {report}");
+}
