@@ -418,21 +418,22 @@ pub fn default_library() -> Option<&'static Blas> {
         .or(l.mkl.as_ref())
 }
 
-/// Whether the CPU is Intel's (CPUID vendor "GenuineIntel").
-pub fn intel_cpu() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        let leaf = std::arch::x86_64::__cpuid(0);
-        let vendor: Vec<u8> = [leaf.ebx, leaf.edx, leaf.ecx]
-            .iter()
-            .flat_map(|r| r.to_le_bytes())
-            .collect();
-        vendor == b"GenuineIntel"
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
+/// Whether the CPU is Intel's (CPUID vendor "GenuineIntel"). Read once: [`default_library`]
+/// is asked on every f32 product, and CPUID is slow (under a hypervisor it leaves the guest).
+fn intel_cpu() -> bool {
+    static INTEL: OnceLock<bool> = OnceLock::new();
+    *INTEL.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        {
+            // The vendor string's twelve bytes are in EBX, EDX, ECX, in that order.
+            let leaf = std::arch::x86_64::__cpuid(0);
+            [leaf.ebx, leaf.edx, leaf.ecx] == [*b"Genu", *b"ineI", *b"ntel"].map(u32::from_le_bytes)
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            false
+        }
+    })
 }
 
 /// Every loaded library.
