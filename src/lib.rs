@@ -23,5 +23,6 @@ pub mod pipeline;
 pub mod query;
 pub mod server;
 pub mod store;
+pub mod text;
 pub mod transcribe;
 pub mod uri;

@@ -137,6 +137,11 @@ pub struct ContextSection {
     /// Blocks given to the embedded model (a 135M model answers better from fewer).
     pub embedded_max_blocks: usize,
     pub token_budget: usize,
+    /// Blocks the extracted answer (no language model) chooses its sentences from, within
+    /// `extracted_token_budget`: it reads every sentence of them, so it can look further than
+    /// a model's prompt holds.
+    pub extracted_max_blocks: usize,
+    pub extracted_token_budget: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -160,6 +165,17 @@ pub struct AnswerSection {
     /// Added to a sentence's score when choosing answer sentences: this divided by its
     /// block's rank in the fused retrieval order (block 1 gets all of it).
     pub rank_weight: f64,
+    /// Added to a sentence's score when the question asks for a type of fact (a number, a
+    /// size, a duration, a version, a name, an option, …), times how well the sentence's best
+    /// span fills it (1 fully, less for a bare number where a unit was asked).
+    pub type_weight: f64,
+    /// Added with a typed span, times how close (in words) the span is to the question's key
+    /// words in the sentence (1 when next to them, falling with distance).
+    pub proximity_weight: f64,
+    /// A question asking for a number, a size, a duration, a date or a version whose best
+    /// sentences state none is answered by the best sentence that does if it scores within
+    /// this of them, and declined otherwise.
+    pub type_margin: f64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -502,8 +518,10 @@ impl TextPipeline {
     pub fn version(&self) -> String {
         let canonical = self.canonical();
         // The prefix changes with the document chunking code: v2 cuts unpunctuated runs
-        // into token windows that v1 left whole.
-        let hash = blake3::hash(format!("text-pipeline-v2:{canonical}").as_bytes());
+        // into token windows that v1 left whole; v3 reads plain text's layout (headings,
+        // definition entries whose terms are context, not text) and cuts at the sentences of
+        // the one splitter the query path also uses.
+        let hash = blake3::hash(format!("text-pipeline-v3:{canonical}").as_bytes());
         hash.to_hex()[..16].to_string()
     }
 

@@ -50,6 +50,10 @@ pub struct AnswerQuestion {
     pub time_s: Option<[f64; 2]>,
     #[serde(default)]
     pub unanswerable: bool,
+    /// What the question asks for (`quantity`, `size`, … as `query::types` names them):
+    /// results are reported per type.
+    #[serde(default, rename = "type")]
+    pub answer_type: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -105,6 +109,13 @@ fn judge_answer(
     tolerance_s: f64,
 ) -> serde_json::Value {
     let text = comparable(&answer.answer);
+    let asked = q.answer_type.clone().unwrap_or_else(|| "other".into());
+    let classified = answer.answer_type.name();
+    // What a reader sees of the answer: its text without the citation markers.
+    let length = crate::query::cite::split_markers(&answer.answer, usize::MAX)
+        .0
+        .chars()
+        .count();
     let citations: Vec<serde_json::Value> = answer
         .citations
         .iter()
@@ -113,6 +124,7 @@ fn judge_answer(
     if q.unanswerable {
         return json!({
             "question": q.question, "unanswerable": true, "ok": !answer.answered,
+            "type": asked, "classified": classified,
             "answered": answer.answered, "relevance": answer.relevance,
             "answer": answer.answer, "citations": citations,
         });
@@ -146,6 +158,7 @@ fn judge_answer(
     let short = answer.sentences.len() <= 3;
     json!({
         "question": q.question, "ok": fact && source && time.unwrap_or(true) && short,
+        "type": asked, "classified": classified, "length": length,
         "fact": fact, "source": source, "time": time, "sentences": answer.sentences.len(),
         "answered": answer.answered, "relevance": answer.relevance,
         "answer": answer.answer, "citations": citations,
@@ -167,12 +180,98 @@ async fn run_answers(
             .await?;
         results.push(judge_answer(q, &answer, args.time_tolerance));
     }
+    let summary = summarize(&results.iter().collect::<Vec<_>>());
+    // Per answer type, in the order `query::types` lists them (then any other names).
+    let mut names: Vec<String> = crate::query::types::AnswerType::ALL
+        .iter()
+        .map(|t| t.name().to_string())
+        .collect();
+    for r in &results {
+        let name = r["type"].as_str().unwrap_or("other").to_string();
+        if !names.contains(&name) {
+            names.push(name);
+        }
+    }
+    let mut by_type = serde_json::Map::new();
+    for name in names {
+        let of_type: Vec<&serde_json::Value> = results
+            .iter()
+            .filter(|r| r["type"] == name.as_str())
+            .collect();
+        if !of_type.is_empty() {
+            by_type.insert(name, summarize(&of_type));
+        }
+    }
+    if as_json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &json!({ "summary": summary, "by_type": by_type, "results": results })
+            )?
+        );
+    } else {
+        for r in &results {
+            let mark = if r["ok"] == true { "ok  " } else { "MISS" };
+            println!(
+                "{mark} [{}] {}\n     {}",
+                r["type"].as_str().unwrap_or_default(),
+                r["question"].as_str().unwrap_or_default(),
+                r["answer"].as_str().unwrap_or_default()
+            );
+        }
+        let n = |v: &serde_json::Value, k: &str| v[k].as_u64().unwrap_or_default();
+        println!(
+            "\n{:<11} {:>5} {:>7} {:>5} {:>6} {:>8} {:>7} {:>8} {:>6}",
+            "type", "asked", "correct", "fact", "source", "declined", "unans.", "declined", "chars"
+        );
+        for (name, s) in by_type
+            .iter()
+            .chain(std::iter::once((&"all".to_string(), &summary)))
+        {
+            println!(
+                "{:<11} {:>5} {:>7} {:>5} {:>6} {:>8} {:>7} {:>8} {:>6.0}",
+                name,
+                n(s, "answerable"),
+                n(s, "correct"),
+                n(s, "fact"),
+                n(s, "source"),
+                n(s, "declined_answerable"),
+                n(s, "unanswerable"),
+                n(s, "declined_unanswerable"),
+                s["mean_length"].as_f64().unwrap_or_default()
+            );
+        }
+        if n(&summary, "timed") > 0 {
+            println!(
+                "recording times within {} s: {} of {}",
+                args.time_tolerance,
+                n(&summary, "time"),
+                n(&summary, "timed")
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Counts over some judged answers: facts, sources, times, declines, and the mean length of
+/// the answers given (characters shown, without citation markers).
+fn summarize(results: &[&serde_json::Value]) -> serde_json::Value {
     let count =
         |pick: &dyn Fn(&serde_json::Value) -> bool| results.iter().filter(|r| pick(r)).count();
+    let lengths: Vec<f64> = results
+        .iter()
+        .filter(|r| r["unanswerable"] != true && r["answered"] == true)
+        .filter_map(|r| r["length"].as_f64())
+        .collect();
+    let mean_length = if lengths.is_empty() {
+        0.0
+    } else {
+        lengths.iter().sum::<f64>() / lengths.len() as f64
+    };
     let answerable = count(&|r| r["unanswerable"] != true);
     let unanswerable = results.len() - answerable;
     let timed = count(&|r| r["time"].is_boolean());
-    let summary = json!({
+    json!({
         "questions": results.len(),
         "answerable": answerable,
         "correct": count(&|r| r["unanswerable"] != true && r["ok"] == true),
@@ -183,29 +282,9 @@ async fn run_answers(
         "declined_answerable": count(&|r| r["unanswerable"] != true && r["answered"] == false),
         "unanswerable": unanswerable,
         "declined_unanswerable": count(&|r| r["unanswerable"] == true && r["ok"] == true),
-    });
-    if as_json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&json!({ "summary": summary, "results": results }))?
-        );
-    } else {
-        for r in &results {
-            let mark = if r["ok"] == true { "ok  " } else { "MISS" };
-            println!(
-                "{mark} {}\n     {}",
-                r["question"].as_str().unwrap_or_default(),
-                r["answer"].as_str().unwrap_or_default()
-            );
-        }
-        let n = |k: &str| summary[k].as_u64().unwrap_or_default();
-        println!(
-            "\nanswerable {}: correct {} (fact {}, source {}, time {}/{}), declined {}\nunanswerable {}: declined {}",
-            n("answerable"), n("correct"), n("fact"), n("source"), n("time"), n("timed"),
-            n("declined_answerable"), n("unanswerable"), n("declined_unanswerable")
-        );
-    }
-    Ok(ExitCode::SUCCESS)
+        "classified": count(&|r| r["type"] == r["classified"]),
+        "mean_length": mean_length,
+    })
 }
 
 pub async fn run(mosaic: &Mosaic, args: EvalArgs, as_json: bool) -> Result<ExitCode> {

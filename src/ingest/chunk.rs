@@ -1,11 +1,12 @@
-//! Structure-aware chunking. Text is cut into units (headings, then sentences of paragraphs,
-//! then token windows of over-long sentences) and units are packed into chunks up to the
-//! embedder's token budget. A heading opens a new chunk, a page never spans two chunks, and a
-//! chunk cut for size repeats the previous chunk's last sentences up to the overlap budget.
-//! Chunks are byte ranges of the extracted text: the text of a chunk is always exactly
-//! `text[start..end]`.
-
-use unicode_segmentation::UnicodeSegmentation;
+//! Structure-aware chunking. Text is cut into units (headings and entry terms, then the
+//! sentences of paragraphs as `crate::text::sentences` splits them, then token windows of
+//! over-long sentences) and units are packed into chunks up to the embedder's token budget. A
+//! heading opens a new chunk, and so does a definition entry (a man page's option, a
+//! configuration key, a `<dt>`): its term goes into the chunk's context line, not its text, so
+//! the entry's sentences are read under it and never glued to it. A page never spans two
+//! chunks, and a chunk cut for size repeats the previous chunk's last sentences up to the
+//! overlap budget. Chunks are byte ranges of the extracted text: the text of a chunk is always
+//! exactly `text[start..end]`.
 
 use super::extract::{BlockKind, Extracted};
 
@@ -43,13 +44,22 @@ struct Unit {
     start: usize,
     end: usize,
     tokens: usize,
+    /// A heading or an entry's term.
     heading: bool,
-    /// Heading level (1 = top); 0 for body text.
+    /// An entry's term (context of the entry's chunks, not their text).
+    term: bool,
+    /// Heading level (1 = top; terms below every heading level); 0 for body text.
     level: u8,
+    /// Entries the unit lies in (for a term: its own depth).
+    depth: u8,
     page: Option<u32>,
 }
 
-/// Headings in effect before each unit: the nearest preceding heading of each shallower level.
+/// Terms sit below headings of every level.
+const TERM_LEVEL: u8 = 10;
+
+/// Headings and terms in effect before each unit: the nearest preceding heading of each
+/// shallower level, and the terms of the entries the unit lies in.
 fn heading_paths(units: &[Unit]) -> Vec<Vec<usize>> {
     let mut stack: Vec<usize> = Vec::new();
     let mut out = Vec::with_capacity(units.len());
@@ -60,6 +70,8 @@ fn heading_paths(units: &[Unit]) -> Vec<Vec<usize>> {
             out.push(stack.clone());
             stack.push(i);
         } else {
+            // Body text outside an entry closes it.
+            stack.retain(|&h| !units[h].term || units[h].depth <= u.depth);
             out.push(stack.clone());
         }
     }
@@ -124,22 +136,43 @@ pub fn chunk(
     let mut chunks = Vec::new();
     let mut i = 0;
     while i < units.len() {
+        // An entry's terms are the context of its text, not part of it: the chunk starts at
+        // the body after them, whose path holds them.
+        let mut body = i;
+        while body < units.len() && units[body].term && units[body].page == units[i].page {
+            body += 1;
+        }
+        if body > i
+            && body < units.len()
+            && !units[body].heading
+            && units[body].page == units[i].page
+        {
+            i = body;
+        }
         // The context line gets at most a quarter of the budget, and never crowds out the
         // chunk's first unit.
         let room = context_budget.min(full_budget.saturating_sub(units[i].tokens));
-        let (context, context_tokens) = context_for(doc, title, &units, &paths[i], tokens, room);
+        let path = &paths[i];
+        let (context, context_tokens) = context_for(doc, title, &units, path, tokens, room);
         let budget = full_budget - context_tokens;
         let overlap = overlap.min(budget / 2);
         let mut j = i;
         let mut sum = 0;
         let mut has_body = false;
+        // The headings and terms the chunk's body lies under: body text under others (an
+        // entry ended) starts the next chunk.
+        let mut body_path: Option<&Vec<usize>> = None;
         while j < units.len() {
             let u = &units[j];
             let fits = sum + u.tokens <= budget || j == i;
             let same_page = u.page == units[i].page;
             let section_break = u.heading && has_body;
-            if !fits || !same_page || section_break {
+            let entry_break = !u.heading && body_path.is_some_and(|p| *p != paths[j] && has_body);
+            if !fits || !same_page || section_break || entry_break {
                 break;
+            }
+            if !u.heading && body_path.is_none() {
+                body_path = Some(&paths[j]);
             }
             sum += u.tokens;
             has_body |= !u.heading;
@@ -155,9 +188,11 @@ pub fn chunk(
         if j >= units.len() {
             break;
         }
-        // Overlap only when the cut was for size, inside one section on one page.
+        // Overlap only when the cut was for size, inside one section (or entry) on one page.
         let next = &units[j];
-        let size_cut = !next.heading && next.page == units[j - 1].page;
+        let size_cut = !next.heading
+            && next.page == units[j - 1].page
+            && body_path.is_none_or(|p| *p == paths[j]);
         let mut start = j;
         if size_cut && overlap > 0 {
             let mut carried = 0;
@@ -186,24 +221,28 @@ fn units(doc: &Extracted, tokens: &dyn Tokens, budget: usize) -> Vec<Unit> {
         if body.trim().is_empty() {
             continue;
         }
-        if let BlockKind::Heading(level) = block.kind {
+        let (level, term, depth) = match block.kind {
+            BlockKind::Heading(level) => (Some(level.max(1)), false, 0),
+            BlockKind::Term(depth) => (Some(TERM_LEVEL + depth), true, depth),
+            BlockKind::Paragraph => (None, false, 0),
+            BlockKind::Description(depth) => (None, false, depth),
+        };
+        if let Some(level) = level {
             let (s, e) = trim_range(text, block.start, block.end);
             out.push(Unit {
                 start: s,
                 end: e,
                 tokens: tokens.count(&text[s..e]),
                 heading: true,
-                level: level.max(1),
+                term,
+                level,
+                depth,
                 page: block.page,
             });
             continue;
         }
-        for (offset, sentence) in body.split_sentence_bound_indices() {
-            let (s, e) = trim_range(
-                text,
-                block.start + offset,
-                block.start + offset + sentence.len(),
-            );
+        for sentence in crate::text::sentences(body) {
+            let (s, e) = (block.start + sentence.start, block.start + sentence.end);
             if s >= e {
                 continue;
             }
@@ -214,7 +253,9 @@ fn units(doc: &Extracted, tokens: &dyn Tokens, budget: usize) -> Vec<Unit> {
                     end: e,
                     tokens: n,
                     heading: false,
+                    term: false,
                     level: 0,
+                    depth,
                     page: block.page,
                 });
                 continue;
@@ -229,7 +270,9 @@ fn units(doc: &Extracted, tokens: &dyn Tokens, budget: usize) -> Vec<Unit> {
                         end: pe,
                         tokens: tokens.count(&text[ps..pe]),
                         heading: false,
+                        term: false,
                         level: 0,
+                        depth,
                         page: block.page,
                     });
                 }
@@ -247,85 +290,24 @@ fn trim_range(text: &str, start: usize, end: usize) -> (usize, usize) {
     (s, e.max(s))
 }
 
-/// A fragment with fewer words than this (a list marker, "Fixed", a lone number) is joined
-/// to the next sentence: alone it carries little more than the context line.
-const MIN_SENTENCE_WORDS: usize = 3;
-
 /// At most this many sentence vectors per chunk (a chunk holds at most a few hundred tokens,
 /// so only a chunk of very short lines reaches it; later sentences are then left to the
 /// chunk's own vector).
 pub const MAX_SENTENCES: usize = 64;
 
-/// Byte ranges of the sentences of a chunk's text: Unicode sentence boundaries, where a
-/// blank line (a paragraph or heading break) also ends a sentence but a single line break
-/// (hard-wrapped plain text) does not. Trimmed, with fragments under [`MIN_SENTENCE_WORDS`]
-/// words joined to their neighbour. Empty when the text is a single sentence: the chunk's own
-/// vector already covers it.
+/// Byte ranges of the sentences of a chunk's text, as `crate::text::sentences` splits them (the
+/// query path answers from the same sentences). Empty when the text is a single sentence: the
+/// chunk's own vector already covers it.
 pub fn sentence_spans(text: &str) -> Vec<(usize, usize)> {
-    let flat = unwrap_lines(text);
-    let mut spans: Vec<(usize, usize)> = Vec::new();
-    let mut pending: Option<(usize, usize)> = None;
-    for (offset, piece) in flat.split_sentence_bound_indices() {
-        let (s, e) = trim_range(&flat, offset, offset + piece.len());
-        if s >= e {
-            continue;
-        }
-        let (s, e) = match pending.take() {
-            Some((ps, _)) => (ps, e),
-            None => (s, e),
-        };
-        if flat[s..e].split_whitespace().count() < MIN_SENTENCE_WORDS {
-            pending = Some((s, e));
-        } else {
-            spans.push((s, e));
-        }
-    }
-    if let Some((s, e)) = pending {
-        match spans.last_mut() {
-            Some(last) => last.1 = e,
-            None => spans.push((s, e)),
-        }
-    }
+    let mut spans: Vec<(usize, usize)> = crate::text::sentences(text)
+        .into_iter()
+        .map(|s| (s.start, s.end))
+        .collect();
     if spans.len() <= 1 {
         return Vec::new();
     }
     spans.truncate(MAX_SENTENCES);
     spans
-}
-
-/// `text` with each line break that is not part of a blank line turned into a space (byte for
-/// byte, so offsets carry over). CRLF counts as one break and a lone CR as a break.
-fn unwrap_lines(text: &str) -> String {
-    let mut bytes = text.as_bytes().to_vec();
-    for i in 0..bytes.len() {
-        if bytes[i] == b'\r' {
-            bytes[i] = if bytes.get(i + 1) == Some(&b'\n') {
-                b' '
-            } else {
-                b'\n'
-            };
-        }
-    }
-    let blank_next = |i: usize| {
-        bytes[i + 1..]
-            .iter()
-            .find(|b| !matches!(b, b' ' | b'\t'))
-            .is_none_or(|&b| b == b'\n')
-    };
-    let blank_before = |i: usize| {
-        bytes[..i]
-            .iter()
-            .rev()
-            .find(|b| !matches!(b, b' ' | b'\t'))
-            .is_none_or(|&b| b == b'\n')
-    };
-    let mut out = bytes.clone();
-    for (i, &b) in bytes.iter().enumerate() {
-        if b == b'\n' && !blank_next(i) && !blank_before(i) {
-            out[i] = b' ';
-        }
-    }
-    String::from_utf8(out).expect("only ASCII bytes were replaced")
 }
 
 pub use crate::catalog::CharIndex;
@@ -387,7 +369,9 @@ mod tests {
                 // A hard-wrapped line does not end the sentence.
                 "Across all routes, 96.8 percent of sailings\ndeparted on time.",
                 "We cancelled 143 sailings.",
-                "- Fixed\n\n- Vehicles carried: 96,400",
+                // List items are sentences of their own, however short.
+                "- Fixed",
+                "- Vehicles carried: 96,400",
             ]
         );
         // One sentence (or one plus a fragment): nothing beyond the chunk's own vector.

@@ -13,6 +13,12 @@ use super::detect::DocumentKind;
 pub enum BlockKind {
     Heading(u8),
     Paragraph,
+    /// The term of a definition entry at a depth from 1 (a man page's option, a
+    /// configuration key, an HTML `<dt>`, a Markdown definition's term): context for its
+    /// description, which follows as `Description` blocks.
+    Term(u8),
+    /// Body text of the entries it lies in (their number).
+    Description(u8),
 }
 
 /// `text[start..end]` (bytes) is one block; `page` is 1-based for paged formats.
@@ -142,23 +148,41 @@ fn paragraphs(text: &str) -> Vec<(usize, usize)> {
     out
 }
 
+/// Plain text: headings, definition entries and paragraphs read from the lines and their
+/// indentation (`crate::text::layout`); a saved manual page gets its NAME line as the title.
 fn plain(text: &str) -> Extracted {
-    let blocks = paragraphs(text)
-        .into_iter()
-        .map(|(start, end)| Block {
-            start,
-            end,
-            kind: BlockKind::Paragraph,
+    use crate::text::layout::{plain_layout, LayoutKind};
+    let layout = plain_layout(text);
+    let blocks = layout
+        .blocks
+        .iter()
+        .map(|b| Block {
+            start: b.start,
+            end: b.end,
+            kind: match b.kind {
+                LayoutKind::Heading(level) => BlockKind::Heading(level),
+                LayoutKind::Term(depth) => BlockKind::Term(depth),
+                LayoutKind::Paragraph(0) => BlockKind::Paragraph,
+                LayoutKind::Paragraph(depth) => BlockKind::Description(depth),
+            },
             page: None,
         })
         .collect();
     let mut out = Extracted {
         text: text.to_string(),
-        title: None,
+        title: layout.title,
         blocks,
         notice: None,
     };
-    mark_headings(&mut out);
+    if !layout.manual {
+        mark_headings(&mut out);
+        // A heading underlined with `===` titles the text.
+        out.title = out
+            .blocks
+            .iter()
+            .find(|b| b.kind == BlockKind::Heading(1))
+            .map(|b| out.text[b.start..b.end].trim().to_string());
+    }
     out
 }
 
@@ -176,7 +200,8 @@ fn mark_headings(doc: &mut Extracted) {
         let block = &doc.blocks[i];
         let text = doc.text[block.start..block.end].trim();
         let words = text.split_whitespace().count();
-        let looks_like_heading = !text.contains('\n')
+        let looks_like_heading = block.kind == BlockKind::Paragraph
+            && !text.contains('\n')
             && (1..=8).contains(&words)
             && text
                 .chars()
@@ -235,6 +260,7 @@ fn markdown(text: &str) -> Extracted {
         }
     }
     blocks.retain(|b| !text[b.start..b.end].trim().is_empty());
+    definition_lists(text, &mut blocks);
     let mut out = Extracted {
         text: text.to_string(),
         title: None,
@@ -243,6 +269,61 @@ fn markdown(text: &str) -> Extracted {
     };
     out.title = out.first_heading();
     out
+}
+
+/// Markdown definition lists (`Term` on one line, `: its definition` on the next, or after a
+/// blank line): the term becomes a `Term` block and the definition its `Description`.
+fn definition_lists(text: &str, blocks: &mut Vec<Block>) {
+    let definition = |b: &Block| text[b.start..b.end].trim_start().starts_with(": ");
+    let mut out: Vec<Block> = Vec::with_capacity(blocks.len());
+    for block in blocks.drain(..) {
+        if block.kind != BlockKind::Paragraph {
+            out.push(block);
+            continue;
+        }
+        let body = &text[block.start..block.end];
+        // `Term\n: definition` inside one paragraph.
+        if let Some(line_end) = body.find('\n') {
+            let first = body[..line_end].trim();
+            if body[line_end + 1..].trim_start().starts_with(": ")
+                && crate::text::sentences::term_like(first)
+            {
+                out.push(Block {
+                    end: block.start + body[..line_end].trim_end().len(),
+                    kind: BlockKind::Term(1),
+                    ..block
+                });
+                let rest = line_end
+                    + 1
+                    + (body[line_end + 1..].len() - body[line_end + 1..].trim_start().len());
+                out.push(Block {
+                    start: block.start + rest,
+                    kind: BlockKind::Description(1),
+                    ..block
+                });
+                continue;
+            }
+        }
+        // `: definition` after a blank line, below a one-line term.
+        if definition(&block) {
+            if let Some(previous) = out.last_mut() {
+                let term = text[previous.start..previous.end].trim();
+                if matches!(previous.kind, BlockKind::Paragraph | BlockKind::Term(_))
+                    && !term.contains('\n')
+                    && crate::text::sentences::term_like(term)
+                {
+                    previous.kind = BlockKind::Term(1);
+                    out.push(Block {
+                        kind: BlockKind::Description(1),
+                        ..block
+                    });
+                    continue;
+                }
+            }
+        }
+        out.push(block);
+    }
+    *blocks = out;
 }
 
 fn trailing_ws(s: &str) -> usize {
@@ -292,7 +373,76 @@ fn html(source: &str) -> Extracted {
         "hr",
     ];
 
-    fn walk(node: ego_tree::NodeRef<'_, Node>, current: &mut String, out: &mut Extracted) {
+    /// Where the walk is: inside how many `<dd>` (their text is an entry's description) and
+    /// `<dl>` (the depth of a `<dt>` term).
+    #[derive(Clone, Copy, Default)]
+    struct Place {
+        definitions: u8,
+        lists: u8,
+    }
+    fn kind(place: Place) -> BlockKind {
+        match place.definitions {
+            0 => BlockKind::Paragraph,
+            depth => BlockKind::Description(depth),
+        }
+    }
+    /// A table as rows of cells (`| a | b |` lines, the header row above a `|---|` line),
+    /// `None` when it is a layout table of single cells.
+    fn table_text(table: ego_tree::NodeRef<'_, Node>) -> Option<String> {
+        let mut rows: Vec<(Vec<String>, bool)> = Vec::new();
+        fn rows_of(node: ego_tree::NodeRef<'_, Node>, rows: &mut Vec<(Vec<String>, bool)>) {
+            for child in node.children() {
+                let Node::Element(e) = child.value() else {
+                    continue;
+                };
+                match e.name() {
+                    "tr" => {
+                        let mut cells = Vec::new();
+                        let mut header = true;
+                        for cell in child.children() {
+                            if let Node::Element(c) = cell.value() {
+                                if matches!(c.name(), "td" | "th") {
+                                    header &= c.name() == "th";
+                                    let mut text = String::new();
+                                    for t in cell.descendants() {
+                                        if let Node::Text(t) = t.value() {
+                                            text.push_str(t);
+                                            text.push(' ');
+                                        }
+                                    }
+                                    cells.push(collapse(&text).replace('|', "/"));
+                                }
+                            }
+                        }
+                        if !cells.is_empty() {
+                            rows.push((cells, header));
+                        }
+                    }
+                    "thead" | "tbody" | "tfoot" => rows_of(child, rows),
+                    _ => {}
+                }
+            }
+        }
+        rows_of(table, &mut rows);
+        if rows.iter().all(|(cells, _)| cells.len() <= 1) {
+            return None;
+        }
+        let mut lines = Vec::new();
+        for (i, (cells, header)) in rows.iter().enumerate() {
+            lines.push(format!("| {} |", cells.join(" | ")));
+            if i == 0 && *header {
+                lines.push(format!("|{}", "---|".repeat(cells.len())));
+            }
+        }
+        Some(lines.join("\n"))
+    }
+
+    fn walk(
+        node: ego_tree::NodeRef<'_, Node>,
+        current: &mut String,
+        out: &mut Extracted,
+        place: Place,
+    ) {
         for child in node.children() {
             match child.value() {
                 Node::Text(t) => current.push_str(t),
@@ -301,14 +451,42 @@ fn html(source: &str) -> Extracted {
                     if SKIP.contains(&name) {
                         continue;
                     }
+                    if name == "table" {
+                        if let Some(rows) = table_text(child) {
+                            flush(current, out, place);
+                            out.push(&rows, kind(place), None);
+                            continue;
+                        }
+                    }
+                    if name == "dt" {
+                        flush(current, out, place);
+                        let mut term = String::new();
+                        walk(child, &mut term, out, place);
+                        let term = collapse(&term);
+                        if !term.is_empty() {
+                            out.push(&term, BlockKind::Term(place.lists.max(1)), None);
+                        }
+                        continue;
+                    }
+                    let inner = match name {
+                        "dd" => Place {
+                            definitions: place.definitions + 1,
+                            ..place
+                        },
+                        "dl" => Place {
+                            lists: place.lists + 1,
+                            ..place
+                        },
+                        _ => place,
+                    };
                     if let Some(level) = name
                         .strip_prefix('h')
                         .and_then(|d| d.parse::<u8>().ok())
                         .filter(|l| (1..=6).contains(l))
                     {
-                        flush(current, out);
+                        flush(current, out, place);
                         let mut heading = String::new();
-                        walk(child, &mut heading, out);
+                        walk(child, &mut heading, out, place);
                         let heading = collapse(&heading);
                         if !heading.is_empty() {
                             out.push(
@@ -318,28 +496,33 @@ fn html(source: &str) -> Extracted {
                             );
                         }
                     } else if BLOCKS.contains(&name) {
-                        flush(current, out);
-                        walk(child, current, out);
-                        flush(current, out);
+                        flush(current, out, place);
+                        walk(child, current, out, inner);
+                        flush(current, out, inner);
                     } else {
-                        walk(child, current, out);
+                        walk(child, current, out, inner);
                     }
                 }
                 _ => {}
             }
         }
     }
-    fn flush(current: &mut String, out: &mut Extracted) {
+    fn flush(current: &mut String, out: &mut Extracted, place: Place) {
         let text = collapse(current);
         if !text.is_empty() {
-            out.push(&text, BlockKind::Paragraph, None);
+            out.push(&text, kind(place), None);
         }
         current.clear();
     }
 
     let mut current = String::new();
-    walk(document.tree.root(), &mut current, &mut out);
-    flush(&mut current, &mut out);
+    walk(
+        document.tree.root(),
+        &mut current,
+        &mut out,
+        Place::default(),
+    );
+    flush(&mut current, &mut out, Place::default());
     out.title = title.or_else(|| out.first_heading());
     out
 }
@@ -583,6 +766,90 @@ mod tests {
         assert_eq!(
             headings,
             vec!["Fleet and operations", "Punctuality and cancellations"]
+        );
+    }
+
+    /// The blocks of an extraction as (kind, text with white space collapsed).
+    fn blocks_of(e: &Extracted) -> Vec<(BlockKind, String)> {
+        e.blocks
+            .iter()
+            .map(|b| (b.kind, collapse(&e.text[b.start..b.end])))
+            .collect()
+    }
+
+    #[test]
+    fn html_definition_lists_and_tables_keep_their_structure() {
+        let html = "<html><body><h2>Options</h2><dl><dt><code>-f, --file</code> file</dt>\
+            <dd><p>Log the contents of the file.</p><p>The default is stdin.</p></dd>\
+            <dt>-i</dt><dd>Log the PID.</dd></dl><p>After the list.</p>\
+            <table><tr><th>Setting</th><th>Default</th></tr><tr><td>gc.auto</td><td>6700</td></tr></table>\
+            </body></html>";
+        let e = extract(DocumentKind::Html, html.as_bytes()).unwrap();
+        let got = blocks_of(&e);
+        assert_eq!(
+            got,
+            vec![
+                (BlockKind::Heading(2), "## Options".into()),
+                (BlockKind::Term(1), "-f, --file file".into()),
+                (
+                    BlockKind::Description(1),
+                    "Log the contents of the file.".into()
+                ),
+                (BlockKind::Description(1), "The default is stdin.".into()),
+                (BlockKind::Term(1), "-i".into()),
+                (BlockKind::Description(1), "Log the PID.".into()),
+                (BlockKind::Paragraph, "After the list.".into()),
+                (
+                    BlockKind::Paragraph,
+                    "| Setting | Default | |---|---| | gc.auto | 6700 |".into()
+                ),
+            ]
+        );
+        let table = e.blocks.last().unwrap();
+        assert!(e.text[table.start..table.end].contains("|---|---|\n| gc.auto | 6700 |"));
+    }
+
+    #[test]
+    fn markdown_definition_lists_are_entries() {
+        let md = "# Keys\n\ngc.auto\n: When there are more loose objects than this, gc packs them.\n\ncore.pager\n\n: The pager git uses.\n\nPlain paragraph.\n";
+        let e = extract(DocumentKind::Markdown, md.as_bytes()).unwrap();
+        let got = blocks_of(&e);
+        assert_eq!(
+            got,
+            vec![
+                (BlockKind::Heading(1), "# Keys".into()),
+                (BlockKind::Term(1), "gc.auto".into()),
+                (
+                    BlockKind::Description(1),
+                    ": When there are more loose objects than this, gc packs them.".into()
+                ),
+                (BlockKind::Term(1), "core.pager".into()),
+                (BlockKind::Description(1), ": The pager git uses.".into()),
+                (BlockKind::Paragraph, "Plain paragraph.".into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_saved_manual_page_has_its_name_as_title_and_its_options_as_entries() {
+        let page = "LOGGER(1)                 User Commands                 LOGGER(1)\n\nNAME\n       logger - enter messages into the system log\n\nOPTIONS\n       -d, --udp\n           Use datagrams (UDP) only.\n\nutil-linux 2.38.1            2022-05-11                 LOGGER(1)\n";
+        let e = extract(DocumentKind::Text, page.as_bytes()).unwrap();
+        assert_eq!(
+            e.title.as_deref(),
+            Some("logger - enter messages into the system log")
+        );
+        let got = blocks_of(&e);
+        assert!(
+            got.contains(&(BlockKind::Term(1), "-d, --udp".into())),
+            "{got:?}"
+        );
+        assert!(got.contains(&(
+            BlockKind::Description(1),
+            "Use datagrams (UDP) only.".into()
+        )));
+        assert!(
+            !got.iter().any(|(_, t)| t.contains("User Commands")),
+            "running header: {got:?}"
         );
     }
 

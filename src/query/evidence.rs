@@ -3,8 +3,6 @@
 //! spoken (from Whisper's segment and token times). Answers are extracted from these sentences
 //! and generated answers are checked against them, so a citation lands on the words.
 
-use unicode_segmentation::UnicodeSegmentation;
-
 use crate::catalog::CharIndex;
 use crate::catalog::{Anchor, StoredChunk};
 use crate::transcribe::Segment;
@@ -26,10 +24,10 @@ pub struct Sentence {
     pub heading: bool,
     /// Byte range in the block's text.
     pub range: (usize, usize),
+    /// The paragraph or entry it belongs to within its block (`text::SentenceRange::group`):
+    /// an answer may go on into the next sentences of the same group.
+    pub group: usize,
 }
-
-/// Fragments with fewer words than this ("1.", "Fixed", "No. 5") join the next sentence.
-const MIN_WORDS: usize = 3;
 
 /// Sentences with fewer words than this, and no digit, are labels, not answers.
 const ANSWER_WORDS: usize = 5;
@@ -39,7 +37,7 @@ const ANSWER_WORDS: usize = 5;
 /// the time it was spoken, without them the chunk's own range.
 pub fn block_sentences(block: usize, chunk: &StoredChunk, segments: &[Segment]) -> Vec<Sentence> {
     let text = &chunk.text;
-    let spans = sentence_ranges(text);
+    let spans = crate::text::sentences(text);
     let times = match chunk.anchor {
         Anchor::Time { .. } => time_pieces(text, segments),
         _ => None,
@@ -47,8 +45,17 @@ pub fn block_sentences(block: usize, chunk: &StoredChunk, segments: &[Segment]) 
     let chars = CharIndex::new(text);
     spans
         .into_iter()
-        .filter_map(|(start, end, heading)| {
-            let shown = display_text(&text[start..end]);
+        .filter_map(|sentence| {
+            let (start, end, heading) = (sentence.start, sentence.end, sentence.heading);
+            let shown = match sentence.header {
+                Some((hs, he)) => {
+                    crate::text::sentences::display_row(&text[start..end], Some(&text[hs..he]))
+                }
+                None if crate::text::sentences::table_row(&text[start..end]) => {
+                    crate::text::sentences::display_row(&text[start..end], None)
+                }
+                None => display_text(&text[start..end]),
+            };
             if shown.is_empty() {
                 return None;
             }
@@ -80,130 +87,13 @@ pub fn block_sentences(block: usize, chunk: &StoredChunk, segments: &[Segment]) 
                 anchor,
                 heading: heading || fragment,
                 range: (start, end),
+                group: sentence.group,
             })
         })
         .collect()
 }
 
-/// Whether the line starting at byte `at` of `text` opens a list item (`- `, `* `, `• `,
-/// `+ `, `1. `, `2) `).
-fn list_item_at(text: &str, at: usize) -> bool {
-    let line = text[at..].trim_start_matches([' ', '\t']);
-    if ["- ", "* ", "• ", "+ "].iter().any(|m| line.starts_with(m)) {
-        return true;
-    }
-    let digits = line.chars().take_while(char::is_ascii_digit).count();
-    digits > 0 && (line[digits..].starts_with(". ") || line[digits..].starts_with(") "))
-}
-
-/// Paragraphs of `text` as byte ranges: a blank line ends one, and so does a line break
-/// before a list item; other line breaks are hard wrapping inside a paragraph.
-fn paragraphs(text: &str) -> Vec<(usize, usize)> {
-    let mut out = Vec::new();
-    let mut start = 0;
-    let mut at = 0;
-    for line in text.split_inclusive('\n') {
-        if line.trim().is_empty() {
-            if at > start {
-                out.push((start, at));
-            }
-            start = at + line.len();
-        } else if at > start && list_item_at(text, at) {
-            out.push((start, at));
-            start = at;
-        }
-        at += line.len();
-    }
-    if start < text.len() {
-        out.push((start, text.len()));
-    }
-    out
-}
-
-fn trim_range(text: &str, start: usize, end: usize) -> (usize, usize) {
-    let piece = &text[start..end];
-    let lead = piece.len() - piece.trim_start().len();
-    let trail = piece.len() - piece.trim_end().len();
-    (start + lead, (end - trail).max(start + lead))
-}
-
-fn ends_sentence(text: &str) -> bool {
-    text.trim_end_matches(['"', '\'', ')', ']', '”', '’', '*', '_'])
-        .ends_with(['.', '?', '!', '…', ':', ';', '。', '？', '！'])
-}
-
-/// Sentences of `text` as byte ranges, with whether each is a heading or label (a
-/// one-line paragraph that does not end like a sentence, or a `#` line).
-pub fn sentence_ranges(text: &str) -> Vec<(usize, usize, bool)> {
-    let mut out = Vec::new();
-    for (p_start, p_end) in paragraphs(text) {
-        let (p_start, p_end) = trim_range(text, p_start, p_end);
-        if p_start >= p_end {
-            continue;
-        }
-        let paragraph = &text[p_start..p_end];
-        let label = !paragraph.contains('\n')
-            && !list_item_at(paragraph, 0)
-            && !ends_sentence(paragraph)
-            && paragraph.split_whitespace().count() <= 12
-            && paragraph.split_sentence_bounds().nth(1).is_none();
-        let shouted = paragraph.chars().any(char::is_alphabetic)
-            && !paragraph.chars().any(char::is_lowercase)
-            && paragraph.split_whitespace().count() <= 12;
-        if paragraph.starts_with('#') || label || shouted {
-            out.push((p_start, p_end, true));
-            continue;
-        }
-        // Hard-wrapped lines read as one; the same byte length keeps offsets.
-        let flat = paragraph.replace(['\n', '\r'], " ");
-        let mut pending: Option<usize> = None;
-        let mut pieces = Vec::new();
-        for (offset, piece) in flat.split_sentence_bound_indices() {
-            let (s, e) = trim_range(&flat, offset, offset + piece.len());
-            if s >= e {
-                continue;
-            }
-            let s = pending.take().unwrap_or(s);
-            if flat[s..e].split_whitespace().count() < MIN_WORDS {
-                pending = Some(s);
-            } else {
-                pieces.push((s, e));
-            }
-        }
-        if let Some(s) = pending {
-            match pieces.last_mut() {
-                Some(last) => last.1 = flat.trim_end().len(),
-                None => pieces.push((s, flat.trim_end().len())),
-            }
-        }
-        out.extend(
-            pieces
-                .into_iter()
-                .map(|(s, e)| (p_start + s, p_start + e, false)),
-        );
-    }
-    out
-}
-
-/// A sentence as shown: list markers, heading marks and emphasis removed, white space
-/// collapsed.
-pub fn display_text(raw: &str) -> String {
-    let mut text = raw.trim().trim_start_matches('#').trim_start();
-    for marker in ["- ", "* ", "• ", "+ "] {
-        if let Some(rest) = text.strip_prefix(marker) {
-            text = rest;
-        }
-    }
-    let digits = text.chars().take_while(char::is_ascii_digit).count();
-    if digits > 0 && (text[digits..].starts_with(". ") || text[digits..].starts_with(") ")) {
-        text = &text[digits + 2..];
-    }
-    text.replace("**", "")
-        .replace("__", "")
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
-}
+pub use crate::text::display_text;
 
 /// A piece of a transcript chunk's text with the time it was spoken: byte range, start, end.
 type TimedPiece = (usize, usize, u64, u64);
@@ -361,24 +251,6 @@ mod tests {
                 .collect();
             assert_eq!(raw, &text[s.range.0..s.range.1]);
         }
-    }
-
-    #[test]
-    fn short_fragments_join_the_next_sentence() {
-        let ranges = sentence_ranges("1. Red light only. After sunset, use only red torches.");
-        let texts: Vec<&str> = ranges
-            .iter()
-            .map(|(s, e, _)| &"1. Red light only. After sunset, use only red torches."[*s..*e])
-            .collect();
-        assert_eq!(
-            texts,
-            vec!["1. Red light only.", "After sunset, use only red torches."]
-        );
-        assert_eq!(
-            display_text("1. Red light only."),
-            "Red light only.",
-            "list numbers are not shown"
-        );
     }
 
     fn segment(start: u64, end: u64, text: &str, words: &[(&str, u64, u64)]) -> Segment {

@@ -8,6 +8,7 @@ pub mod evidence;
 pub mod facts;
 pub mod fuse;
 pub mod similar;
+pub mod types;
 pub mod verify;
 
 use serde::{Deserialize, Serialize};
@@ -304,6 +305,8 @@ pub struct Answer {
     /// Score of the block sentence that best answers the question (see `[answer]` in
     /// pipelines/query.toml); below `min_relevance` the question is not answered.
     pub relevance: f64,
+    /// What the question asks for (`types::classify`): a quantity, a size, a version, …
+    pub answer_type: types::AnswerType,
     pub sentences: Vec<AnswerSentence>,
     /// The numbered blocks the answer was drawn from (or the generator was given).
     #[serde(rename = "context")]
@@ -759,9 +762,12 @@ impl Engine {
         let retrieval_query = request.retrieval_query();
         let context = &self.pipelines.query.context;
         let (generator, why_not) = self.generator().await;
-        let max_blocks = match &generator {
-            Some(g) if g.prefers_single_turn() => context.embedded_max_blocks,
-            _ => context.max_blocks,
+        let (max_blocks, token_budget) = match &generator {
+            Some(g) if g.prefers_single_turn() => {
+                (context.embedded_max_blocks, context.token_budget)
+            }
+            Some(_) => (context.max_blocks, context.token_budget),
+            None => (context.extracted_max_blocks, context.extracted_token_budget),
         };
         let found = self
             .search(&SearchRequest::new(retrieval_query.clone(), max_blocks).passages())
@@ -781,7 +787,7 @@ impl Engine {
             .filter(|h| !h.chunk.text.trim().is_empty())
         {
             let cost = approx_tokens(&hit.chunk.text) + 16;
-            if !chunks.is_empty() && used + cost > context.token_budget {
+            if !chunks.is_empty() && used + cost > token_budget {
                 break;
             }
             used += cost;
@@ -842,11 +848,65 @@ impl Engine {
             .filter(|(_, s)| !s.heading)
             .map(|(score, _)| *score)
             .fold(0.0, f64::max);
+        // What the question asks for, and how well each sentence fills it: a sentence with a
+        // span of the asked type (near the question's key words) ranks higher.
+        let answer_type = types::classify(question);
+        let wants_default = types::asks_default(question);
+        let keys = types::key_words(question);
+        let defaults: Vec<bool> = evidence
+            .iter()
+            .map(|s| types::states_default(&s.text))
+            .collect();
+        let fitted: Vec<Option<(f64, usize)>> = evidence
+            .iter()
+            .map(|s| types::best_fit(answer_type, &types::spans(&s.text)))
+            .collect();
+        // An entry's term speaks for its sentences when an option is asked: a sentence of the
+        // `-A, --fstab` entry answers "which switch …" though it names no option itself.
+        let term_fits: Vec<f64> = evidence
+            .iter()
+            .map(|s| match answer_type {
+                types::AnswerType::Option => entry_term(&chunks[s.block - 1].context)
+                    .and_then(|term| {
+                        types::best_fit(answer_type, &types::spans(&format!("x {term}")))
+                    })
+                    .map_or(0.0, |f| f.0),
+                _ => 0.0,
+            })
+            .collect();
+        let fitted: Vec<Option<(f64, usize)>> = fitted
+            .into_iter()
+            .zip(&term_fits)
+            .map(|(fit, &term)| match fit {
+                Some((f, at)) if f >= term => Some((f, at)),
+                _ if term > 0.0 => Some((term, 0)),
+                other => other,
+            })
+            .collect();
+        let fits: Vec<f64> = fitted.iter().map(|f| f.map_or(0.0, |f| f.0)).collect();
         let ranking: Vec<f64> = scores
             .relevance
             .iter()
             .zip(&evidence)
-            .map(|(score, s)| score + settings.rank_weight / s.block as f64)
+            .zip(&fitted)
+            .zip(&defaults)
+            .map(|(((score, s), fit), states_default)| {
+                let typed = match fit {
+                    Some((fit, at)) if answer_type.typed() => {
+                        settings.type_weight * fit
+                            + settings.proximity_weight
+                                * fit
+                                * answer::proximity(&s.text, *at, &keys)
+                    }
+                    _ => 0.0,
+                };
+                let default = if wants_default && *states_default {
+                    settings.type_weight / 2.0
+                } else {
+                    0.0
+                };
+                score + settings.rank_weight / s.block as f64 + typed + default
+            })
             .collect();
         for (s, score) in evidence.iter().zip(&ranking) {
             tracing::debug!(
@@ -857,22 +917,110 @@ impl Engine {
                 s.text
             );
         }
-        let chosen = if relevance < settings.min_relevance {
+        let unanswerable = why_unanswerable(answer_type, &keys, &evidence, &fits, &chunks);
+        if let Some(why) = &unanswerable {
+            tracing::debug!("not answered: {why}");
+        }
+        let chosen = if relevance < settings.min_relevance || unanswerable.is_some() {
             Vec::new()
         } else {
-            answer::choose(&ranking, &scores.own, &evidence, settings)
+            answer::choose(
+                &ranking,
+                &scores.own,
+                answer::Asked {
+                    answer_type,
+                    fits: &fits,
+                    wants_default,
+                    defaults: &defaults,
+                },
+                &evidence,
+                settings,
+            )
         };
+        // An answer to a question that asks for a number, a size, a duration, a date or a
+        // version must state one: the sentences that speak of the thing without it (a
+        // setting's description with no value given) do not answer.
+        // When the best sentences lack it, the best sentence that has it answers if it scores
+        // within `type_margin` of them; else the sources do not answer.
+        let chosen = if answer_type.strict()
+            && !chosen.is_empty()
+            && !chosen.iter().any(|&i| fits[i] >= 0.5)
+        {
+            let top = chosen.iter().map(|&i| ranking[i]).fold(f64::MIN, f64::max);
+            let typed: Vec<f64> = ranking
+                .iter()
+                .zip(&fits)
+                .map(|(r, f)| if *f >= 0.5 { *r } else { f64::MIN })
+                .collect();
+            let best_typed = (0..evidence.len())
+                .filter(|&i| !evidence[i].heading && fits[i] >= 0.5)
+                .max_by(|&a, &b| typed[a].total_cmp(&typed[b]));
+            match best_typed {
+                Some(i) if typed[i] >= top - settings.type_margin => answer::choose(
+                    &typed,
+                    &scores.own,
+                    answer::Asked {
+                        answer_type,
+                        fits: &fits,
+                        wants_default,
+                        defaults: &defaults,
+                    },
+                    &evidence,
+                    settings,
+                ),
+                _ => {
+                    tracing::debug!(
+                        "not answered: no sentence close to the best holds a {}",
+                        answer_type.name()
+                    );
+                    Vec::new()
+                }
+            }
+        } else {
+            chosen
+        };
+        if tracing::enabled!(tracing::Level::DEBUG) && !chosen.is_empty() {
+            let stem = |w: &str| w.chars().take(5).collect::<String>();
+            let blocks: std::collections::BTreeSet<usize> =
+                chosen.iter().map(|&i| evidence[i].block).collect();
+            let words: std::collections::HashSet<String> = blocks
+                .iter()
+                .flat_map(|&b| {
+                    let c = &chunks[b - 1];
+                    types::key_words(&c.text)
+                        .into_iter()
+                        .chain(types::key_words(&c.context))
+                })
+                .map(|w| stem(&w))
+                .collect();
+            let covered = keys.iter().filter(|k| words.contains(&stem(k))).count();
+            tracing::debug!(
+                covered,
+                keys = keys.len(),
+                "coverage of the question's key words"
+            );
+        }
         let extracted = |notices: Vec<String>, generated: Option<Generated>| {
             let answer = if chosen.is_empty() {
                 not_answered(&blocks)
             } else {
+                let mut led = std::collections::HashSet::new();
                 let parts: Vec<Part> = chosen
                     .iter()
-                    .map(|&i| Part {
-                        text: evidence[i].text.clone(),
-                        evidence: vec![i],
-                        change: None,
-                        missing: Vec::new(),
+                    .map(|&i| {
+                        let s = &evidence[i];
+                        let term = entry_term(&chunks[s.block - 1].context)
+                            .filter(|term| term_answers(answer_type, term, &s.text, fits[i]))
+                            .filter(|_| led.insert((s.block, s.group)));
+                        Part {
+                            text: match term {
+                                Some(term) => format!("{term}: {}", s.text),
+                                None => s.text.clone(),
+                            },
+                            evidence: vec![i],
+                            change: None,
+                            missing: Vec::new(),
+                        }
                     })
                     .collect();
                 assemble(&parts, &evidence, &chunks, &blocks)
@@ -882,6 +1030,7 @@ impl Engine {
                 generated,
                 notices,
                 relevance,
+                answer_type,
                 ..answer
             }
         };
@@ -978,6 +1127,7 @@ impl Engine {
             generator: generator.name(),
             notices,
             relevance,
+            answer_type,
             ..assemble(&parts, &evidence, &chunks, &blocks)
         })
     }
@@ -1263,11 +1413,85 @@ fn assemble(
         generator: String::new(),
         answered: true,
         relevance: 0.0,
+        answer_type: types::AnswerType::Other,
         sentences,
         blocks: blocks.to_vec(),
         generated: None,
         notices: Vec::new(),
     }
+}
+
+/// The term of the entry a chunk belongs to (a man page's `-f, --file file`, a key such as
+/// `HUSHLOGIN_FILE (string)`), if its context line ends in one: the last part of
+/// `Title > Section > term`, when it reads as an option or key rather than a heading.
+fn entry_term(context: &str) -> Option<&str> {
+    let parts: Vec<&str> = context.split(" > ").collect();
+    if parts.len() < 2 {
+        return None;
+    }
+    let last = parts.last()?.trim();
+    let shouted = !last.chars().any(char::is_lowercase);
+    let option_like = last.starts_with('-')
+        || types::spans(&format!("x {last}"))
+            .iter()
+            .any(|s| matches!(s.kind, types::SpanKind::Option | types::SpanKind::Path));
+    let single = !last.contains(char::is_whitespace) && !shouted;
+    (option_like || single).then_some(last)
+}
+
+/// Whether an entry's term belongs in the answer before its sentence: the question asks for
+/// an option or key, or how to do something (in a manual the answer is an option), and the
+/// sentence names none; or it asks for a type that the term holds and the sentence lacks.
+fn term_answers(answer_type: types::AnswerType, term: &str, sentence: &str, fit: f64) -> bool {
+    let named = |text: &str| {
+        types::spans(text)
+            .iter()
+            .any(|s| s.kind == types::SpanKind::Option)
+    };
+    match answer_type {
+        types::AnswerType::Option => !named(sentence),
+        types::AnswerType::Procedure | types::AnswerType::Other => {
+            !named(sentence) && (term.starts_with('-') || named(&format!("x {term}")))
+        }
+        t if t.typed() && fit < 0.5 => {
+            types::best_fit(t, &types::spans(&format!("x {term}"))).is_some_and(|f| f.0 >= 0.5)
+        }
+        _ => false,
+    }
+}
+
+/// Why the blocks cannot answer the question, if they cannot: it asks for a type of fact
+/// (a number, a size, a version, an option, …) that no block sentence holds, or none of its
+/// key words is in any block (text or context line).
+fn why_unanswerable(
+    answer_type: types::AnswerType,
+    keys: &[String],
+    evidence: &[evidence::Sentence],
+    fits: &[f64],
+    chunks: &[StoredChunk],
+) -> Option<String> {
+    if answer_type.strict()
+        && !evidence
+            .iter()
+            .zip(fits)
+            .any(|(s, fit)| !s.heading && *fit >= 0.5)
+    {
+        return Some(format!("no passage holds a {}", answer_type.name()));
+    }
+    let stem = |w: &str| w.chars().take(5).collect::<String>();
+    let present: std::collections::HashSet<String> = chunks
+        .iter()
+        .flat_map(|c| {
+            types::key_words(&c.text)
+                .into_iter()
+                .chain(types::key_words(&c.context))
+        })
+        .map(|w| stem(&w))
+        .collect();
+    if !keys.is_empty() && !keys.iter().any(|k| present.contains(&stem(k))) {
+        return Some("none of the question's key words is in the passages".into());
+    }
+    None
 }
 
 /// Passages listed when the sources do not answer the question.
@@ -1294,6 +1518,7 @@ fn not_answered(blocks: &[Citation]) -> Answer {
         generator: String::new(),
         answered: false,
         relevance: 0.0,
+        answer_type: types::AnswerType::Other,
         sentences: Vec::new(),
         blocks: blocks.to_vec(),
         generated: None,

@@ -7,7 +7,7 @@
 //! elsewhere in the block does not count: "a 6.5-metre telescope" is not supported by a block
 //! whose telescope is 0.6 metres and whose dome, three sentences on, is 6.5.
 
-use super::evidence::{sentence_ranges, Sentence};
+use super::evidence::Sentence;
 use super::facts::{facts, Vocabulary};
 
 /// One sentence of a generated answer, as the generator wrote it.
@@ -23,7 +23,8 @@ pub struct Claim {
 /// full stop (`… November. [2]`) belongs to that sentence.
 pub fn claims(answer: &str, blocks: usize) -> Vec<Claim> {
     let mut out: Vec<Claim> = Vec::new();
-    for (start, end, _) in sentence_ranges(answer) {
+    for sentence in crate::text::sentences(answer) {
+        let (start, end) = (sentence.start, sentence.end);
         let (text, cited) = super::cite::split_markers(&answer[start..end], blocks);
         let leading_only = text.trim().is_empty();
         let text = super::evidence::display_text(&text);
@@ -195,6 +196,7 @@ mod tests {
             anchor: Anchor::Image,
             heading: false,
             range: (0, text.len()),
+            group: 0,
         }
     }
 

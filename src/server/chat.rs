@@ -603,6 +603,7 @@ mod tests {
             generator: "extracted".into(),
             answered: true,
             relevance: 1.0,
+            answer_type: crate::query::types::AnswerType::Other,
             sentences: Vec::new(),
             blocks: vec![
                 citation(1, 1, time),
@@ -658,6 +659,7 @@ mod tests {
             generator: "extracted".into(),
             answered: false,
             relevance: 0.0,
+            answer_type: crate::query::types::AnswerType::Other,
             sentences: Vec::new(),
             blocks: Vec::new(),
             generated: None,

@@ -14,6 +14,7 @@ mod crash;
 mod faults;
 mod grounded;
 mod ingest;
+mod manuals;
 mod models;
 mod paths;
 mod postgres;
