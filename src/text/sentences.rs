@@ -339,7 +339,7 @@ pub fn sentences(text: &str) -> Vec<SentenceRange> {
             && !list_item(piece)
             && !ends_sentence(piece)
             && words <= 12
-            && !(words >= 4 && piece.chars().any(|c| c.is_ascii_digit() || c == '@'))
+            && (words < 4 || !piece.chars().any(|c| c.is_ascii_digit() || c == '@'))
             && piece.split_sentence_bounds().nth(1).is_none();
         let capitals = shouted(piece) && !piece.chars().any(|c| c.is_ascii_digit()) || {
             piece.chars().any(char::is_alphabetic)

@@ -80,8 +80,9 @@ fn answers_on_real_manual_pages_hold_the_fact_or_decline() {
     }
 }
 
-/// The figures measured on this set (docs/answers.md), lowered by a little for the
-/// difference between CPUs' product paths.
+/// The figures measured on this set (docs/answers.md: 104 facts and 134 sources of 137, 5 of
+/// 18 unanswerable declined, 2 answerable declined, 168 characters on average), given a
+/// little room for the difference between CPUs' product paths (f32 or bf16 embeddings).
 struct Figures {
     fact: u64,
     source: u64,
@@ -91,9 +92,9 @@ struct Figures {
 }
 
 const FIGURES: Figures = Figures {
-    fact: 0,
-    source: 0,
-    declined_unanswerable: 0,
-    declined_answerable: 137,
-    mean_length: 400.0,
+    fact: 100,
+    source: 130,
+    declined_unanswerable: 4,
+    declined_answerable: 3,
+    mean_length: 190.0,
 };
