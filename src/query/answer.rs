@@ -231,7 +231,7 @@ pub fn choose(
 /// question's key words (`keys`, lower-case) in it: 1 when a key word is next to it, falling
 /// with the words between; 0 when no key word is in the sentence.
 pub fn proximity(text: &str, span_start: usize, keys: &[String]) -> f64 {
-    let stem = |w: &str| w.chars().take(5).collect::<String>();
+    let stem = super::types::stem;
     let keys: Vec<String> = keys.iter().map(|k| stem(k)).collect();
     let mut span_word = None;
     let mut key_positions = Vec::new();

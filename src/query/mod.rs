@@ -980,7 +980,7 @@ impl Engine {
             chosen
         };
         if tracing::enabled!(tracing::Level::DEBUG) && !chosen.is_empty() {
-            let stem = |w: &str| w.chars().take(5).collect::<String>();
+            let stem = types::stem;
             let blocks: std::collections::BTreeSet<usize> =
                 chosen.iter().map(|&i| evidence[i].block).collect();
             let words: std::collections::HashSet<String> = blocks
@@ -1478,7 +1478,7 @@ fn why_unanswerable(
     {
         return Some(format!("no passage holds a {}", answer_type.name()));
     }
-    let stem = |w: &str| w.chars().take(5).collect::<String>();
+    let stem = types::stem;
     let present: std::collections::HashSet<String> = chunks
         .iter()
         .flat_map(|c| {

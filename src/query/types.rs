@@ -1123,6 +1123,26 @@ pub fn best_fit(answer_type: AnswerType, spans: &[Span]) -> Option<(f64, usize)>
         .max_by(|a, b| a.0.total_cmp(&b.0).then(b.1.cmp(&a.1)))
 }
 
+/// A light English stem of a lower-case word, for matching a question's words in a sentence:
+/// plural and verb endings removed (`takes` and `take`, `entries` and `entry`, `compressed`
+/// and `compress`), then at most six letters.
+pub fn stem(word: &str) -> String {
+    let w = word.trim_end_matches("'s").trim_end_matches("’s");
+    let n = w.chars().count();
+    let cut = |suffix: &str, keep: usize| -> Option<String> {
+        (w.ends_with(suffix) && n > suffix.len() + keep)
+            .then(|| w[..w.len() - suffix.len()].to_string())
+    };
+    let base = cut("ies", 2)
+        .map(|b| b + "y")
+        .or_else(|| cut("sses", 1).map(|b| b + "ss"))
+        .or_else(|| cut("ing", 2))
+        .or_else(|| cut("ed", 2))
+        .or_else(|| (!w.ends_with("ss")).then(|| cut("s", 2)).flatten())
+        .unwrap_or_else(|| w.to_string());
+    base.chars().take(6).collect()
+}
+
 /// Words of a question that say what it asks about, lower-case: without question words,
 /// function words and the words that only say what kind of answer is wanted.
 pub fn key_words(question: &str) -> Vec<String> {
@@ -1333,6 +1353,10 @@ mod tests {
         assert_eq!(best_fit(AnswerType::Version, &s).map(|f| f.0), Some(0.4));
         assert_eq!(best_fit(AnswerType::Person, &s), None);
         assert!(best_fit(AnswerType::Size, &spans("Specify the size of the buffer.")).is_none());
+        assert_eq!(stem("takes"), stem("take"));
+        assert_eq!(stem("entries"), stem("entry"));
+        assert_eq!(stem("compressed"), stem("compress"));
+        assert_ne!(stem("bus"), stem("bu"));
         assert_eq!(
             key_words("How big is the buffer dd copies with if I don't say?"),
             vec!["buffer", "dd", "copies"]

@@ -104,20 +104,6 @@ pub fn plain_layout(text: &str) -> Layout {
         if entries.len() < depth_before || left_of_paragraph {
             close(&mut open, &mut layout.blocks);
         }
-        if shouted(content) && line.indent == 0 && !content.ends_with(['.', ',', ';']) {
-            close(&mut open, &mut layout.blocks);
-            entries.clear();
-            in_name = layout.manual && content.trim() == "NAME";
-            layout.blocks.push(LayoutBlock {
-                start: line.start,
-                end: line.end,
-                kind: LayoutKind::Heading(2),
-            });
-            continue;
-        }
-        if in_name {
-            name.push(content.to_string());
-        }
         // A heading underlined with `===` (level 1) or `---` (level 2).
         if open.is_none() && term_like(content) && next.is_some_and(|n| underline(&n)) {
             let level = if text[next.expect("checked").start..].starts_with('=') {
@@ -133,6 +119,20 @@ pub fn plain_layout(text: &str) -> Layout {
             });
             skip_next = true;
             continue;
+        }
+        if shouted(content) && line.indent == 0 && !content.ends_with(['.', ',', ';']) {
+            close(&mut open, &mut layout.blocks);
+            entries.clear();
+            in_name = layout.manual && content.trim() == "NAME";
+            layout.blocks.push(LayoutBlock {
+                start: line.start,
+                end: line.end,
+                kind: LayoutKind::Heading(2),
+            });
+            continue;
+        }
+        if in_name {
+            name.push(content.to_string());
         }
         // A short title-like line directly above a list (`Security` over `* Fixed …`).
         if !layout.manual
@@ -325,10 +325,10 @@ mod tests {
 
     #[test]
     fn underlined_headings_and_titles_over_lists() {
-        let text = "Release Notes\n=============\n\nVersion 3.3.1\n-------------\n\nSecurity\n* Ledger files now use Argon2id.\n* Fixed a crash.\n";
+        let text = "RELEASE NOTES\n=============\n\nVersion 3.3.1\n-------------\n\nSecurity\n* Ledger files now use Argon2id.\n* Fixed a crash.\n";
         let got = shown(text);
         use LayoutKind::*;
-        assert_eq!(got[0], (Heading(1), "Release Notes".into()));
+        assert_eq!(got[0], (Heading(1), "RELEASE NOTES".into()));
         assert_eq!(got[1], (Heading(2), "Version 3.3.1".into()));
         assert_eq!(got[2], (Heading(3), "Security".into()));
         assert_eq!(got[3].0, Paragraph(0));

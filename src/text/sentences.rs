@@ -216,6 +216,20 @@ fn groups(text: &str) -> Vec<(usize, usize, GroupKind)> {
         };
         let content = &text[line.start..line.end];
         let next = lines.get(k + 1).copied().flatten();
+        // A line of `===` or `---` under a one-line group underlines a heading.
+        let underline = content.len() >= 3
+            && (content.chars().all(|c| c == '=') || content.chars().all(|c| c == '-'));
+        if underline {
+            if let (Some((first, first_line)), Some((last, _))) = (open, previous) {
+                if first == last {
+                    open = None;
+                    out.push((first_line.start, first_line.end, GroupKind::Heading));
+                    previous = None;
+                    keyed = false;
+                    continue;
+                }
+            }
+        }
         // Table rows: one group each; the row above a separator row is the header.
         if table_row(content) {
             close(&mut open, previous, keyed, &mut out);
@@ -507,6 +521,14 @@ mod tests {
             "Setting: gc.auto; Default: 6700"
         );
         assert_eq!(display_row("| a | b | c |", header), "a; b; c");
+    }
+
+    #[test]
+    fn an_underlined_heading_is_apart_from_its_underline_and_body() {
+        let got = shown("A WALKER'S GUIDE TO THE ISLE\n============================\n\nThe Isle lies eleven miles off the coast.");
+        assert_eq!(got[0], ("A WALKER'S GUIDE TO THE ISLE".into(), true, 0));
+        assert_eq!(got[1].0, "The Isle lies eleven miles off the coast.");
+        assert_eq!(got.len(), 2);
     }
 
     #[test]
