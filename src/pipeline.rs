@@ -176,6 +176,10 @@ pub struct AnswerSection {
     /// sentences state none is answered by the best sentence that does if it scores within
     /// this of them, and declined otherwise.
     pub type_margin: f64,
+    /// Added to the sentences of a document the question names by a word of its title
+    /// (`gzip` in "How many threads can gzip use?"): its own page answers before another
+    /// that mentions it.
+    pub title_weight: f64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

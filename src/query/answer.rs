@@ -312,6 +312,7 @@ mod tests {
             type_weight: 0.1,
             proximity_weight: 0.05,
             type_margin: 0.1,
+            title_weight: 0.05,
         }
     }
 

@@ -905,7 +905,12 @@ impl Engine {
                 } else {
                     0.0
                 };
-                score + settings.rank_weight / s.block as f64 + typed + default
+                let named = if names_document(&keys, &chunks[s.block - 1]) {
+                    settings.title_weight
+                } else {
+                    0.0
+                };
+                score + settings.rank_weight / s.block as f64 + typed + default + named
             })
             .collect();
         for (s, score) in evidence.iter().zip(&ranking) {
@@ -1419,6 +1424,30 @@ fn assemble(
         generated: None,
         notices: Vec::new(),
     }
+}
+
+/// Whether the question names the chunk's document: one of its key words is a word of the
+/// document's title, before any ` - ` description (`gzip` for `gzip, gunzip, zcat -
+/// compress or expand files`, `logind` for `logind.conf, logind.conf.d - Login manager
+/// configuration files`).
+fn names_document(keys: &[String], chunk: &StoredChunk) -> bool {
+    let title = chunk
+        .source
+        .title
+        .as_deref()
+        .or_else(|| chunk.context.split(" > ").next())
+        .unwrap_or_default();
+    let name = title.split(" - ").next().unwrap_or(title).to_lowercase();
+    let words: Vec<&str> = name
+        .split(|c: char| !(c.is_alphanumeric() || c == '_' || c == '-'))
+        .filter(|w| w.len() >= 2)
+        .collect();
+    keys.iter().any(|k| {
+        let k = k.trim_end_matches(['\'', '’', 's']);
+        words
+            .iter()
+            .any(|w| *w == k || w.trim_end_matches('s') == k)
+    })
 }
 
 /// The term of the entry a chunk belongs to (a man page's `-f, --file file`, a key such as
