@@ -296,6 +296,7 @@ mod tests {
             heading: false,
             range: (0, text.len()),
             group: 0,
+            credits: false,
         }
     }
 

@@ -27,6 +27,31 @@ pub struct Sentence {
     /// The paragraph or entry it belongs to within its block (`text::SentenceRange::group`):
     /// an answer may go on into the next sentences of the same group.
     pub group: usize,
+    /// It lies in a section that credits people (`AUTHOR`, `AUTHORS`, `Written by`,
+    /// `MAINTAINERS`, `CREDITS`): a name on its own line there answers "who wrote it?".
+    pub credits: bool,
+}
+
+/// Whether a heading names a section that credits people.
+pub fn credits_heading(heading: &str) -> bool {
+    let h = heading
+        .trim()
+        .trim_start_matches('#')
+        .trim()
+        .trim_end_matches(':')
+        .to_lowercase();
+    [
+        "author",
+        "authors",
+        "written by",
+        "maintainer",
+        "maintainers",
+        "credits",
+        "contributors",
+        "authors and contributors",
+        "author and copyright",
+    ]
+    .contains(&h.as_str())
 }
 
 /// Sentences with fewer words than this, and no digit, are labels, not answers.
@@ -43,10 +68,25 @@ pub fn block_sentences(block: usize, chunk: &StoredChunk, segments: &[Segment]) 
         _ => None,
     };
     let chars = CharIndex::new(text);
+    // Under a heading that credits people, a line of names is an answer, not a label; the
+    // chunk's context line may name that section too.
+    let mut credits = chunk
+        .context
+        .rsplit(" > ")
+        .next()
+        .is_some_and(credits_heading);
     spans
         .into_iter()
         .filter_map(|sentence| {
-            let (start, end, heading) = (sentence.start, sentence.end, sentence.heading);
+            let (start, end, mut heading) = (sentence.start, sentence.end, sentence.heading);
+            if heading && credits_heading(&text[start..end]) {
+                credits = true;
+            } else if heading && credits && !text[start..end].contains(char::is_lowercase) {
+                // Another capital heading ends the section.
+                credits = false;
+            } else if heading && credits {
+                heading = false;
+            }
             let shown = match sentence.header {
                 Some((hs, he)) => {
                     crate::text::sentences::display_row(&text[start..end], Some(&text[hs..he]))
@@ -79,7 +119,8 @@ pub fn block_sentences(block: usize, chunk: &StoredChunk, segments: &[Segment]) 
             // A fragment this short ("The observing ladder.", "Third, the public nights.")
             // names a topic; it does not answer anything.
             let fragment = shown.split_whitespace().count() < ANSWER_WORDS
-                && !shown.chars().any(|c| c.is_ascii_digit());
+                && !shown.chars().any(|c| c.is_ascii_digit())
+                && !(credits && !heading);
             Some(Sentence {
                 block,
                 source: chunk.source.id.clone(),
@@ -88,6 +129,7 @@ pub fn block_sentences(block: usize, chunk: &StoredChunk, segments: &[Segment]) 
                 heading: heading || fragment,
                 range: (start, end),
                 group: sentence.group,
+                credits: credits && !heading,
             })
         })
         .collect()
@@ -267,6 +309,32 @@ mod tests {
                 })
                 .collect(),
         }
+    }
+
+    #[test]
+    fn names_under_an_author_heading_answer() {
+        let text = "AUTHOR\n       Yann Collet\n\nCOPYRIGHT\n       Meta Platforms";
+        let c = chunk(
+            text,
+            Anchor::Span {
+                page: None,
+                char_start: 0,
+                char_end: text.chars().count() as u64,
+            },
+        );
+        let got: Vec<(String, bool, bool)> = block_sentences(1, &c, &[])
+            .into_iter()
+            .map(|s| (s.text, s.heading, s.credits))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("AUTHOR".into(), true, false),
+                ("Yann Collet".into(), false, true),
+                ("COPYRIGHT".into(), true, false),
+                ("Meta Platforms".into(), true, false),
+            ]
+        );
     }
 
     #[test]

@@ -910,7 +910,13 @@ impl Engine {
                 } else {
                     0.0
                 };
-                score + settings.rank_weight / s.block as f64 + typed + default + named
+                // "Who wrote it?": the people a credits section names.
+                let credited = if answer_type == types::AnswerType::Person && s.credits {
+                    settings.type_weight
+                } else {
+                    0.0
+                };
+                score + settings.rank_weight / s.block as f64 + typed + default + named + credited
             })
             .collect();
         for (s, score) in evidence.iter().zip(&ranking) {

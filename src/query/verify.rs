@@ -197,6 +197,7 @@ mod tests {
             heading: false,
             range: (0, text.len()),
             group: 0,
+            credits: false,
         }
     }
 
