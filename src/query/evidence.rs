@@ -120,7 +120,7 @@ pub fn block_sentences(block: usize, chunk: &StoredChunk, segments: &[Segment]) 
             // names a topic; it does not answer anything.
             let fragment = shown.split_whitespace().count() < ANSWER_WORDS
                 && !shown.chars().any(|c| c.is_ascii_digit())
-                && !(credits && !heading);
+                && (heading || !credits);
             Some(Sentence {
                 block,
                 source: chunk.source.id.clone(),

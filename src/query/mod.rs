@@ -932,21 +932,16 @@ impl Engine {
         if let Some(why) = &unanswerable {
             tracing::debug!("not answered: {why}");
         }
+        let asked = answer::Asked {
+            answer_type,
+            fits: &fits,
+            wants_default,
+            defaults: &defaults,
+        };
         let chosen = if relevance < settings.min_relevance || unanswerable.is_some() {
             Vec::new()
         } else {
-            answer::choose(
-                &ranking,
-                &scores.own,
-                answer::Asked {
-                    answer_type,
-                    fits: &fits,
-                    wants_default,
-                    defaults: &defaults,
-                },
-                &evidence,
-                settings,
-            )
+            answer::choose(&ranking, &scores.own, asked, &evidence, settings)
         };
         // An answer to a question that asks for a number, a size, a duration, a date or a
         // version must state one: the sentences that speak of the thing without it (a
@@ -967,18 +962,9 @@ impl Engine {
                 .filter(|&i| !evidence[i].heading && fits[i] >= 0.5)
                 .max_by(|&a, &b| typed[a].total_cmp(&typed[b]));
             match best_typed {
-                Some(i) if typed[i] >= top - settings.type_margin => answer::choose(
-                    &typed,
-                    &scores.own,
-                    answer::Asked {
-                        answer_type,
-                        fits: &fits,
-                        wants_default,
-                        defaults: &defaults,
-                    },
-                    &evidence,
-                    settings,
-                ),
+                Some(i) if typed[i] >= top - settings.type_margin => {
+                    answer::choose(&typed, &scores.own, asked, &evidence, settings)
+                }
                 _ => {
                     tracing::debug!(
                         "not answered: no sentence close to the best holds a {}",
