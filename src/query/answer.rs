@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use super::evidence::Sentence;
-use super::types::AnswerType;
+use super::types::{AnswerType, GOOD_FIT};
 use crate::catalog::Anchor;
 use crate::pipeline::AnswerSection;
 
@@ -122,9 +122,6 @@ pub struct Asked<'a> {
     pub wants_default: bool,
     pub defaults: &'a [bool],
 }
-
-/// A span fits well enough to carry the answer.
-const GOOD_FIT: f64 = 0.5;
 
 /// Sentences after the best one that the continuation looks at (in its group).
 const CONTINUATION_REACH: usize = 8;

@@ -857,30 +857,22 @@ impl Engine {
             .iter()
             .map(|s| types::states_default(&s.text))
             .collect();
+        // An entry's term speaks for its sentences when an option is asked: a sentence of the
+        // `-A, --fstab` entry answers "which switch …" though it names no option itself (the
+        // span then counts as at the sentence's start).
         let fitted: Vec<Option<(f64, usize)>> = evidence
             .iter()
-            .map(|s| types::best_fit(answer_type, &types::spans(&s.text)))
-            .collect();
-        // An entry's term speaks for its sentences when an option is asked: a sentence of the
-        // `-A, --fstab` entry answers "which switch …" though it names no option itself.
-        let term_fits: Vec<f64> = evidence
-            .iter()
-            .map(|s| match answer_type {
-                types::AnswerType::Option => entry_term(&chunks[s.block - 1].context)
-                    .and_then(|term| {
-                        types::best_fit(answer_type, &types::spans(&format!("x {term}")))
-                    })
-                    .map_or(0.0, |f| f.0),
-                _ => 0.0,
-            })
-            .collect();
-        let fitted: Vec<Option<(f64, usize)>> = fitted
-            .into_iter()
-            .zip(&term_fits)
-            .map(|(fit, &term)| match fit {
-                Some((f, at)) if f >= term => Some((f, at)),
-                _ if term > 0.0 => Some((term, 0)),
-                other => other,
+            .map(|s| {
+                let own = types::best_fit(answer_type, &types::spans(&s.text));
+                let term = (answer_type == types::AnswerType::Option)
+                    .then(|| entry_term(&chunks[s.block - 1].context))
+                    .flatten()
+                    .and_then(|term| types::best_fit(answer_type, &types::term_spans(term)));
+                match (own, term) {
+                    (Some(own), Some(term)) if term.0 > own.0 => Some((term.0, 0)),
+                    (None, Some(term)) => Some((term.0, 0)),
+                    (own, _) => own,
+                }
             })
             .collect();
         let fits: Vec<f64> = fitted.iter().map(|f| f.map_or(0.0, |f| f.0)).collect();
@@ -943,23 +935,23 @@ impl Engine {
         } else {
             answer::choose(&ranking, &scores.own, asked, &evidence, settings)
         };
-        // An answer to a question that asks for a number, a size, a duration, a date or a
-        // version must state one: the sentences that speak of the thing without it (a
-        // setting's description with no value given) do not answer.
-        // When the best sentences lack it, the best sentence that has it answers if it scores
-        // within `type_margin` of them; else the sources do not answer.
+        // An answer to a question that asks for a number, a size, a duration, a date, a
+        // version or a person must state one: sentences that speak of the thing without it (a
+        // setting's description with no value given) do not answer. When the chosen ones lack
+        // it, the best sentence that has it answers if it scores within `type_margin` of
+        // them; else the sources do not answer.
         let chosen = if answer_type.strict()
             && !chosen.is_empty()
-            && !chosen.iter().any(|&i| fits[i] >= 0.5)
+            && !chosen.iter().any(|&i| fits[i] >= types::GOOD_FIT)
         {
             let top = chosen.iter().map(|&i| ranking[i]).fold(f64::MIN, f64::max);
             let typed: Vec<f64> = ranking
                 .iter()
                 .zip(&fits)
-                .map(|(r, f)| if *f >= 0.5 { *r } else { f64::MIN })
+                .map(|(r, f)| if *f >= types::GOOD_FIT { *r } else { f64::MIN })
                 .collect();
             let best_typed = (0..evidence.len())
-                .filter(|&i| !evidence[i].heading && fits[i] >= 0.5)
+                .filter(|&i| !evidence[i].heading && fits[i] >= types::GOOD_FIT)
                 .max_by(|&a, &b| typed[a].total_cmp(&typed[b]));
             match best_typed {
                 Some(i) if typed[i] >= top - settings.type_margin => {
@@ -976,27 +968,6 @@ impl Engine {
         } else {
             chosen
         };
-        if tracing::enabled!(tracing::Level::DEBUG) && !chosen.is_empty() {
-            let stem = types::stem;
-            let blocks: std::collections::BTreeSet<usize> =
-                chosen.iter().map(|&i| evidence[i].block).collect();
-            let words: std::collections::HashSet<String> = blocks
-                .iter()
-                .flat_map(|&b| {
-                    let c = &chunks[b - 1];
-                    types::key_words(&c.text)
-                        .into_iter()
-                        .chain(types::key_words(&c.context))
-                })
-                .map(|w| stem(&w))
-                .collect();
-            let covered = keys.iter().filter(|k| words.contains(&stem(k))).count();
-            tracing::debug!(
-                covered,
-                keys = keys.len(),
-                "coverage of the question's key words"
-            );
-        }
         let extracted = |notices: Vec<String>, generated: Option<Generated>| {
             let answer = if chosen.is_empty() {
                 not_answered(&blocks)
@@ -1453,7 +1424,7 @@ fn entry_term(context: &str) -> Option<&str> {
     let last = parts.last()?.trim();
     let shouted = !last.chars().any(char::is_lowercase);
     let option_like = last.starts_with('-')
-        || types::spans(&format!("x {last}"))
+        || types::term_spans(last)
             .iter()
             .any(|s| matches!(s.kind, types::SpanKind::Option | types::SpanKind::Path));
     let single = !last.contains(char::is_whitespace) && !shouted;
@@ -1464,26 +1435,24 @@ fn entry_term(context: &str) -> Option<&str> {
 /// an option or key, or how to do something (in a manual the answer is an option), and the
 /// sentence names none; or it asks for a type that the term holds and the sentence lacks.
 fn term_answers(answer_type: types::AnswerType, term: &str, sentence: &str, fit: f64) -> bool {
-    let named = |text: &str| {
-        types::spans(text)
-            .iter()
-            .any(|s| s.kind == types::SpanKind::Option)
-    };
+    let options = |spans: Vec<types::Span>| spans.iter().any(|s| s.kind == types::SpanKind::Option);
+    let named = |sentence: &str| options(types::spans(sentence));
+    let named_term = |term: &str| options(types::term_spans(term));
     match answer_type {
         types::AnswerType::Option => !named(sentence),
         types::AnswerType::Procedure | types::AnswerType::Other => {
-            !named(sentence) && (term.starts_with('-') || named(&format!("x {term}")))
+            !named(sentence) && (term.starts_with('-') || named_term(term))
         }
-        t if t.typed() && fit < 0.5 => {
-            types::best_fit(t, &types::spans(&format!("x {term}"))).is_some_and(|f| f.0 >= 0.5)
+        t if t.typed() && fit < types::GOOD_FIT => {
+            types::best_fit(t, &types::term_spans(term)).is_some_and(|f| f.0 >= types::GOOD_FIT)
         }
         _ => false,
     }
 }
 
 /// Why the blocks cannot answer the question, if they cannot: it asks for a type of fact
-/// (a number, a size, a version, an option, …) that no block sentence holds, or none of its
-/// key words is in any block (text or context line).
+/// (a number, a size, a date, a version, a person) that no block sentence holds, or none of
+/// its key words is in any block (text or context line).
 fn why_unanswerable(
     answer_type: types::AnswerType,
     keys: &[String],
@@ -1495,7 +1464,7 @@ fn why_unanswerable(
         && !evidence
             .iter()
             .zip(fits)
-            .any(|(s, fit)| !s.heading && *fit >= 0.5)
+            .any(|(s, fit)| !s.heading && *fit >= types::GOOD_FIT)
     {
         return Some(format!("no passage holds a {}", answer_type.name()));
     }

@@ -974,8 +974,24 @@ fn is_path(word: &str) -> bool {
                 .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'))
 }
 
-/// The typed spans of `text`.
+/// A span fits well enough to carry an answer (a bare number where a size was asked does;
+/// one capitalised word where a person was asked does not).
+pub const GOOD_FIT: f64 = 0.5;
+
+/// The typed spans of a sentence.
 pub fn spans(text: &str) -> Vec<Span> {
+    spans_in(text, true)
+}
+
+/// The typed spans of an entry's term (`HUSHLOGIN_FILE (string)`, `Compression`): not a
+/// sentence, so its first word may be a name or key.
+pub fn term_spans(term: &str) -> Vec<Span> {
+    spans_in(term, false)
+}
+
+/// The typed spans of `text`; `sentence`: its first word starts a sentence (a capital there
+/// makes no name on its own).
+fn spans_in(text: &str, sentence: bool) -> Vec<Span> {
     let words = words(text);
     let mut out = Vec::new();
     let word = |i: usize| &text[words[i].0..words[i].1];
@@ -1070,7 +1086,7 @@ pub fn spans(text: &str) -> Vec<Span> {
             }
             if end_word > i {
                 push(&mut out, SpanKind::FullName, words[end_word].1);
-            } else if i > 0 {
+            } else if i > 0 || !sentence {
                 push(&mut out, SpanKind::Name, words[end_word].1);
             }
             i = end_word;
@@ -1342,8 +1358,11 @@ mod tests {
             got.contains(&(SpanKind::Email, "kzak@redhat.com")),
             "{got:?}"
         );
-        // A sentence's first word is no name on its own, and plain prose has no spans.
+        // A sentence's first word is no name on its own, and plain prose has no spans; a term
+        // is no sentence.
         assert!(kinds("Specify the size of the buffer used for transfers.").is_empty());
+        assert!(kinds("Compression").is_empty());
+        assert_eq!(term_spans("Compression")[0].kind, SpanKind::Name);
     }
 
     #[test]
